@@ -1,0 +1,31 @@
+# AutonomyOps HA orchestrator. `make help` lists the targets.
+SHELL := /bin/bash
+GO ?= go
+VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
+LDFLAGS := -s -w -X github.com/autonomyops/orchestrator/node.Version=$(VERSION)
+BIN := bin
+
+.PHONY: help build run test test-unit lint bench package image test-integration clean
+
+help:
+	@echo "make build             build bin/autonomy-orchestrator and bin/autonomyctl"
+	@echo "make run               run a local cluster in the foreground (Ctrl-C stops it)"
+	@echo "make test              lint + unit, in-process cluster and multi-process tests"
+	@echo "make bench             benchmarks against the disk and etcd"
+	@echo "make package           build dist/*.deb and dist/*.rpm"
+
+build:
+	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN)/autonomy-orchestrator ./node/cmd/autonomy-orchestrator
+	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN)/autonomyctl ./ctl/cmd/autonomyctl
+
+lint:
+	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
+	$(GO) vet ./...
+	$(GO) vet -tags failpoints ./walrepl/...
+
+test: lint build
+	$(GO) test -race -count=1 -timeout 10m ./walrepl/...
+	$(GO) test -count=1 -timeout 15m $$($(GO) list ./... | grep -v -e /walrepl -e /test/integration -e /test/bench)
+
+clean:
+	rm -rf $(BIN) dist bench-results.json

@@ -1,0 +1,218 @@
+package walrepl
+
+import (
+	"encoding/binary"
+	"encoding/json"
+	"errors"
+	"io"
+)
+
+// indexStride is the distance in frames between two entries of the sparse
+// offset index. Memory is 8 bytes per stride frames; a lookup reads at most
+// stride-1 frame headers.
+const indexStride = 64
+
+// epochStart records where an epoch's frames begin: the WAL's epoch history,
+// derived from the frames themselves.
+type epochStart struct {
+	Epoch    uint64
+	FirstSeq uint64
+}
+
+// scanResult is what a full read of telemetry.wal establishes.
+type scanResult struct {
+	header    fileHeader
+	firstSeq  uint64 // 0 when the WAL holds no frame
+	lastSeq   uint64
+	lastEpoch uint64
+	frames    int
+	endOffset int64 // offset just past the last whole frame
+	fileSize  int64
+	tornAt    int64 // start of a repairable torn tail, or -1
+	epochs    []epochStart
+	index     []int64 // index[k] is the offset of frame firstSeq+k*indexStride
+}
+
+func (s *scanResult) tornBytes() int64 {
+	if s.tornAt < 0 {
+		return 0
+	}
+	return s.fileSize - s.tornAt
+}
+
+// chunkReader serves frame-sized byte windows from an io.ReaderAt.
+type chunkReader struct {
+	r    io.ReaderAt
+	size int64
+	buf  []byte
+	off  int64 // file offset of buf[0]
+}
+
+// window returns up to n bytes at file offset off (fewer only at EOF).
+func (c *chunkReader) window(off int64, n int) ([]byte, error) {
+	if off >= c.off && off+int64(n) <= c.off+int64(len(c.buf)) {
+		return c.buf[off-c.off : off-c.off+int64(n)], nil
+	}
+	want := max(n, 4<<20)
+	if rem := c.size - off; int64(want) > rem {
+		want = int(rem)
+	}
+	if cap(c.buf) < want {
+		c.buf = make([]byte, want)
+	}
+	c.buf = c.buf[:want]
+	m, err := c.r.ReadAt(c.buf, off)
+	if err != nil && !errors.Is(err, io.EOF) {
+		return nil, err
+	}
+	c.buf = c.buf[:m]
+	c.off = off
+	if n > m {
+		n = m
+	}
+	return c.buf[:n], nil
+}
+
+// scanWAL reads the whole WAL and checks every invariant of DESIGN §4
+// against safeSeq and base. It returns a *RecoveryError for a violation,
+// another error for an I/O failure. A torn tail above safe_seq is not an
+// error: it is reported in tornAt for the caller to repair (or report).
+//
+// visit, when not nil, is called with every whole frame that passed its
+// checks, in order; its Payload aliases a buffer valid only during the call.
+func scanWAL(dir string, r io.ReaderAt, size int64, safeSeq, base uint64, maxPayload int, visit func(*Frame, int64) error) (*scanResult, error) {
+	res := &scanResult{fileSize: size, tornAt: -1, endOffset: FileHeaderSize}
+	hb := make([]byte, FileHeaderSize)
+	n, err := r.ReadAt(hb, 0)
+	if err != nil && !errors.Is(err, io.EOF) {
+		return nil, err
+	}
+	h, herr := decodeFileHeader(hb[:n])
+	if herr != nil {
+		return nil, recErr(CauseBadHeader, dir, 0, 0, "%s header is damaged: %v", WALFile, herr)
+	}
+	res.header = h
+
+	cr := &chunkReader{r: r, size: size}
+	off := int64(FileHeaderSize)
+	for off < size {
+		expected := base
+		if res.lastSeq != 0 {
+			expected = res.lastSeq + 1
+		}
+		hdr, err := cr.window(off, FrameHeaderSize)
+		if err != nil {
+			return nil, err
+		}
+		flen, lerr := frameLen(hdr, maxPayload)
+		var b []byte
+		if lerr == nil {
+			if b, err = cr.window(off, flen); err != nil {
+				return nil, err
+			}
+		}
+		var f Frame
+		derr := lerr
+		if derr == nil {
+			f, _, derr = DecodeFrame(b, maxPayload)
+		}
+		if derr != nil {
+			// A frame we cannot read. At or below safe_seq it is committed
+			// data: fail hard. Above it, it is a torn tail only when nothing
+			// readable follows it; a whole frame after damage means the
+			// damage hit fsynced data that may have been acknowledged.
+			if expected <= safeSeq {
+				return nil, errCommittedCorrupt(dir, expected, off, errors.Is(derr, errShortFrame), size-off)
+			}
+			at, found, err := findFrameAfter(r, off+1, size, res.lastSeq, maxPayload)
+			if err != nil {
+				return nil, err
+			}
+			if found {
+				return nil, recErr(CauseFrameCorrupt, dir, expected, off,
+					"frame at offset %d (expected Seq=%d) is unreadable (%v) but a whole frame follows at offset %d: "+
+						"this is damage to written data, not a torn tail", off, expected, derr, at)
+			}
+			res.tornAt = off
+			return res, nil
+		}
+		if err := checkFrame(dir, res, &f, off, expected); err != nil {
+			return nil, err
+		}
+		if visit != nil {
+			if err := visit(&f, off); err != nil {
+				return nil, err
+			}
+		}
+		if res.frames%indexStride == 0 {
+			res.index = append(res.index, off)
+		}
+		if res.frames == 0 {
+			res.firstSeq = f.Seq
+		}
+		if len(res.epochs) == 0 || res.epochs[len(res.epochs)-1].Epoch != f.Epoch {
+			res.epochs = append(res.epochs, epochStart{Epoch: f.Epoch, FirstSeq: f.Seq})
+		}
+		res.frames++
+		res.lastSeq = f.Seq
+		res.lastEpoch = f.Epoch
+		off += int64(f.Size())
+		res.endOffset = off
+	}
+	return res, nil
+}
+
+// checkFrame applies the per-frame invariants to a whole, checksum-valid frame.
+func checkFrame(dir string, res *scanResult, f *Frame, off int64, expected uint64) error {
+	if res.lastSeq == 0 && f.Seq != expected {
+		return errBadFirstSeq(dir, f.Seq, expected)
+	}
+	if res.lastSeq != 0 && f.Seq != expected {
+		return errSeqGap(dir, off, f.Seq, res.lastSeq)
+	}
+	if f.Epoch < res.lastEpoch {
+		return recErr(CauseEpochRegression, dir, f.Seq, off,
+			"frame at Seq=%d has epoch %d, below the previous frame's epoch %d", f.Seq, f.Epoch, res.lastEpoch)
+	}
+	if !f.Type.valid() {
+		return recErr(CauseBadFrameType, dir, f.Seq, off, "frame at Seq=%d has unknown type %d", f.Seq, uint16(f.Type))
+	}
+	if !json.Valid(f.Payload) {
+		return errInvalidJSON(dir, f.Seq, off)
+	}
+	return nil
+}
+
+// findFrameAfter looks for a whole, checksum-valid frame starting anywhere in
+// [from, size) whose Seq could follow lastSeq. Only positions whose Seq field
+// is plausible are checksummed, which keeps the search linear.
+func findFrameAfter(r io.ReaderAt, from, size int64, lastSeq uint64, maxPayload int) (int64, bool, error) {
+	maxSeq := lastSeq + uint64((size-from)/FrameHeaderSize) + 1
+	cr := &chunkReader{r: r, size: size}
+	fr := &chunkReader{r: r, size: size}
+	for off := from; off+FrameHeaderSize <= size; off++ {
+		h, err := cr.window(off, FrameHeaderSize)
+		if err != nil {
+			return 0, false, err
+		}
+		if len(h) < FrameHeaderSize {
+			break
+		}
+		seq := binary.LittleEndian.Uint64(h[8:])
+		if seq <= lastSeq || seq > maxSeq {
+			continue
+		}
+		flen, err := frameLen(h, maxPayload)
+		if err != nil || off+int64(flen) > size {
+			continue
+		}
+		b, err := fr.window(off, flen)
+		if err != nil {
+			return 0, false, err
+		}
+		if _, _, err := DecodeFrame(b, maxPayload); err == nil {
+			return off, true, nil
+		}
+	}
+	return 0, false, nil
+}

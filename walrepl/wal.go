@@ -1,0 +1,687 @@
+package walrepl
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"sort"
+	"sync"
+	"time"
+
+	"github.com/sirupsen/logrus"
+)
+
+// Options configure Open.
+type Options struct {
+	// Dir is the telemetry directory (<data-dir>/telemetry).
+	Dir string
+	// Initialized is true when the node was initialised before (node.json
+	// exists): a missing WAL is then a steady-state violation, not a first start.
+	Initialized bool
+	// LegacyUpgrade accepts a WAL without telemetry.safe_seq, treating every
+	// frame as committed (AUTONOMYOPS_WAL_LEGACY_UPGRADE=1).
+	LegacyUpgrade bool
+	// OperatorReset accepts starting with an empty WAL when telemetry.wal is
+	// absent (AUTONOMYOPS_WAL_OPERATOR_RESET=1). It never deletes anything.
+	OperatorReset bool
+	// MaxPayload bounds one frame's payload, in bytes.
+	MaxPayload int
+	// SafeSeqPersistInterval is how often a grown safe_seq is written to
+	// telemetry.safe_seq. The file is a lower bound, so lazy is safe; each
+	// write costs two fsyncs on the WAL's disk.
+	SafeSeqPersistInterval time.Duration
+	// Logger receives structured events. Defaults to logrus' standard logger.
+	Logger logrus.FieldLogger
+	// OnFsync, if set, is called with the duration of every WAL fdatasync.
+	OnFsync func(time.Duration)
+}
+
+// DefaultOptions returns the options a node uses for the WAL in dir.
+func DefaultOptions(dir string) Options {
+	return Options{
+		Dir:                    dir,
+		MaxPayload:             DefaultMaxPayload,
+		SafeSeqPersistInterval: 100 * time.Millisecond,
+		Logger:                 logrus.StandardLogger(),
+	}
+}
+
+// Validate reports the first option that is out of range.
+func (o *Options) Validate() error {
+	switch {
+	case o.Dir == "":
+		return errors.New("walrepl: Options.Dir is empty")
+	case o.MaxPayload <= 0 || o.MaxPayload > 1<<30:
+		return fmt.Errorf("walrepl: Options.MaxPayload=%d must be in (0, 1GiB]", o.MaxPayload)
+	case o.SafeSeqPersistInterval <= 0:
+		return fmt.Errorf("walrepl: Options.SafeSeqPersistInterval=%s must be positive", o.SafeSeqPersistInterval)
+	}
+	return nil
+}
+
+// FsyncStats summarises the WAL's fdatasync latency since Open.
+type FsyncStats struct {
+	Count int64         `json:"count"`
+	Last  time.Duration `json:"last_ns"`
+	Max   time.Duration `json:"max_ns"`
+	Total time.Duration `json:"total_ns"`
+}
+
+// Status is a snapshot of the WAL's positions.
+type Status struct {
+	Dir              string     `json:"dir"`
+	WALID            string     `json:"wal_id"`
+	Base             uint64     `json:"base"`
+	FirstSeq         uint64     `json:"first_seq"`
+	LastSeq          uint64     `json:"last_seq"` // last frame written or queued
+	LastEpoch        uint64     `json:"last_epoch"`
+	DurableSeq       uint64     `json:"fsynced_seq"`
+	SafeSeq          uint64     `json:"safe_seq"`
+	PersistedSafeSeq uint64     `json:"persisted_safe_seq"`
+	Bytes            int64      `json:"bytes"`
+	Failed           string     `json:"failed,omitempty"`
+	Fsync            FsyncStats `json:"fsync"`
+}
+
+// WAL is an open, append-only, fsynced telemetry log. All methods are safe for
+// concurrent use. Appends share fdatasyncs: a single flusher goroutine writes
+// everything queued since its last round and syncs once (group commit).
+//
+// Invariants, kept under mu:
+//   - base ≤ firstSeq; frames are contiguous from firstSeq to lastSeq;
+//   - durableSeq ≤ writtenSeq ≤ lastSeq;
+//   - persistedSafe ≤ min(safeSeq, durableSeq) at the time it was written;
+//     safeSeq never decreases.
+type WAL struct {
+	dir  string
+	opts Options
+	log  logrus.FieldLogger
+	f    *os.File
+	id   [16]byte
+	base uint64
+
+	// fileMu: readers hold it shared; Truncate holds it exclusively so no
+	// read sees a file shorter than the offsets it computed.
+	fileMu sync.RWMutex
+	// flushMu serialises the file's writers: the flusher and Truncate.
+	flushMu sync.Mutex
+
+	mu            sync.Mutex
+	closed        bool
+	failed        error
+	firstSeq      uint64
+	lastSeq       uint64
+	lastEpoch     uint64
+	end           int64 // offset after the last queued frame
+	pending       []byte
+	pendingFrom   int64 // file offset of pending[0]
+	writtenSeq    uint64
+	writtenEnd    int64
+	durableSeq    uint64
+	safeSeq       uint64
+	persistedSafe uint64
+	frames        uint64
+	index         []int64
+	epochs        []epochStart
+	changed       chan struct{} // closed and replaced whenever a position moves
+	fsync         FsyncStats
+
+	kick chan struct{}
+	stop chan struct{}
+	wg   sync.WaitGroup
+	once sync.Once
+}
+
+// Open recovers the WAL in opts.Dir (DESIGN §4) and returns it ready for
+// appends, with the recovery report. A *RecoveryError means the node must not
+// start: the caller logs WAL_RECOVERY_FAIL_HARD and exits with ExitFailHard.
+func Open(opts Options) (*WAL, *Report, error) {
+	if opts.Logger == nil {
+		opts.Logger = logrus.StandardLogger()
+	}
+	if err := opts.Validate(); err != nil {
+		return nil, nil, err
+	}
+	f, rep, err := recoverDir(&opts)
+	if err != nil {
+		return nil, nil, err
+	}
+	res := rep.scan
+	w := &WAL{
+		dir:           opts.Dir,
+		opts:          opts,
+		log:           opts.Logger,
+		f:             f,
+		id:            res.header.ID,
+		base:          rep.Base,
+		firstSeq:      res.firstSeq,
+		lastSeq:       res.lastSeq,
+		lastEpoch:     res.lastEpoch,
+		end:           res.endOffset,
+		pendingFrom:   res.endOffset,
+		writtenSeq:    res.lastSeq,
+		writtenEnd:    res.endOffset,
+		durableSeq:    res.lastSeq,
+		safeSeq:       rep.SafeSeq,
+		persistedSafe: rep.SafeSeq,
+		frames:        uint64(res.frames),
+		index:         res.index,
+		epochs:        res.epochs,
+		changed:       make(chan struct{}),
+		kick:          make(chan struct{}, 1),
+		stop:          make(chan struct{}),
+	}
+	if w.firstSeq == 0 {
+		w.firstSeq = w.base
+	}
+	w.wg.Add(2)
+	go w.flushLoop()
+	go w.persistLoop()
+	return w, rep, nil
+}
+
+// Dir returns the telemetry directory.
+func (w *WAL) Dir() string { return w.dir }
+
+// ID returns the random id written when this WAL was created. A reset or a
+// new disk gives a new id.
+func (w *WAL) ID() [16]byte { return w.id }
+
+// Append queues payloads as frames of the given type in epoch, with Seqs
+// following the last frame, and returns their Seq range. The frames are not
+// durable until WaitDurable(ctx, last) returns nil. Payloads must be JSON.
+func (w *WAL) Append(epoch uint64, typ FrameType, ts int64, payloads [][]byte) (first, last uint64, err error) {
+	for _, p := range payloads {
+		if len(p) > w.opts.MaxPayload {
+			return 0, 0, fmt.Errorf("%w: %d bytes (bound %d)", ErrTooLarge, len(p), w.opts.MaxPayload)
+		}
+		if !json.Valid(p) {
+			return 0, 0, ErrInvalidPayload
+		}
+	}
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if err := w.usableLocked(); err != nil {
+		return 0, 0, err
+	}
+	if epoch < w.lastEpoch {
+		return 0, 0, fmt.Errorf("walrepl: append in epoch %d below the log's epoch %d", epoch, w.lastEpoch)
+	}
+	first = w.lastSeq + 1
+	for _, p := range payloads {
+		w.queueLocked(&Frame{Seq: w.lastSeq + 1, Epoch: epoch, Time: ts, Type: typ, Payload: p})
+	}
+	w.kickFlusher()
+	return first, w.lastSeq, nil
+}
+
+// AppendFrames queues replicated frames, which must continue the log exactly
+// (the first Seq is lastSeq+1, epochs do not go down). Followers use it.
+func (w *WAL) AppendFrames(frames []Frame) error {
+	for i := range frames {
+		f := &frames[i]
+		if len(f.Payload) > w.opts.MaxPayload {
+			return fmt.Errorf("%w: frame Seq=%d has %d bytes", ErrTooLarge, f.Seq, len(f.Payload))
+		}
+		if !f.Type.valid() || !json.Valid(f.Payload) {
+			return fmt.Errorf("%w: frame Seq=%d", ErrInvalidPayload, f.Seq)
+		}
+	}
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if err := w.usableLocked(); err != nil {
+		return err
+	}
+	seq, epoch := w.lastSeq, w.lastEpoch
+	for i := range frames {
+		if frames[i].Seq != seq+1 || frames[i].Epoch < epoch {
+			return fmt.Errorf("%w: frame Seq=%d epoch %d after Seq=%d epoch %d", ErrNotContiguous, frames[i].Seq, frames[i].Epoch, seq, epoch)
+		}
+		seq, epoch = frames[i].Seq, frames[i].Epoch
+	}
+	for i := range frames {
+		w.queueLocked(&frames[i])
+	}
+	w.kickFlusher()
+	return nil
+}
+
+func (w *WAL) usableLocked() error {
+	if w.closed {
+		return ErrClosed
+	}
+	return w.failed
+}
+
+func (w *WAL) queueLocked(f *Frame) {
+	if w.frames%indexStride == 0 {
+		w.index = append(w.index, w.end)
+	}
+	if w.frames == 0 {
+		w.firstSeq = f.Seq
+	}
+	if len(w.epochs) == 0 || w.epochs[len(w.epochs)-1].Epoch != f.Epoch {
+		w.epochs = append(w.epochs, epochStart{Epoch: f.Epoch, FirstSeq: f.Seq})
+	}
+	w.pending = AppendEncoded(w.pending, f)
+	w.end += int64(f.Size())
+	w.frames++
+	w.lastSeq, w.lastEpoch = f.Seq, f.Epoch
+}
+
+func (w *WAL) kickFlusher() {
+	select {
+	case w.kick <- struct{}{}:
+	default:
+	}
+}
+
+// notifyLocked wakes everyone waiting for a position to move.
+func (w *WAL) notifyLocked() {
+	close(w.changed)
+	w.changed = make(chan struct{})
+}
+
+// flushLoop is the group commit: it owns the file's write offset.
+func (w *WAL) flushLoop() {
+	defer w.wg.Done()
+	var spare []byte
+	for {
+		select {
+		case <-w.kick:
+		case <-w.stop:
+			w.flushOnce(&spare)
+			return
+		}
+		w.flushOnce(&spare)
+	}
+}
+
+// flushOnce writes and fsyncs everything queued. Any error fails the WAL for
+// good: the same fsync is never retried (after a failed fsync the kernel may
+// have dropped the dirty pages, so a retry that succeeds proves nothing).
+func (w *WAL) flushOnce(spare *[]byte) {
+	w.flushMu.Lock()
+	defer w.flushMu.Unlock()
+	w.mu.Lock()
+	if len(w.pending) == 0 || w.failed != nil {
+		w.mu.Unlock()
+		return
+	}
+	buf, off, last, end := w.pending, w.pendingFrom, w.lastSeq, w.end
+	w.pending, w.pendingFrom = (*spare)[:0], end
+	w.mu.Unlock()
+
+	err := failpoint("wal-before-write")
+	if err == nil {
+		_, err = w.f.WriteAt(buf, off)
+	}
+	if err == nil {
+		w.mu.Lock()
+		w.writtenSeq, w.writtenEnd = last, end
+		w.notifyLocked()
+		w.mu.Unlock()
+		if err = failpoint("wal-before-fsync"); err == nil {
+			start := time.Now()
+			err = fdatasync(w.f)
+			w.observeFsync(time.Since(start))
+		}
+	}
+	if err == nil {
+		err = failpoint("wal-after-fsync")
+	}
+	w.mu.Lock()
+	if err != nil {
+		w.failLocked(fmt.Errorf("%w: %v", ErrFailed, err))
+	} else {
+		w.durableSeq = last
+	}
+	w.notifyLocked()
+	w.mu.Unlock()
+	*spare = buf
+}
+
+func (w *WAL) observeFsync(d time.Duration) {
+	w.mu.Lock()
+	w.fsync.Count++
+	w.fsync.Last = d
+	w.fsync.Total += d
+	if d > w.fsync.Max {
+		w.fsync.Max = d
+	}
+	w.mu.Unlock()
+	if w.opts.OnFsync != nil {
+		w.opts.OnFsync(d)
+	}
+}
+
+func (w *WAL) failLocked(err error) {
+	if w.failed != nil {
+		return
+	}
+	w.failed = err
+	w.log.WithFields(logrus.Fields{"dir": w.dir, "error": err.Error()}).Error("WAL_FAILED")
+}
+
+// WaitDurable blocks until the frame at seq is fsynced, the WAL fails, or ctx
+// ends.
+func (w *WAL) WaitDurable(ctx context.Context, seq uint64) error {
+	for {
+		w.mu.Lock()
+		if w.failed != nil {
+			w.mu.Unlock()
+			return w.failed
+		}
+		if w.durableSeq >= seq {
+			w.mu.Unlock()
+			return nil
+		}
+		if w.closed {
+			w.mu.Unlock()
+			return ErrClosed
+		}
+		ch := w.changed
+		w.mu.Unlock()
+		select {
+		case <-ch:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+}
+
+// Changed returns a channel closed at the next change of any position.
+func (w *WAL) Changed() <-chan struct{} {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.changed
+}
+
+// SetSafeSeq raises the in-memory watermark. It never lowers it. The
+// persisted file follows lazily and never exceeds this node's fsynced Seq
+// (DESIGN §6 rule 5).
+func (w *WAL) SetSafeSeq(seq uint64) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if seq > w.safeSeq {
+		w.safeSeq = seq
+		w.notifyLocked()
+	}
+}
+
+// SafeSeq returns the in-memory watermark.
+func (w *WAL) SafeSeq() uint64 {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.safeSeq
+}
+
+// Positions returns lastSeq, lastEpoch, durableSeq and safeSeq atomically.
+func (w *WAL) Positions() (last, lastEpoch, durable, safe uint64) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.lastSeq, w.lastEpoch, w.durableSeq, w.safeSeq
+}
+
+// Err returns the error that failed the WAL, if any.
+func (w *WAL) Err() error {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.failed
+}
+
+// persistLoop writes safe_seq when it has grown.
+func (w *WAL) persistLoop() {
+	defer w.wg.Done()
+	t := time.NewTicker(w.opts.SafeSeqPersistInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-t.C:
+			w.persistSafeSeq()
+		case <-w.stop:
+			return
+		}
+	}
+}
+
+// persistSafeSeq writes min(safeSeq, durableSeq) if it is above what the file
+// holds. It is the only writer of telemetry.safe_seq while the WAL is open.
+func (w *WAL) persistSafeSeq() {
+	w.mu.Lock()
+	v := min(w.safeSeq, w.durableSeq)
+	if v <= w.persistedSafe || w.failed != nil {
+		w.mu.Unlock()
+		return
+	}
+	w.mu.Unlock()
+	err := failpoint("safeseq-before-persist")
+	if err == nil {
+		err = writeSafeSeq(w.dir, v)
+	}
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if err != nil {
+		w.failLocked(fmt.Errorf("%w: persisting %s: %v", ErrFailed, SafeSeqFile, err))
+		w.notifyLocked()
+		return
+	}
+	if v > w.persistedSafe {
+		w.persistedSafe = v
+	}
+}
+
+// EpochAt returns the epoch of the frame at seq, if the WAL holds it.
+func (w *WAL) EpochAt(seq uint64) (uint64, bool) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.epochAtLocked(seq)
+}
+
+func (w *WAL) epochAtLocked(seq uint64) (uint64, bool) {
+	if w.frames == 0 || seq < w.firstSeq || seq > w.lastSeq {
+		return 0, false
+	}
+	i := sort.Search(len(w.epochs), func(i int) bool { return w.epochs[i].FirstSeq > seq })
+	return w.epochs[i-1].Epoch, true
+}
+
+// TruncateAfter removes every frame above seq: a follower dropping the
+// divergent, uncommitted suffix of its log (DESIGN §6 rule 4). Removing a
+// frame at or below safe_seq is refused with ErrTruncateCommitted, and the
+// WAL is failed: it means the protocol was broken.
+func (w *WAL) TruncateAfter(seq uint64) error {
+	w.flushMu.Lock()
+	defer w.flushMu.Unlock()
+	w.fileMu.Lock()
+	defer w.fileMu.Unlock()
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if err := w.usableLocked(); err != nil {
+		return err
+	}
+	if seq >= w.lastSeq {
+		return nil
+	}
+	if seq < w.safeSeq {
+		err := fmt.Errorf("%w: asked to keep Seq≤%d but safe_seq=%d", ErrTruncateCommitted, seq, w.safeSeq)
+		w.failLocked(err)
+		w.notifyLocked()
+		return err
+	}
+	// Write out what is queued first so that file and memory agree.
+	if len(w.pending) > 0 {
+		if _, err := w.f.WriteAt(w.pending, w.pendingFrom); err != nil {
+			w.failLocked(fmt.Errorf("%w: %v", ErrFailed, err))
+			w.notifyLocked()
+			return w.failed
+		}
+		w.pending, w.pendingFrom = w.pending[:0], w.end
+	}
+	off, err := w.offsetLocked(seq + 1)
+	if err != nil {
+		return err
+	}
+	if err := w.f.Truncate(off); err == nil {
+		err = fdatasync(w.f)
+	} else {
+		w.failLocked(fmt.Errorf("%w: truncating: %v", ErrFailed, err))
+		w.notifyLocked()
+		return w.failed
+	}
+	removed := w.lastSeq - seq
+	w.frames -= removed
+	w.index = w.index[:(w.frames+indexStride-1)/indexStride]
+	w.lastSeq = seq
+	w.lastEpoch = 0
+	if e, ok := w.epochAtLocked(seq); ok {
+		w.lastEpoch = e
+	}
+	i := sort.Search(len(w.epochs), func(i int) bool { return w.epochs[i].FirstSeq > seq })
+	w.epochs = w.epochs[:i]
+	if w.frames == 0 {
+		w.firstSeq = w.base
+	}
+	w.end, w.pendingFrom, w.writtenEnd = off, off, off
+	w.writtenSeq, w.durableSeq = seq, seq
+	w.notifyLocked()
+	w.log.WithFields(logrus.Fields{"dir": w.dir, "kept_last_seq": seq, "frames_removed": removed}).
+		Warn("WAL_DIVERGENT_SUFFIX_TRUNCATED")
+	return nil
+}
+
+// offsetLocked finds the file offset of the frame at seq (or the end offset
+// for lastSeq+1) from the sparse index, reading at most indexStride-1 frame
+// headers. The frame must be written (not only queued).
+func (w *WAL) offsetLocked(seq uint64) (int64, error) {
+	if seq == w.lastSeq+1 {
+		return w.end, nil
+	}
+	if w.frames == 0 || seq < w.firstSeq || seq > w.lastSeq {
+		return 0, fmt.Errorf("%w: Seq=%d not in [%d,%d]", ErrOutOfRange, seq, w.firstSeq, w.lastSeq)
+	}
+	k := (seq - w.firstSeq) / indexStride
+	off := w.index[k]
+	var hdr [FrameHeaderSize]byte
+	for s := w.firstSeq + k*indexStride; s < seq; s++ {
+		if _, err := w.f.ReadAt(hdr[:], off); err != nil {
+			return 0, fmt.Errorf("walrepl: reading frame header at offset %d: %w", off, err)
+		}
+		n, err := frameLen(hdr[:], w.opts.MaxPayload)
+		if err != nil {
+			return 0, fmt.Errorf("walrepl: frame header at offset %d: %w", off, err)
+		}
+		off += int64(n)
+	}
+	return off, nil
+}
+
+// ReadFrames returns up to maxFrames frames starting at from, stopping before
+// maxBytes of encoding is exceeded (at least one frame is returned if any is
+// readable), and never past limit or past the last written frame. Callers
+// pass the safe_seq as limit when serving readers (DESIGN §6 rule 11).
+func (w *WAL) ReadFrames(from, limit uint64, maxFrames, maxBytes int) ([]Frame, error) {
+	w.fileMu.RLock()
+	defer w.fileMu.RUnlock()
+	w.mu.Lock()
+	if from < w.firstSeq {
+		w.mu.Unlock()
+		return nil, fmt.Errorf("%w: Seq=%d is below the first Seq %d", ErrOutOfRange, from, w.firstSeq)
+	}
+	last := min(limit, w.writtenSeq)
+	if from > last || maxFrames <= 0 {
+		w.mu.Unlock()
+		return nil, nil
+	}
+	off, err := w.offsetLocked(from)
+	end := w.writtenEnd
+	mp := w.opts.MaxPayload
+	w.mu.Unlock()
+	if err != nil {
+		return nil, err
+	}
+	want := min(int64(maxBytes), end-off)
+	want = max(want, FrameHeaderSize)
+	buf := make([]byte, want)
+	n, err := w.f.ReadAt(buf, off)
+	if err != nil && n < len(buf) {
+		return nil, fmt.Errorf("walrepl: reading frames at offset %d: %w", off, err)
+	}
+	var out []Frame
+	for seq := from; seq <= last && len(out) < maxFrames; seq++ {
+		f, size, err := DecodeFrame(buf, mp)
+		if errors.Is(err, errShortFrame) && len(out) == 0 {
+			// The first frame is larger than maxBytes: read it whole.
+			flen, lerr := frameLen(buf, mp)
+			if lerr != nil {
+				return nil, fmt.Errorf("walrepl: frame at offset %d: %w", off, lerr)
+			}
+			buf = make([]byte, flen)
+			if _, err := w.f.ReadAt(buf, off); err != nil {
+				return nil, fmt.Errorf("walrepl: reading frame at offset %d: %w", off, err)
+			}
+			f, size, err = DecodeFrame(buf, mp)
+		}
+		if errors.Is(err, errShortFrame) {
+			break
+		}
+		if err != nil {
+			return nil, fmt.Errorf("walrepl: frame Seq=%d at offset %d: %w", seq, off, err)
+		}
+		if f.Seq != seq {
+			return nil, fmt.Errorf("walrepl: frame at offset %d has Seq=%d, expected %d", off, f.Seq, seq)
+		}
+		out = append(out, f)
+		buf, off = buf[size:], off+int64(size)
+	}
+	return out, nil
+}
+
+// Status returns a snapshot of the WAL's positions and counters.
+func (w *WAL) Status() Status {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	s := Status{
+		Dir:              w.dir,
+		WALID:            IDString(w.id),
+		Base:             w.base,
+		LastSeq:          w.lastSeq,
+		LastEpoch:        w.lastEpoch,
+		DurableSeq:       w.durableSeq,
+		SafeSeq:          w.safeSeq,
+		PersistedSafeSeq: w.persistedSafe,
+		Bytes:            w.end,
+		Fsync:            w.fsync,
+	}
+	if w.frames > 0 {
+		s.FirstSeq = w.firstSeq
+	}
+	if w.failed != nil {
+		s.Failed = w.failed.Error()
+	}
+	return s
+}
+
+// Close flushes what is queued, persists safe_seq and closes the file. It is
+// idempotent; appends after Close fail with ErrClosed.
+func (w *WAL) Close() error {
+	var err error
+	w.once.Do(func() {
+		w.mu.Lock()
+		w.closed = true
+		w.mu.Unlock()
+		close(w.stop)
+		w.wg.Wait() // the flusher writes what was queued before it exits
+		w.persistSafeSeq()
+		w.mu.Lock()
+		w.notifyLocked()
+		err = w.failed
+		w.mu.Unlock()
+		if cerr := w.f.Close(); err == nil {
+			err = cerr
+		}
+	})
+	return err
+}
