@@ -685,3 +685,19 @@ func (w *WAL) Close() error {
 	})
 	return err
 }
+
+// Epochs returns a copy of the log's epoch history: where each epoch's frames
+// begin.
+func (w *WAL) Epochs() []EpochStart {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return append([]EpochStart(nil), w.epochs...)
+}
+
+// WrittenSeq returns the last Seq written to the file (readable, perhaps not
+// yet fsynced).
+func (w *WAL) WrittenSeq() uint64 {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.writtenSeq
+}

@@ -1,0 +1,282 @@
+package api
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/autonomyops/orchestrator/walrepl"
+	"github.com/gin-gonic/gin"
+)
+
+// ParseEvents splits an ingest body into compacted JSON objects: one object,
+// an array of objects, or newline-delimited objects (NDJSON).
+func ParseEvents(body []byte, maxEvents int) ([][]byte, error) {
+	body = bytes.TrimSpace(body)
+	if len(body) == 0 {
+		return nil, errors.New("the body is empty: send one JSON object, a JSON array of objects, or NDJSON")
+	}
+	dec := json.NewDecoder(bytes.NewReader(body))
+	var out [][]byte
+	add := func(raw json.RawMessage, where string) error {
+		raw = bytes.TrimSpace(raw)
+		if len(raw) == 0 || raw[0] != '{' {
+			return fmt.Errorf("%s is not a JSON object", where)
+		}
+		var buf bytes.Buffer
+		if err := json.Compact(&buf, raw); err != nil {
+			return fmt.Errorf("%s: %v", where, err)
+		}
+		out = append(out, buf.Bytes())
+		if len(out) > maxEvents {
+			return fmt.Errorf("more than %d events in one request; split the batch", maxEvents)
+		}
+		return nil
+	}
+	for i := 0; ; i++ {
+		var raw json.RawMessage
+		err := dec.Decode(&raw)
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			return nil, fmt.Errorf("invalid JSON at byte %d: %v", dec.InputOffset(), err)
+		}
+		if t := bytes.TrimSpace(raw); len(t) > 0 && t[0] == '[' {
+			if i != 0 || dec.More() {
+				return nil, errors.New("a JSON array must be the whole body")
+			}
+			var arr []json.RawMessage
+			if err := json.Unmarshal(t, &arr); err != nil {
+				return nil, fmt.Errorf("invalid JSON array: %v", err)
+			}
+			if len(arr) == 0 {
+				return nil, errors.New("the array is empty: nothing to ingest")
+			}
+			for j, el := range arr {
+				if err := add(el, fmt.Sprintf("array element %d", j)); err != nil {
+					return nil, err
+				}
+			}
+			break
+		}
+		if err := add(raw, fmt.Sprintf("event %d", i)); err != nil {
+			return nil, err
+		}
+	}
+	return out, nil
+}
+
+func (s *Server) ingest(c *gin.Context) {
+	body, err := io.ReadAll(http.MaxBytesReader(c.Writer, c.Request.Body, s.cfg.MaxBodyBytes))
+	if err != nil {
+		var mbe *http.MaxBytesError
+		if errors.As(err, &mbe) {
+			writeError(c, http.StatusRequestEntityTooLarge, "too_large",
+				fmt.Sprintf("the body exceeds %d bytes; send smaller batches (server flag --max-body-bytes)", s.cfg.MaxBodyBytes))
+			return
+		}
+		writeError(c, http.StatusBadRequest, "bad_body", "reading the body: "+err.Error())
+		return
+	}
+	events, err := ParseEvents(body, s.cfg.MaxEventsPerRequest)
+	if err != nil {
+		writeError(c, http.StatusBadRequest, "bad_json", err.Error()+"; nothing was written")
+		return
+	}
+	ctx, cancel := context.WithTimeout(c.Request.Context(), s.cfg.IngestTimeout)
+	defer cancel()
+	seqs, safe, err := s.b.Ingest(ctx, events)
+	if err != nil {
+		status, code, msg := errStatus(err)
+		if status == http.StatusServiceUnavailable {
+			c.Header("Retry-After", "1")
+		}
+		writeError(c, status, code, msg)
+		return
+	}
+	c.JSON(http.StatusOK, IngestResponse{Seqs: seqs, SafeSeq: safe})
+}
+
+// frameQuery is the filter shared by events and inspect.
+type frameQuery struct {
+	afterSeq uint64
+	limit    int
+	kind     string
+	agent    string
+	since    time.Time // zero: no bound
+}
+
+func parseFrameQuery(c *gin.Context, defLimit int) (frameQuery, error) {
+	q := frameQuery{limit: defLimit, kind: c.Query("kind"), agent: c.Query("agent")}
+	if v := c.Query("after_seq"); v != "" {
+		n, err := strconv.ParseUint(v, 10, 64)
+		if err != nil {
+			return q, fmt.Errorf("after_seq=%q is not a Seq (a non-negative integer)", v)
+		}
+		q.afterSeq = n
+	}
+	if v := c.Query("limit"); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil || n <= 0 || n > 10000 {
+			return q, fmt.Errorf("limit=%q must be an integer from 1 to 10000", v)
+		}
+		q.limit = n
+	}
+	if v := c.Query("since"); v != "" {
+		t, err := ParseSince(v, time.Now())
+		if err != nil {
+			return q, err
+		}
+		q.since = t
+	}
+	return q, nil
+}
+
+// ParseSince reads a duration ("1h", "90s") as "that long ago", or an RFC 3339 time.
+func ParseSince(v string, now time.Time) (time.Time, error) {
+	if d, err := time.ParseDuration(v); err == nil {
+		if d < 0 {
+			return time.Time{}, fmt.Errorf("since=%q must not be negative", v)
+		}
+		return now.Add(-d), nil
+	}
+	if t, err := time.Parse(time.RFC3339Nano, v); err == nil {
+		return t, nil
+	}
+	return time.Time{}, fmt.Errorf("since=%q is neither a duration (e.g. 1h, 30m) nor an RFC 3339 time", v)
+}
+
+// eventFields is the part of an event the filters read.
+type eventFields struct {
+	Kind  string `json:"kind"`
+	Agent string `json:"agent"`
+}
+
+func (q *frameQuery) match(f *walrepl.Frame) bool {
+	if !q.since.IsZero() && f.Time < q.since.UnixNano() {
+		return false
+	}
+	if q.kind == "" && q.agent == "" {
+		return true
+	}
+	if f.Type != walrepl.FrameEvent {
+		return false
+	}
+	var ef eventFields
+	if json.Unmarshal(f.Payload, &ef) != nil {
+		return false
+	}
+	return (q.kind == "" || ef.Kind == q.kind) && (q.agent == "" || ef.Agent == q.agent)
+}
+
+// scanCommitted calls fn for every committed frame after q.afterSeq that
+// matches q, in Seq order, until fn returns false. Only frames at or below
+// safe_seq are read (DESIGN §6 rule 11).
+func scanCommitted(w *walrepl.WAL, q *frameQuery, fn func(f *walrepl.Frame) bool) (uint64, error) {
+	safe := w.SafeSeq()
+	st := w.Status()
+	from := max(q.afterSeq+1, st.FirstSeq, 1)
+	for from <= safe {
+		frames, err := w.ReadFrames(from, safe, 4096, 4<<20)
+		if err != nil {
+			return safe, err
+		}
+		if len(frames) == 0 {
+			break
+		}
+		for i := range frames {
+			if q.match(&frames[i]) && !fn(&frames[i]) {
+				return safe, nil
+			}
+		}
+		from = frames[len(frames)-1].Seq + 1
+	}
+	return safe, nil
+}
+
+func (s *Server) events(c *gin.Context) {
+	q, err := parseFrameQuery(c, 100)
+	if err != nil {
+		writeError(c, http.StatusBadRequest, "bad_query", err.Error())
+		return
+	}
+	out := []Event{}
+	safe, err := scanCommitted(s.b.WAL(), &q, func(f *walrepl.Frame) bool {
+		if f.Type != walrepl.FrameEvent {
+			return true
+		}
+		out = append(out, Event{Seq: f.Seq, Epoch: f.Epoch, TS: time.Unix(0, f.Time).UTC(), Event: append(json.RawMessage(nil), f.Payload...)})
+		return len(out) < q.limit
+	})
+	if err != nil {
+		writeError(c, http.StatusInternalServerError, "wal_read", err.Error())
+		return
+	}
+	c.JSON(http.StatusOK, EventsResponse{Events: out, SafeSeq: safe})
+}
+
+func (s *Server) walStatus(c *gin.Context) {
+	c.JSON(http.StatusOK, WALStatusFrom(s.b.NodeName(), s.b.WAL().Status()))
+}
+
+// WALStatusFrom converts the WAL's status to the API shape.
+func WALStatusFrom(node string, st walrepl.Status) WALStatus {
+	ms := func(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
+	ws := WALStatus{
+		Node: node, Dir: st.Dir, WALID: st.WALID, Base: st.Base, FirstSeq: st.FirstSeq, LastSeq: st.LastSeq,
+		FsyncedSeq: st.DurableSeq, SafeSeq: st.SafeSeq, PersistedSafeSeq: st.PersistedSafeSeq, Bytes: st.Bytes,
+		FsyncCount: st.Fsync.Count, FsyncLastMs: ms(st.Fsync.Last), FsyncMaxMs: ms(st.Fsync.Max), Failed: st.Failed,
+	}
+	if st.Fsync.Count > 0 {
+		ws.FsyncAvgMs = ms(st.Fsync.Total / time.Duration(st.Fsync.Count))
+	}
+	return ws
+}
+
+// FrameFrom converts a WAL frame to the API shape.
+func FrameFrom(f *walrepl.Frame) Frame {
+	return Frame{Seq: f.Seq, Epoch: f.Epoch, TS: time.Unix(0, f.Time).UTC(), Type: f.Type.String(),
+		Event: append(json.RawMessage(nil), f.Payload...)}
+}
+
+// walInspect shows this node's committed frames matching the filters: the
+// newest `limit` of them, in Seq order.
+func (s *Server) walInspect(c *gin.Context) {
+	q, err := parseFrameQuery(c, 100)
+	if err != nil {
+		writeError(c, http.StatusBadRequest, "bad_query", err.Error())
+		return
+	}
+	ring := make([]Frame, q.limit)
+	n := 0
+	safe, err := scanCommitted(s.b.WAL(), &q, func(f *walrepl.Frame) bool {
+		ring[n%q.limit] = FrameFrom(f)
+		n++
+		return true
+	})
+	if err != nil {
+		writeError(c, http.StatusInternalServerError, "wal_read", err.Error())
+		return
+	}
+	out := make([]Frame, 0, min(n, q.limit))
+	for i := max(0, n-q.limit); i < n; i++ {
+		out = append(out, ring[i%q.limit])
+	}
+	c.JSON(http.StatusOK, InspectResponse{Node: s.b.NodeName(), Frames: out, SafeSeq: safe})
+}
+
+// NormalizeURL adds http:// when a URL has no scheme.
+func NormalizeURL(u string) string {
+	if !strings.Contains(u, "://") {
+		return "http://" + u
+	}
+	return u
+}

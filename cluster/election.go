@@ -1,0 +1,173 @@
+package cluster
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"time"
+
+	clientv3 "go.etcd.io/etcd/client/v3"
+	"go.etcd.io/etcd/client/v3/concurrency"
+)
+
+// NodeInfo is what a node publishes about itself: under the leader key while
+// it leads, and under members/<name> always.
+type NodeInfo struct {
+	Name       string `json:"name"`
+	APIURL     string `json:"api_url"`
+	ReplAddr   string `json:"repl_addr"`
+	GossipAddr string `json:"gossip_addr,omitempty"`
+}
+
+// LeaderInfo is the current leader as etcd records it.
+type LeaderInfo struct {
+	NodeInfo
+	Epoch uint64    `json:"epoch"`
+	Since time.Time `json:"since"` // when this node first observed it
+}
+
+func (m *Member) leaderPrefix() string { return m.Prefix() + "leader" }
+
+// Leadership is held while this node is the elected leader of one epoch.
+type Leadership struct {
+	Epoch uint64
+	sess  *concurrency.Session
+	el    *concurrency.Election
+}
+
+// Done closes when the leadership is lost: the session's lease expired or
+// could not be renewed, or Resign was called. The holder must stop acting as
+// leader at once.
+func (l *Leadership) Done() <-chan struct{} { return l.sess.Done() }
+
+// Resign gives leadership up and ends the session. Safe to call more than once.
+func (l *Leadership) Resign(ctx context.Context) {
+	l.el.Resign(ctx)
+	l.sess.Close()
+}
+
+// Campaign blocks until this node holds the leader key or ctx ends. The epoch
+// is the leader key's CreateRevision.
+func (m *Member) Campaign(ctx context.Context, me NodeInfo) (*Leadership, error) {
+	ttl := int(m.cfg.LeaderTTL / time.Second)
+	sess, err := concurrency.NewSession(m.client, concurrency.WithTTL(ttl), concurrency.WithContext(ctx))
+	if err != nil {
+		return nil, fmt.Errorf("cluster: opening leader session: %w", err)
+	}
+	val, _ := json.Marshal(me)
+	el := concurrency.NewElection(sess, m.leaderPrefix())
+	if err := el.Campaign(ctx, string(val)); err != nil {
+		sess.Close()
+		return nil, fmt.Errorf("cluster: campaign: %w", err)
+	}
+	return &Leadership{Epoch: uint64(el.Rev()), sess: sess, el: el}, nil
+}
+
+// RevokeLeader revokes the lease behind the current leader key if it still
+// has the given epoch: a follower that sees the leader dead on every channel
+// may call it to elect sooner. A wrong guess costs one election, never data.
+func (m *Member) RevokeLeader(ctx context.Context, epoch uint64) error {
+	resp, err := m.client.Get(ctx, m.leaderPrefix()+"/", append(clientv3.WithFirstCreate(), clientv3.WithPrefix())...)
+	if err != nil {
+		return err
+	}
+	if len(resp.Kvs) == 0 || uint64(resp.Kvs[0].CreateRevision) != epoch {
+		return nil
+	}
+	_, err = m.client.Revoke(ctx, clientv3.LeaseID(resp.Kvs[0].Lease))
+	return err
+}
+
+// WatchLeader sends the current leader (nil when there is none) now and at
+// every change, until ctx ends. The channel is closed when ctx ends.
+func (m *Member) WatchLeader(ctx context.Context) <-chan *LeaderInfo {
+	out := make(chan *LeaderInfo, 1)
+	go func() {
+		defer close(out)
+		var last *LeaderInfo
+		for ctx.Err() == nil {
+			resp, err := m.client.Get(ctx, m.leaderPrefix()+"/", append(clientv3.WithFirstCreate(), clientv3.WithPrefix())...)
+			if err != nil {
+				sleepCtx(ctx, 200*time.Millisecond)
+				continue
+			}
+			var cur *LeaderInfo
+			if len(resp.Kvs) > 0 {
+				kv := resp.Kvs[0]
+				cur = &LeaderInfo{Epoch: uint64(kv.CreateRevision), Since: time.Now()}
+				if err := json.Unmarshal(kv.Value, &cur.NodeInfo); err != nil {
+					cur.Name = string(kv.Value)
+				}
+				if last != nil && last.Epoch == cur.Epoch {
+					cur.Since = last.Since
+				}
+			}
+			if (cur == nil) != (last == nil) || (cur != nil && cur.Epoch != last.Epoch) {
+				select {
+				case out <- cur:
+				case <-ctx.Done():
+					return
+				}
+			}
+			last = cur
+			wctx, cancel := context.WithCancel(ctx)
+			wch := m.client.Watch(wctx, m.leaderPrefix()+"/", clientv3.WithPrefix(), clientv3.WithRev(resp.Header.Revision+1))
+			for wr := range wch {
+				if wr.Err() != nil || len(wr.Events) > 0 {
+					break
+				}
+			}
+			cancel()
+		}
+	}()
+	return out
+}
+
+// PutNodeInfo registers this node under members/<name>, for peers to find its
+// API and replication addresses.
+func (m *Member) PutNodeInfo(ctx context.Context, me NodeInfo) error {
+	b, _ := json.Marshal(me)
+	_, err := m.client.Put(ctx, m.Prefix()+"members/"+me.Name, string(b))
+	return err
+}
+
+// NodeInfos returns every registered node, by name.
+func (m *Member) NodeInfos(ctx context.Context) (map[string]NodeInfo, error) {
+	resp, err := m.client.Get(ctx, m.Prefix()+"members/", clientv3.WithPrefix())
+	if err != nil {
+		return nil, err
+	}
+	out := map[string]NodeInfo{}
+	for _, kv := range resp.Kvs {
+		var ni NodeInfo
+		if json.Unmarshal(kv.Value, &ni) == nil && ni.Name != "" {
+			out[ni.Name] = ni
+		}
+	}
+	return out, nil
+}
+
+// Voters returns the names of etcd's voting members (learners excluded):
+// the replication quorum is counted over them.
+func (m *Member) Voters(ctx context.Context) ([]string, error) {
+	resp, err := m.client.MemberList(ctx)
+	if err != nil {
+		return nil, err
+	}
+	var out []string
+	for _, mem := range resp.Members {
+		if !mem.IsLearner && mem.Name != "" {
+			out = append(out, mem.Name)
+		}
+	}
+	return out, nil
+}
+
+func sleepCtx(ctx context.Context, d time.Duration) {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+	case <-ctx.Done():
+	}
+}

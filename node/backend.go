@@ -1,0 +1,136 @@
+package node
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"time"
+
+	"github.com/autonomyops/orchestrator/api"
+	"github.com/autonomyops/orchestrator/walrepl"
+)
+
+// The node is the API's Backend.
+var _ api.Backend = (*Node)(nil)
+
+// NodeName implements api.Backend.
+func (n *Node) NodeName() string { return n.cfg.Name }
+
+// WAL implements api.Backend.
+func (n *Node) WAL() *walrepl.WAL { return n.wal }
+
+// Leader implements api.Backend: the leader as etcd records it.
+func (n *Node) Leader() (string, string, bool) {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if n.leader == nil {
+		return "", "", false
+	}
+	return n.leader.Name, n.leader.APIURL, true
+}
+
+// Health implements api.Backend. It is 200 only on the leader that holds
+// the leader token, has committed its epoch-start frame and hears a majority.
+func (n *Node) Health() (api.Health, bool) {
+	rs := n.replica.Status()
+	last, _, _, safe := n.wal.Positions()
+	h := api.Health{Status: "unavailable", Role: rs.Role, Node: n.cfg.Name, Epoch: rs.Epoch, SafeSeq: safe, LastSeq: last,
+		WAL: "ok", Version: Version}
+	n.mu.Lock()
+	if n.leader != nil {
+		h.Leader, h.LeaderURL = n.leader.Name, n.leader.APIURL
+		if rs.Role != walrepl.RoleLeader {
+			h.Epoch = n.leader.Epoch
+		}
+	}
+	holdsToken := n.leader != nil && n.leader.Name == n.cfg.Name && n.leader.Epoch == rs.Epoch
+	n.mu.Unlock()
+	if err := n.wal.Err(); err != nil {
+		h.WAL = "failed"
+		h.Reasons = append(h.Reasons, "wal_fail_hard")
+	}
+	switch {
+	case rs.Role != walrepl.RoleLeader && rs.Role != walrepl.RoleCandidate:
+		h.Reasons = append(h.Reasons, "not_leader")
+	case !rs.EpochStarted:
+		h.Reasons = append(h.Reasons, "epoch_not_started")
+	case !rs.QuorumOK:
+		h.Reasons = append(h.Reasons, "no_quorum")
+	case !holdsToken:
+		h.Reasons = append(h.Reasons, "leader_token_not_held")
+	}
+	ok := len(h.Reasons) == 0
+	if ok {
+		h.Status = "ok"
+	}
+	return h, ok
+}
+
+// Ingest implements api.Backend.
+func (n *Node) Ingest(ctx context.Context, payloads [][]byte) ([]uint64, uint64, error) {
+	first, last, err := n.replica.Propose(ctx, time.Now().UnixNano(), payloads)
+	if err != nil {
+		return nil, 0, err
+	}
+	seqs := make([]uint64, 0, last-first+1)
+	for s := first; s <= last; s++ {
+		seqs = append(seqs, s)
+	}
+	return seqs, n.wal.SafeSeq(), nil
+}
+
+// HAStatus implements api.Backend.
+func (n *Node) HAStatus(ctx context.Context) api.HAStatus {
+	rs := n.replica.Status()
+	last, _, durable, safe := n.wal.Positions()
+	out := api.HAStatus{Node: n.cfg.Name, Role: rs.Role, SafeSeq: safe}
+	n.mu.Lock()
+	if n.leader != nil {
+		out.Leader = &api.LeaderRef{Name: n.leader.Name, APIURL: n.leader.APIURL, Epoch: n.leader.Epoch, Since: n.leader.Since}
+	}
+	n.mu.Unlock()
+	ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+	defer cancel()
+	voters, _ := n.member.Voters(ctx)
+	infos, _ := n.member.NodeInfos(ctx)
+	peers := map[string]walrepl.PeerStatus{}
+	for _, p := range rs.Peers {
+		peers[p.Name] = p
+	}
+	for _, name := range voters {
+		m := api.Member{Name: name, APIURL: infos[name].APIURL, Role: walrepl.RoleFollower, GossipState: "unknown"}
+		if out.Leader != nil && out.Leader.Name == name {
+			m.Role = walrepl.RoleLeader
+		}
+		if name == n.cfg.Name {
+			m.Role, m.LastSeq, m.FsyncedSeq, m.Learner = rs.Role, last, durable, rs.Learner
+			if err := n.wal.Err(); err != nil {
+				m.FailHard = err.Error()
+			}
+		} else if p, ok := peers[name]; ok {
+			m.FsyncedSeq, m.Learner = p.DurableSeq, p.Learner
+			if p.Learner {
+				m.Role = walrepl.RoleLearner
+			}
+		}
+		if safe > m.FsyncedSeq {
+			m.Lag = safe - m.FsyncedSeq
+		}
+		out.Members = append(out.Members, m)
+	}
+	out.Quorum = api.Quorum{Size: len(voters)/2 + 1, Healthy: rs.Healthy}
+	if rs.Role != walrepl.RoleLeader {
+		out.Quorum.Healthy = 0 // only the leader measures it
+	}
+	return out
+}
+
+// audit records an operator action in etcd under audit/.
+func (n *Node) audit(ctx context.Context, action, who string, details map[string]any) {
+	rec := map[string]any{"action": action, "who": who, "node": n.cfg.Name, "at": time.Now().UTC(), "details": details}
+	b, _ := json.Marshal(rec)
+	key := fmt.Sprintf("%saudit/%020d-%s", n.member.Prefix(), time.Now().UnixNano(), n.cfg.Name)
+	if _, err := n.member.Client().Put(ctx, key, string(b)); err != nil {
+		n.log.WithError(err).WithField("action", action).Error("AUDIT_WRITE_FAILED")
+	}
+}

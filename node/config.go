@@ -1,0 +1,166 @@
+package node
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/spf13/pflag"
+	"sigs.k8s.io/yaml"
+)
+
+// Version is set at build time (-ldflags -X).
+var Version = "dev"
+
+// Config is everything `autonomy-orchestrator serve` is told. Each field is a
+// flag of the same name; a --config YAML file uses the flag names as keys.
+type Config struct {
+	Name                string        // --name: this node's name, unique in the cluster
+	DataDir             string        // --data-dir
+	Listen              string        // --listen: API address
+	AdvertiseURL        string        // --advertise-url: API URL peers and clients are sent to
+	EtcdClientURL       string        // --etcd-client-url
+	EtcdPeerURL         string        // --etcd-peer-url
+	ReplAddr            string        // --repl-addr: replication listener (host:port)
+	GossipAddr          string        // --gossip-addr: memberlist (host:port)
+	InitialCluster      string        // --initial-cluster: name=peerURL,...
+	InitialClusterState string        // --initial-cluster-state: new|existing
+	ClusterName         string        // --cluster-name
+	LeaderTTL           time.Duration // --leader-ttl
+	EtcdHeartbeat       time.Duration // --etcd-heartbeat
+	EtcdElectionTimeout time.Duration // --etcd-election-timeout
+	MaxBodyBytes        int64         // --max-body-bytes
+	LogLevel            string        // --log-level
+	LogFormat           string        // --log-format: json|text
+}
+
+// DefaultDataDir is the seed's default: $XDG_CACHE_HOME/autonomyops/orchestrator.
+func DefaultDataDir() string {
+	base := os.Getenv("XDG_CACHE_HOME")
+	if base == "" {
+		if home, err := os.UserHomeDir(); err == nil {
+			base = filepath.Join(home, ".cache")
+		} else {
+			base = os.TempDir()
+		}
+	}
+	return filepath.Join(base, "autonomyops", "orchestrator")
+}
+
+// DefaultConfig returns the development defaults: a single node on loopback
+// for etcd and replication, the API on 0.0.0.0:8888.
+func DefaultConfig() Config {
+	name, _ := os.Hostname()
+	if name == "" {
+		name = "node1"
+	}
+	return Config{
+		Name:                name,
+		DataDir:             DefaultDataDir(),
+		Listen:              "0.0.0.0:8888",
+		EtcdClientURL:       "http://127.0.0.1:2379",
+		EtcdPeerURL:         "http://127.0.0.1:2380",
+		ReplAddr:            "127.0.0.1:7400",
+		GossipAddr:          "127.0.0.1:7946",
+		InitialClusterState: "new",
+		ClusterName:         "autonomy",
+		LeaderTTL:           2 * time.Second,
+		EtcdHeartbeat:       50 * time.Millisecond,
+		EtcdElectionTimeout: 500 * time.Millisecond,
+		MaxBodyBytes:        1 << 20,
+		LogLevel:            "info",
+		LogFormat:           "json",
+	}
+}
+
+// BindFlags registers every field as a flag on fs, defaulting to c's values.
+func (c *Config) BindFlags(fs *pflag.FlagSet) {
+	fs.StringVar(&c.Name, "name", c.Name, "this node's name, unique in the cluster (default: hostname)")
+	fs.StringVar(&c.DataDir, "data-dir", c.DataDir, "data directory: WAL, etcd member, node identity")
+	fs.StringVar(&c.Listen, "listen", c.Listen, "REST API listen address host:port")
+	fs.StringVar(&c.AdvertiseURL, "advertise-url", c.AdvertiseURL, "API URL that followers redirect clients to (default: http://<listen>, 127.0.0.1 for 0.0.0.0)")
+	fs.StringVar(&c.EtcdClientURL, "etcd-client-url", c.EtcdClientURL, "embedded etcd client URL (listen and advertise)")
+	fs.StringVar(&c.EtcdPeerURL, "etcd-peer-url", c.EtcdPeerURL, "embedded etcd peer URL (listen and advertise)")
+	fs.StringVar(&c.ReplAddr, "repl-addr", c.ReplAddr, "WAL replication listen address host:port")
+	fs.StringVar(&c.GossipAddr, "gossip-addr", c.GossipAddr, "memberlist gossip address host:port")
+	fs.StringVar(&c.InitialCluster, "initial-cluster", c.InitialCluster, "etcd bootstrap: name=peerURL,... (empty: single-node cluster)")
+	fs.StringVar(&c.InitialClusterState, "initial-cluster-state", c.InitialClusterState, "new (bootstrap) or existing (join)")
+	fs.StringVar(&c.ClusterName, "cluster-name", c.ClusterName, "cluster name; scopes etcd keys /autonomy/<name>/")
+	fs.DurationVar(&c.LeaderTTL, "leader-ttl", c.LeaderTTL, "leader session lease TTL (whole seconds)")
+	fs.DurationVar(&c.EtcdHeartbeat, "etcd-heartbeat", c.EtcdHeartbeat, "etcd raft heartbeat interval")
+	fs.DurationVar(&c.EtcdElectionTimeout, "etcd-election-timeout", c.EtcdElectionTimeout, "etcd raft election timeout")
+	fs.Int64Var(&c.MaxBodyBytes, "max-body-bytes", c.MaxBodyBytes, "largest accepted request body in bytes (larger: 413)")
+	fs.StringVar(&c.LogLevel, "log-level", c.LogLevel, "debug, info, warn or error")
+	fs.StringVar(&c.LogFormat, "log-format", c.LogFormat, "json (default, for journald and collectors) or text")
+}
+
+// LoadFile applies a YAML config file whose keys are flag names. Flags given
+// on the command line win over the file. An unknown key is an error.
+func LoadFile(path string, fs *pflag.FlagSet) error {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return fmt.Errorf("--config: %w", err)
+	}
+	var m map[string]any
+	if err := yaml.Unmarshal(b, &m); err != nil {
+		return fmt.Errorf("--config %s: not valid YAML: %w", path, err)
+	}
+	for k, v := range m {
+		f := fs.Lookup(k)
+		if f == nil || k == "config" {
+			return fmt.Errorf("--config %s: unknown key %q (keys are the serve flag names, e.g. data-dir, listen)", path, k)
+		}
+		if f.Changed {
+			continue
+		}
+		val := fmt.Sprint(v)
+		if v == nil {
+			val = ""
+		}
+		if err := fs.Set(k, val); err != nil {
+			return fmt.Errorf("--config %s: key %q: %w", path, k, err)
+		}
+	}
+	return nil
+}
+
+// Validate checks what can be checked without side effects, naming the flag
+// and the bad value.
+func (c *Config) Validate() error {
+	if c.Name == "" || strings.ContainsAny(c.Name, "/ =,") {
+		return fmt.Errorf("--name=%q must be non-empty without '/', ' ', '=' or ','", c.Name)
+	}
+	if c.DataDir == "" {
+		return errors.New("--data-dir is empty")
+	}
+	for flag, v := range map[string]string{"--listen": c.Listen, "--repl-addr": c.ReplAddr, "--gossip-addr": c.GossipAddr} {
+		if _, _, err := net.SplitHostPort(v); err != nil {
+			return fmt.Errorf("%s=%q is not host:port: %v", flag, v, err)
+		}
+	}
+	if c.MaxBodyBytes < 1024 {
+		return fmt.Errorf("--max-body-bytes=%d must be at least 1024", c.MaxBodyBytes)
+	}
+	switch c.LogFormat {
+	case "json", "text":
+	default:
+		return fmt.Errorf("--log-format=%q must be json or text", c.LogFormat)
+	}
+	return nil
+}
+
+// APIURL is the URL this node's API is reached at.
+func (c *Config) APIURL() string {
+	if c.AdvertiseURL != "" {
+		return c.AdvertiseURL
+	}
+	host, port, _ := net.SplitHostPort(c.Listen)
+	if host == "" || host == "0.0.0.0" || host == "::" {
+		host = "127.0.0.1"
+	}
+	return "http://" + net.JoinHostPort(host, port)
+}

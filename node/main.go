@@ -1,0 +1,95 @@
+package node
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"syscall"
+
+	"github.com/autonomyops/orchestrator/walrepl"
+	"github.com/sirupsen/logrus"
+	"github.com/spf13/cobra"
+)
+
+// Exit statuses of autonomy-orchestrator.
+const (
+	ExitOK       = 0
+	ExitError    = 1 // any other failure; systemd may restart
+	ExitUsage    = 2
+	ExitFailHard = walrepl.ExitFailHard // WAL recovery refused to start (65); no restart
+)
+
+// Main runs the daemon's command line and returns the exit status.
+func Main(args []string, stderr io.Writer) int {
+	cfg := DefaultConfig()
+	var configFile string
+	code := ExitOK
+	root := &cobra.Command{
+		Use:           "autonomy-orchestrator",
+		Short:         "AutonomyOps HA orchestrator node",
+		Version:       Version,
+		SilenceUsage:  true,
+		SilenceErrors: true,
+	}
+	serve := &cobra.Command{
+		Use:   "serve",
+		Short: "run this node: WAL, etcd member, replication and the REST API",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if configFile != "" {
+				if err := LoadFile(configFile, cmd.Flags()); err != nil {
+					code = ExitUsage
+					return err
+				}
+			}
+			log := newLogger(stderr, cfg)
+			ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, os.Interrupt)
+			defer stop()
+			err := Run(ctx, cfg, log)
+			var rerr *walrepl.RecoveryError
+			if errors.As(err, &rerr) {
+				fmt.Fprintln(stderr, rerr.Error())
+				log.WithFields(logrus.Fields{"cause": string(rerr.Cause), "dir": rerr.Dir, "error": rerr.Error()}).
+					Error("WAL_RECOVERY_FAIL_HARD")
+				code = ExitFailHard
+				return nil
+			}
+			if err != nil {
+				log.WithError(err).Error("NODE_FAILED")
+				code = ExitError
+				return nil
+			}
+			return nil
+		},
+	}
+	cfg.BindFlags(serve.Flags())
+	serve.Flags().StringVar(&configFile, "config", "", "YAML file whose keys are these flags' names (command-line flags win)")
+	root.AddCommand(serve)
+	root.SetArgs(args)
+	root.SetOut(os.Stdout)
+	root.SetErr(stderr)
+	if err := root.Execute(); err != nil {
+		fmt.Fprintln(stderr, "autonomy-orchestrator:", err)
+		if code == ExitOK {
+			code = ExitUsage
+		}
+	}
+	return code
+}
+
+func newLogger(w io.Writer, cfg Config) *logrus.Logger {
+	log := logrus.New()
+	log.SetOutput(w)
+	if cfg.LogFormat == "text" {
+		log.SetFormatter(&logrus.TextFormatter{FullTimestamp: true})
+	} else {
+		log.SetFormatter(&logrus.JSONFormatter{})
+	}
+	if lvl, err := logrus.ParseLevel(cfg.LogLevel); err == nil {
+		log.SetLevel(lvl)
+	}
+	return log
+}

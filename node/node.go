@@ -1,0 +1,278 @@
+package node
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"sort"
+	"sync"
+	"time"
+
+	"github.com/autonomyops/orchestrator/api"
+	"github.com/autonomyops/orchestrator/cluster"
+	"github.com/autonomyops/orchestrator/walrepl"
+	"github.com/coreos/go-systemd/v22/daemon"
+	"github.com/sirupsen/logrus"
+)
+
+// Node is one running autonomy-orchestrator: the composition of the WAL,
+// its replica, the etcd member and the API.
+type Node struct {
+	cfg     Config
+	log     *logrus.Logger
+	wal     *walrepl.WAL
+	replica *walrepl.Replica
+	member  *cluster.Member
+
+	mu     sync.Mutex
+	leader *cluster.LeaderInfo
+}
+
+// Run starts the node and blocks until ctx ends (graceful stop, nil) or a
+// fatal error. A *walrepl.RecoveryError means the WAL failed its recovery
+// checks: the caller must exit with walrepl.ExitFailHard.
+func Run(ctx context.Context, cfg Config, log *logrus.Logger) error {
+	if err := cfg.Validate(); err != nil {
+		return err
+	}
+	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
+		return fmt.Errorf("node: creating --data-dir %s: %w", cfg.DataDir, err)
+	}
+	lock, err := LockDataDir(cfg.DataDir)
+	if err != nil {
+		return err
+	}
+	defer lock.Unlock()
+
+	initialized, err := identityExists(cfg.DataDir)
+	if err != nil {
+		return err
+	}
+	if initialized {
+		if err := checkIdentity(cfg.DataDir, cfg.Name, cfg.ClusterName); err != nil {
+			return err
+		}
+	}
+	wopts := walrepl.DefaultOptions(filepath.Join(cfg.DataDir, TelemetryDir))
+	wopts.Initialized = initialized
+	wopts.Logger = log
+	if wopts.LegacyUpgrade, err = walrepl.ParseEnvBool(walrepl.EnvLegacyUpgrade, os.Getenv(walrepl.EnvLegacyUpgrade)); err != nil {
+		return err
+	}
+	if wopts.OperatorReset, err = walrepl.ParseEnvBool(walrepl.EnvOperatorReset, os.Getenv(walrepl.EnvOperatorReset)); err != nil {
+		return err
+	}
+	wal, rep, err := walrepl.Open(wopts)
+	if err != nil {
+		return err
+	}
+	defer wal.Close()
+	log.WithFields(logrus.Fields{"dir": rep.Dir, "first_seq": rep.FirstSeq, "last_seq": rep.LastSeq, "safe_seq": rep.SafeSeq,
+		"bytes": rep.FileSize, "created": rep.Created}).Info("WAL_RECOVERED")
+	if !initialized {
+		if err := writeIdentity(cfg.DataDir, cfg.Name, cfg.ClusterName); err != nil {
+			return fmt.Errorf("node: writing %s: %w", IdentityFile, err)
+		}
+	}
+
+	n := &Node{cfg: cfg, log: log, wal: wal}
+	rcfg := walrepl.DefaultReplicaConfig(cfg.Name, wal, nil)
+	rcfg.Logger = log
+	// A reset WAL, or a new one joining a cluster that already has history,
+	// holds none of the committed frames: it starts as a learner.
+	rcfg.JoinAsLearner = rep.Reset || (rep.Created && cfg.InitialClusterState == "existing")
+	if n.replica, err = walrepl.NewReplica(rcfg); err != nil {
+		return err
+	}
+
+	ccfg := cluster.DefaultConfig()
+	ccfg.Name, ccfg.ClusterName = cfg.Name, cfg.ClusterName
+	ccfg.DataDir = filepath.Join(cfg.DataDir, EtcdDir)
+	ccfg.ClientURL, ccfg.PeerURL = cfg.EtcdClientURL, cfg.EtcdPeerURL
+	ccfg.InitialCluster, ccfg.InitialClusterState = cfg.InitialCluster, cfg.InitialClusterState
+	ccfg.LeaderTTL, ccfg.HeartbeatInterval, ccfg.ElectionTimeout = cfg.LeaderTTL, cfg.EtcdHeartbeat, cfg.EtcdElectionTimeout
+	ccfg.Logger, ccfg.Debug = log, cfg.LogLevel == "debug"
+	if err := ccfg.Validate(); err != nil {
+		return err
+	}
+	startCtx, cancelStart := context.WithTimeout(ctx, 2*time.Minute)
+	n.member, err = cluster.StartMember(startCtx, ccfg)
+	cancelStart()
+	if err != nil {
+		return err
+	}
+	defer n.member.Close()
+
+	me := cluster.NodeInfo{Name: cfg.Name, APIURL: cfg.APIURL(), ReplAddr: cfg.ReplAddr, GossipAddr: cfg.GossipAddr}
+	if err := n.member.PutNodeInfo(ctx, me); err != nil {
+		return fmt.Errorf("node: registering in etcd: %w", err)
+	}
+	if rep.Reset {
+		n.audit(ctx, "wal_reset", "operator", map[string]any{"via": rep.ResetVia, "dir": rep.Dir})
+	}
+
+	ln, err := net.Listen("tcp", cfg.Listen)
+	if err != nil {
+		return fmt.Errorf("node: --listen %s: %w", cfg.Listen, err)
+	}
+	acfg := api.DefaultConfig()
+	acfg.MaxBodyBytes, acfg.Logger = cfg.MaxBodyBytes, log
+	srv := &http.Server{Handler: api.NewHandler(acfg, n), ReadHeaderTimeout: 10 * time.Second}
+
+	runCtx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
+	var wg sync.WaitGroup
+	wg.Add(3)
+	go func() {
+		defer wg.Done()
+		if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			cancel(fmt.Errorf("node: API server: %w", err))
+		}
+	}()
+	go func() { defer wg.Done(); n.watchLeader(runCtx) }()
+	go func() { defer wg.Done(); n.campaignLoop(runCtx, me, cancel) }()
+
+	daemon.SdNotify(false, daemon.SdNotifyReady)
+	log.WithFields(logrus.Fields{"node": cfg.Name, "api": cfg.APIURL(), "listen": cfg.Listen, "version": Version}).Info("NODE_READY")
+	stopWatchdog := startWatchdog(runCtx)
+
+	select {
+	case <-runCtx.Done():
+	case err := <-n.member.Err():
+		cancel(fmt.Errorf("node: etcd member failed: %w", err))
+	}
+	daemon.SdNotify(false, daemon.SdNotifyStopping)
+	stopWatchdog()
+	cause := context.Cause(runCtx)
+	if errors.Is(cause, context.Canceled) && ctx.Err() != nil {
+		cause = nil // a requested stop
+	}
+	cancel(nil)
+	shutCtx, cancelShut := context.WithTimeout(context.Background(), 5*time.Second)
+	srv.Shutdown(shutCtx)
+	cancelShut()
+	wg.Wait()
+	log.WithField("node", cfg.Name).Info("NODE_STOPPED")
+	return cause
+}
+
+// campaignLoop campaigns for leadership and leads while elected. It stops
+// leading the moment the etcd session ends (self-fencing).
+func (n *Node) campaignLoop(ctx context.Context, me cluster.NodeInfo, fatal context.CancelCauseFunc) {
+	for ctx.Err() == nil {
+		if err := n.wal.Err(); err != nil {
+			fatal(err)
+			return
+		}
+		l, err := n.member.Campaign(ctx, me)
+		if err != nil {
+			if ctx.Err() == nil {
+				n.log.WithError(err).Warn("CAMPAIGN_FAILED")
+				sleepCtx(ctx, 500*time.Millisecond)
+			}
+			continue
+		}
+		voters, peers, err := n.peerSet(ctx)
+		if err == nil {
+			lctx, lcancel := context.WithCancel(ctx)
+			go func() {
+				select {
+				case <-l.Done():
+					n.log.WithField("epoch", l.Epoch).Warn("LEADER_SESSION_LOST: stopping as leader")
+				case <-lctx.Done():
+				}
+				lcancel()
+			}()
+			n.log.WithFields(logrus.Fields{"epoch": l.Epoch, "voters": voters}).Info("ELECTED_LEADER")
+			err = n.replica.Lead(lctx, l.Epoch, voters, peers)
+			lcancel()
+		}
+		rctx, rcancel := context.WithTimeout(context.Background(), 2*time.Second)
+		l.Resign(rctx)
+		rcancel()
+		if werr := n.wal.Err(); werr != nil {
+			fatal(werr)
+			return
+		}
+		if ctx.Err() != nil {
+			return
+		}
+		n.log.WithError(err).Warn("LEADERSHIP_ENDED")
+		backoff := 200 * time.Millisecond
+		if errors.Is(err, walrepl.ErrIsLearner) {
+			backoff = 2 * time.Second
+		}
+		sleepCtx(ctx, backoff)
+	}
+}
+
+// peerSet reads the voters (etcd's voting members) and every other node's
+// replication address from etcd.
+func (n *Node) peerSet(ctx context.Context) ([]string, []walrepl.Peer, error) {
+	voters, err := n.member.Voters(ctx)
+	if err != nil {
+		return nil, nil, err
+	}
+	infos, err := n.member.NodeInfos(ctx)
+	if err != nil {
+		return nil, nil, err
+	}
+	var peers []walrepl.Peer
+	for _, name := range voters {
+		if name == n.cfg.Name {
+			continue
+		}
+		peers = append(peers, walrepl.Peer{Name: name, Addr: infos[name].ReplAddr})
+	}
+	sort.Strings(voters)
+	return voters, peers, nil
+}
+
+func (n *Node) watchLeader(ctx context.Context) {
+	for li := range n.member.WatchLeader(ctx) {
+		n.mu.Lock()
+		n.leader = li
+		n.mu.Unlock()
+		if li != nil {
+			n.log.WithFields(logrus.Fields{"leader": li.Name, "epoch": li.Epoch}).Info("LEADER_OBSERVED")
+		} else {
+			n.log.Info("NO_LEADER")
+		}
+	}
+}
+
+func startWatchdog(ctx context.Context) func() {
+	interval, err := daemon.SdWatchdogEnabled(false)
+	if err != nil || interval == 0 {
+		return func() {}
+	}
+	wctx, cancel := context.WithCancel(ctx)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		t := time.NewTicker(interval / 3)
+		defer t.Stop()
+		for {
+			select {
+			case <-t.C:
+				daemon.SdNotify(false, daemon.SdNotifyWatchdog)
+			case <-wctx.Done():
+				return
+			}
+		}
+	}()
+	return func() { cancel(); <-done }
+}
+
+func sleepCtx(ctx context.Context, d time.Duration) {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+	case <-ctx.Done():
+	}
+}

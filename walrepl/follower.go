@@ -1,0 +1,266 @@
+package walrepl
+
+import (
+	"context"
+	"fmt"
+	"sync"
+
+	"github.com/sirupsen/logrus"
+)
+
+// acceptEpochLocked applies DESIGN §6 rule 2 to a message of epoch from
+// leader: it refuses a smaller epoch, and for a larger one persists the
+// promise before anything else happens. A leader of an older epoch on this
+// node is deposed. logMu must be held.
+func (r *Replica) acceptEpochLocked(epoch uint64, leader string) (ok bool, promised uint64, err error) {
+	promised = r.promised()
+	if epoch < promised {
+		return false, promised, nil
+	}
+	if err := r.promiseLocked(epoch); err != nil {
+		return false, promised, err
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.lead != nil && r.lead.epoch < epoch {
+		r.lead.cancel(fmt.Errorf("%w: %s leads epoch %d", ErrDeposed, leader, epoch))
+		r.lead = nil
+	}
+	if r.epoch != epoch || r.leader != leader {
+		r.epoch, r.leader, r.matched, r.leaderSafe = epoch, leader, 0, 0
+	}
+	if r.role != RoleLeader || r.epoch != epoch {
+		r.role = RoleFollower
+		if r.st.Learner {
+			r.role = RoleLearner
+		}
+	}
+	return true, epoch, nil
+}
+
+// HandlePromise answers a new leader's promise request (DESIGN §6 rules 2, 3).
+func (r *Replica) HandlePromise(ctx context.Context, req *PromiseRequest) *PromiseResponse {
+	r.logMu.Lock()
+	defer r.logMu.Unlock()
+	ok, promised, err := r.acceptEpochLocked(req.Epoch, req.Leader)
+	if err != nil || !ok {
+		return &PromiseResponse{OK: false, Node: r.cfg.Name, Promised: promised}
+	}
+	last, lastEpoch, epochs, err := r.tailLocked(ctx)
+	if err != nil {
+		return &PromiseResponse{OK: false, Node: r.cfg.Name, Promised: promised}
+	}
+	r.mu.Lock()
+	learner := r.st.Learner
+	r.mu.Unlock()
+	r.log.WithFields(logrus.Fields{"epoch": req.Epoch, "leader": req.Leader, "last_seq": last, "last_epoch": lastEpoch}).
+		Info("PROMISED_EPOCH")
+	return &PromiseResponse{OK: true, Node: r.cfg.Name, Promised: req.Epoch, WALID: r.wal.ID(), Learner: learner,
+		LastSeq: last, LastEpoch: lastEpoch, SafeSeq: r.wal.SafeSeq(), Epochs: epochs}
+}
+
+// HandleFetch serves frames of this node's log to the leader of the promised
+// epoch, which is adopting this node's tail.
+func (r *Replica) HandleFetch(ctx context.Context, req *FetchRequest) *FetchResponse {
+	if p := r.promised(); req.Epoch < p {
+		return &FetchResponse{OK: false, Promised: p}
+	}
+	maxBytes := req.MaxBytes
+	if maxBytes <= 0 || maxBytes > 16<<20 {
+		maxBytes = 1 << 20
+	}
+	frames, err := r.wal.ReadFrames(req.From, r.wal.WrittenSeq(), 1<<20, maxBytes)
+	if err != nil {
+		return &FetchResponse{OK: false, Promised: r.promised()}
+	}
+	// Copy payloads: the buffer is reused by nothing, but callers may keep them.
+	return &FetchResponse{OK: true, Promised: r.promised(), Frames: frames}
+}
+
+// HandleStream serves a leader's append stream: it checks every batch
+// continues this log (DESIGN §6 rule 4), appends it, and acknowledges
+// cumulatively once fsynced. Acks carry min(fsynced, matched), the highest
+// Seq known both durable here and equal to the leader's log.
+func (r *Replica) HandleStream(ctx context.Context, s ServerStream) error {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	var (
+		sendMu sync.Mutex
+		epoch  uint64
+		gen    uint64
+	)
+	send := func(resp *AppendResponse) error {
+		sendMu.Lock()
+		defer sendMu.Unlock()
+		return s.Send(resp)
+	}
+	// The acker sends an ack whenever the durable, matched Seq grows, and
+	// one for every heartbeat so the leader keeps hearing this node.
+	hbCh := make(chan struct{}, 1)
+	ackDone := make(chan struct{})
+	go func() {
+		defer close(ackDone)
+		var lastAck uint64
+		for {
+			ch := r.wal.Changed()
+			r.mu.Lock()
+			matched, e, learner := r.matched, r.epoch, r.st.Learner
+			r.mu.Unlock()
+			_, _, durable, _ := r.wal.Positions()
+			ack := min(matched, durable)
+			hb := false
+			select {
+			case <-hbCh:
+				hb = true
+			default:
+			}
+			if e != 0 && (ack > lastAck || hb) {
+				sendMu.Lock()
+				g := gen
+				sendMu.Unlock()
+				if err := send(&AppendResponse{Epoch: e, Gen: g, OK: true, DurableSeq: ack, Learner: learner, WALID: r.wal.ID()}); err != nil {
+					cancel()
+					return
+				}
+				lastAck = ack
+			}
+			if err := r.wal.Err(); err != nil {
+				send(&AppendResponse{Epoch: e, Error: err.Error()})
+				cancel()
+				return
+			}
+			select {
+			case <-ch:
+			case <-hbCh:
+				select {
+				case hbCh <- struct{}{}:
+				default:
+				}
+			case <-ctx.Done():
+				return
+			}
+		}
+	}()
+	defer func() { cancel(); <-ackDone }()
+
+	for {
+		req, err := s.Recv()
+		if err != nil {
+			return err
+		}
+		resp, err := r.applyAppend(req)
+		if err != nil {
+			send(&AppendResponse{Epoch: req.Epoch, Error: err.Error()})
+			return err
+		}
+		sendMu.Lock()
+		epoch, gen = req.Epoch, req.Gen
+		sendMu.Unlock()
+		_ = epoch
+		if resp != nil {
+			if err := send(resp); err != nil {
+				return err
+			}
+			continue
+		}
+		select {
+		case hbCh <- struct{}{}:
+		default:
+		}
+	}
+}
+
+// applyAppend applies one append message. It returns a response to send at
+// once (a refusal or a mismatch), nil when the acker will acknowledge, or an
+// error that is fatal for this WAL.
+func (r *Replica) applyAppend(req *AppendRequest) (*AppendResponse, error) {
+	r.logMu.Lock()
+	defer r.logMu.Unlock()
+	ok, promised, err := r.acceptEpochLocked(req.Epoch, req.Leader)
+	if err != nil {
+		return nil, err
+	}
+	if !ok {
+		return &AppendResponse{Epoch: req.Epoch, Gen: req.Gen, OK: false, Promised: promised}, nil
+	}
+	last, _, _, _ := r.wal.Positions()
+	mismatch := func() *AppendResponse {
+		return &AppendResponse{Epoch: req.Epoch, Gen: req.Gen, OK: true, Mismatch: true, LastSeq: last, Epochs: r.wal.Epochs()}
+	}
+	if req.PrevSeq > last {
+		return mismatch(), nil
+	}
+	if req.PrevSeq > 0 {
+		if e, _ := r.wal.EpochAt(req.PrevSeq); e != req.PrevEpoch {
+			return mismatch(), nil
+		}
+	}
+	// Prev matches. Skip frames this log already holds identically; at the
+	// first conflict drop this log's divergent suffix.
+	frames := req.Frames
+	for len(frames) > 0 && frames[0].Seq <= last {
+		e, _ := r.wal.EpochAt(frames[0].Seq)
+		if e == frames[0].Epoch {
+			frames = frames[1:]
+			continue
+		}
+		if err := r.wal.TruncateAfter(frames[0].Seq - 1); err != nil {
+			return nil, err
+		}
+		last = frames[0].Seq - 1
+		break
+	}
+	if len(frames) > 0 {
+		if err := r.wal.AppendFrames(frames); err != nil {
+			return nil, err
+		}
+	}
+	matched := req.PrevSeq + uint64(len(req.Frames))
+	safe := min(req.SafeSeq, matched)
+	r.mu.Lock()
+	if matched > r.matched {
+		r.matched = matched
+	}
+	if req.SafeSeq > r.leaderSafe {
+		r.leaderSafe = req.SafeSeq
+	}
+	r.leaderHeard = r.cfg.Clock.Now()
+	st := r.st
+	r.mu.Unlock()
+	r.wal.SetSafeSeq(safe)
+	return nil, r.updateLearnerLocked(st, req.SafeSeq)
+}
+
+// updateLearnerLocked moves a learner toward voter: the first leader contact
+// fixes the safe_seq it must reach; holding it durably (and matching the
+// leader) makes it a voter again (DESIGN §6 rule 7). logMu must be held.
+func (r *Replica) updateLearnerLocked(st promiseState, leaderSafe uint64) error {
+	if !st.Learner {
+		return nil
+	}
+	changed := false
+	if st.LearnerUntil == 0 {
+		st.LearnerUntil, changed = max(leaderSafe, 1), true
+	}
+	r.mu.Lock()
+	matched := r.matched
+	r.mu.Unlock()
+	_, _, durable, _ := r.wal.Positions()
+	if st.LearnerUntil > 0 && min(matched, durable) >= st.LearnerUntil {
+		st.Learner, st.LearnerUntil, changed = false, 0, true
+		r.log.WithField("caught_up_to", min(matched, durable)).Warn("WAL_LEARNER_CAUGHT_UP: this node counts toward majorities again")
+	}
+	if !changed {
+		return nil
+	}
+	if err := saveState(r.wal.Dir(), st); err != nil {
+		return fmt.Errorf("walrepl: persisting learner state: %w", err)
+	}
+	r.mu.Lock()
+	r.st = st
+	if !st.Learner && r.role == RoleLearner {
+		r.role = RoleFollower
+	}
+	r.mu.Unlock()
+	return nil
+}

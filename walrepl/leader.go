@@ -1,0 +1,548 @@
+package walrepl
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/sirupsen/logrus"
+)
+
+// leaderRun is one epoch of leadership: the commitment, one replicator per
+// peer, and the quorum watch. Lead owns it and waits for its goroutines.
+type leaderRun struct {
+	r      *Replica
+	epoch  uint64
+	voters map[string]bool
+	peers  []Peer
+	ctx    context.Context
+	cancel context.CancelCauseFunc
+	wg     sync.WaitGroup
+
+	commit    *commitment
+	startedCh chan struct{}
+
+	mu           sync.Mutex
+	barrier      uint64
+	started      bool
+	heard        map[string]time.Time
+	peerSt       map[string]*PeerStatus
+	lastQuorumOK time.Time
+	quorumOK     bool
+}
+
+// Lead runs this node as the leader of epoch until ctx ends, leadership is
+// lost (a higher epoch, no quorum) or the WAL fails; it returns the cause.
+// voters are the names of the cluster's voting nodes (this one included);
+// peers are the other nodes with their replication addresses.
+//
+// Before any write is served (DESIGN §6 rule 3) it obtains promises for
+// epoch from a majority of voters, adopts the most up-to-date tail among them,
+// appends the epoch-start frame and waits until that frame is committed.
+func (r *Replica) Lead(ctx context.Context, epoch uint64, voters []string, peers []Peer) error {
+	ctx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
+	lr := &leaderRun{
+		r: r, epoch: epoch, voters: map[string]bool{}, peers: peers, ctx: ctx, cancel: cancel,
+		startedCh: make(chan struct{}), heard: map[string]time.Time{}, peerSt: map[string]*PeerStatus{},
+	}
+	for _, v := range voters {
+		lr.voters[v] = true
+	}
+	if !lr.voters[r.cfg.Name] {
+		return fmt.Errorf("walrepl: %s is not among the voters %v and cannot lead", r.cfg.Name, voters)
+	}
+	for _, p := range peers {
+		lr.peerSt[p.Name] = &PeerStatus{Name: p.Name}
+	}
+	log := r.log.WithField("epoch", epoch)
+	t0 := r.cfg.Clock.Now()
+
+	self, err := r.promiseSelf(ctx, epoch)
+	if err != nil {
+		return err
+	}
+	defer r.endLead(lr)
+
+	resps, err := lr.promiseRound(self)
+	if err != nil {
+		return err
+	}
+	best := self
+	for _, p := range resps {
+		if better(p.LastEpoch, p.LastSeq, best.LastEpoch, best.LastSeq) {
+			best = p
+		}
+	}
+	if best != self {
+		if err := lr.adopt(self, best); err != nil {
+			return err
+		}
+	}
+
+	r.logMu.Lock()
+	barrier, _, err := r.wal.Append(epoch, FrameEpochStart, r.cfg.Clock.Now().UnixNano(), [][]byte{epochStartPayload(r.cfg.Name, epoch)})
+	if err == nil {
+		lr.barrier = barrier
+		lr.commit = newCommitment(voters, barrier, lr.onCommit)
+		r.mu.Lock()
+		r.role, r.lead = RoleLeader, lr
+		r.mu.Unlock()
+	}
+	r.logMu.Unlock()
+	if err != nil {
+		return fmt.Errorf("walrepl: appending epoch-start frame: %w", err)
+	}
+	lr.lastQuorumOK = r.cfg.Clock.Now()
+
+	lr.wg.Add(2 + len(peers))
+	go lr.trackSelf()
+	go lr.watchQuorum()
+	for _, p := range peers {
+		go lr.replicate(p)
+	}
+	select {
+	case <-lr.startedCh:
+		log.WithFields(logrus.Fields{"barrier_seq": barrier, "adopted_from": best.Node, "took_ms": r.cfg.Clock.Since(t0).Milliseconds()}).
+			Info("LEADER_EPOCH_STARTED")
+	case <-ctx.Done():
+	}
+	<-ctx.Done()
+	lr.wg.Wait()
+	cause := context.Cause(ctx)
+	log.WithField("cause", fmt.Sprint(cause)).Warn("LEADER_STEPPED_DOWN")
+	return cause
+}
+
+// promiseSelf makes this node's own promise for epoch and reports its tail.
+func (r *Replica) promiseSelf(ctx context.Context, epoch uint64) (*PromiseResponse, error) {
+	r.logMu.Lock()
+	defer r.logMu.Unlock()
+	r.mu.Lock()
+	learner, promised := r.st.Learner, r.st.PromisedEpoch
+	r.mu.Unlock()
+	if learner {
+		return nil, ErrIsLearner
+	}
+	if epoch <= promised {
+		return nil, fmt.Errorf("%w: epoch %d, promised %d", ErrStaleEpoch, epoch, promised)
+	}
+	if err := r.promiseLocked(epoch); err != nil {
+		return nil, err
+	}
+	r.mu.Lock()
+	r.role, r.epoch, r.leader, r.matched = RoleCandidate, epoch, r.cfg.Name, 0
+	r.mu.Unlock()
+	last, lastEpoch, epochs, err := r.tailLocked(ctx)
+	if err != nil {
+		return nil, err
+	}
+	return &PromiseResponse{OK: true, Node: r.cfg.Name, Promised: epoch, WALID: r.wal.ID(),
+		LastSeq: last, LastEpoch: lastEpoch, SafeSeq: r.wal.SafeSeq(), Epochs: epochs}, nil
+}
+
+func (r *Replica) endLead(lr *leaderRun) {
+	lr.cancel(ErrNotLeader)
+	r.mu.Lock()
+	if r.lead == lr {
+		r.lead = nil
+	}
+	if r.role == RoleLeader || r.role == RoleCandidate {
+		r.role = RoleFollower
+	}
+	r.mu.Unlock()
+}
+
+// promiseRound asks every peer to promise the epoch and returns the answers
+// of voters once a majority of voters (this node included) has promised.
+func (lr *leaderRun) promiseRound(self *PromiseResponse) ([]*PromiseResponse, error) {
+	need := len(lr.voters)/2 + 1
+	got := []*PromiseResponse{}
+	count := 1 // this node
+	if count >= need {
+		return got, nil
+	}
+	ctx, cancel := context.WithTimeout(lr.ctx, lr.r.cfg.PromiseTimeout)
+	defer cancel()
+	ch := make(chan *PromiseResponse, len(lr.peers))
+	for _, p := range lr.peers {
+		go func(p Peer) {
+			for ctx.Err() == nil {
+				resp, err := lr.r.cfg.Transport.Promise(ctx, p.Addr, &PromiseRequest{Epoch: lr.epoch, Leader: lr.r.cfg.Name})
+				if err == nil {
+					resp.Node = p.Name
+					ch <- resp
+					return
+				}
+				sleepCtx(ctx, 50*time.Millisecond)
+			}
+		}(p)
+	}
+	for count < need {
+		select {
+		case resp := <-ch:
+			if !resp.OK {
+				if resp.Promised > lr.epoch {
+					return nil, fmt.Errorf("%w: %s promised epoch %d", ErrDeposed, resp.Node, resp.Promised)
+				}
+				continue
+			}
+			lr.markHeard(resp.Node)
+			if st := lr.peerSt[resp.Node]; st != nil {
+				lr.mu.Lock()
+				st.Learner, st.DurableSeq = resp.Learner, resp.LastSeq
+				lr.mu.Unlock()
+			}
+			if !lr.voters[resp.Node] || resp.Learner {
+				continue
+			}
+			got = append(got, resp)
+			count++
+		case <-ctx.Done():
+			if lr.ctx.Err() != nil {
+				return nil, context.Cause(lr.ctx)
+			}
+			return nil, fmt.Errorf("%w: %d of %d voters promised epoch %d within %s", ErrNoQuorum, count, len(lr.voters), lr.epoch, lr.r.cfg.PromiseTimeout)
+		}
+	}
+	return got, nil
+}
+
+// adopt makes this node's log equal to best's: it truncates its own
+// divergent suffix (never below safe_seq) and fetches the frames it lacks.
+func (lr *leaderRun) adopt(self, best *PromiseResponse) error {
+	r := lr.r
+	r.logMu.Lock()
+	defer r.logMu.Unlock()
+	m := matchPoint(self.Epochs, self.LastSeq, best.Epochs, best.LastSeq)
+	if m < self.LastSeq {
+		if err := r.wal.TruncateAfter(m); err != nil {
+			return fmt.Errorf("walrepl: adopting %s's tail: %w", best.Node, err)
+		}
+	}
+	var addr string
+	for _, p := range lr.peers {
+		if p.Name == best.Node {
+			addr = p.Addr
+		}
+	}
+	ctx, cancel := context.WithTimeout(lr.ctx, r.cfg.PromiseTimeout)
+	defer cancel()
+	for next := m + 1; next <= best.LastSeq; {
+		resp, err := r.cfg.Transport.Fetch(ctx, addr, &FetchRequest{Epoch: lr.epoch, From: next, MaxBytes: r.cfg.MaxBatchBytes})
+		if err != nil {
+			return fmt.Errorf("walrepl: fetching frames from %s at Seq=%d: %w", best.Node, next, err)
+		}
+		if !resp.OK {
+			return fmt.Errorf("%w: %s refused the fetch (promised %d)", ErrDeposed, best.Node, resp.Promised)
+		}
+		if len(resp.Frames) == 0 {
+			return fmt.Errorf("walrepl: %s returned no frames at Seq=%d below its tail %d", best.Node, next, best.LastSeq)
+		}
+		if err := r.wal.AppendFrames(resp.Frames); err != nil {
+			return fmt.Errorf("walrepl: appending frames fetched from %s: %w", best.Node, err)
+		}
+		next += uint64(len(resp.Frames))
+	}
+	if err := r.wal.WaitDurable(ctx, best.LastSeq); err != nil {
+		return err
+	}
+	r.log.WithFields(logrus.Fields{"epoch": lr.epoch, "from": best.Node, "match_seq": m, "tail_seq": best.LastSeq}).
+		Info("LEADER_ADOPTED_TAIL")
+	return nil
+}
+
+func (lr *leaderRun) onCommit(c uint64) {
+	lr.r.wal.SetSafeSeq(c)
+	lr.mu.Lock()
+	if !lr.started && c >= lr.barrier {
+		lr.started = true
+		close(lr.startedCh)
+	}
+	lr.mu.Unlock()
+}
+
+func (lr *leaderRun) isStarted() bool {
+	lr.mu.Lock()
+	defer lr.mu.Unlock()
+	return lr.started && lr.ctx.Err() == nil
+}
+
+// waitCommit waits until seq is committed in this epoch.
+func (lr *leaderRun) waitCommit(ctx context.Context, seq uint64) error {
+	for {
+		ch := lr.r.wal.Changed()
+		if lr.commit.committed() >= seq {
+			return nil
+		}
+		if err := lr.r.wal.Err(); err != nil {
+			return err
+		}
+		select {
+		case <-ch:
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-lr.ctx.Done():
+			if lr.commit.committed() >= seq {
+				return nil
+			}
+			return fmt.Errorf("%w (%v)", ErrUnknownOutcome, context.Cause(lr.ctx))
+		}
+	}
+}
+
+// trackSelf feeds this node's own fsynced Seq into the commitment.
+func (lr *leaderRun) trackSelf() {
+	defer lr.wg.Done()
+	for {
+		ch := lr.r.wal.Changed()
+		if err := lr.r.wal.Err(); err != nil {
+			lr.cancel(err)
+			return
+		}
+		_, _, durable, _ := lr.r.wal.Positions()
+		lr.commit.setMatch(lr.r.cfg.Name, durable)
+		select {
+		case <-ch:
+		case <-lr.ctx.Done():
+			return
+		}
+	}
+}
+
+func (lr *leaderRun) markHeard(name string) {
+	lr.mu.Lock()
+	lr.heard[name] = lr.r.cfg.Clock.Now()
+	lr.mu.Unlock()
+}
+
+// healthyLocked counts voters heard within QuorumTimeout, this node included.
+func (lr *leaderRun) healthyLocked() int {
+	n := 0
+	for v := range lr.voters {
+		if v == lr.r.cfg.Name {
+			n++
+			continue
+		}
+		if t, ok := lr.heard[v]; ok && lr.r.cfg.Clock.Since(t) < lr.r.cfg.QuorumTimeout {
+			if st := lr.peerSt[v]; st == nil || !st.Learner {
+				n++
+			}
+		}
+	}
+	return n
+}
+
+// watchQuorum steps down when no majority has been heard for QuorumTimeout.
+func (lr *leaderRun) watchQuorum() {
+	defer lr.wg.Done()
+	t := time.NewTicker(lr.r.cfg.HeartbeatInterval)
+	defer t.Stop()
+	need := len(lr.voters)/2 + 1
+	for {
+		select {
+		case <-t.C:
+		case <-lr.ctx.Done():
+			return
+		}
+		lr.mu.Lock()
+		ok := lr.healthyLocked() >= need
+		lr.quorumOK = ok
+		if ok {
+			lr.lastQuorumOK = lr.r.cfg.Clock.Now()
+		}
+		lost := !ok && lr.r.cfg.Clock.Since(lr.lastQuorumOK) >= lr.r.cfg.QuorumTimeout
+		lr.mu.Unlock()
+		if lost {
+			lr.cancel(fmt.Errorf("%w: not heard within %s", ErrNoQuorum, lr.r.cfg.QuorumTimeout))
+			return
+		}
+	}
+}
+
+func (lr *leaderRun) fillStatus(s *ReplicaStatus) {
+	lr.mu.Lock()
+	defer lr.mu.Unlock()
+	s.EpochStarted = lr.started && lr.ctx.Err() == nil
+	s.QuorumSize = len(lr.voters)/2 + 1
+	s.Healthy = lr.healthyLocked()
+	s.QuorumOK = s.Healthy >= s.QuorumSize
+	var matches map[string]uint64
+	if lr.commit != nil {
+		matches = lr.commit.matches()
+	}
+	for _, p := range lr.peers {
+		st := *lr.peerSt[p.Name]
+		if t, ok := lr.heard[p.Name]; ok {
+			st.Heard, st.SinceHeard = true, lr.r.cfg.Clock.Since(t)
+		}
+		if m, ok := matches[p.Name]; ok && m > st.DurableSeq {
+			st.DurableSeq = m
+		}
+		s.Peers = append(s.Peers, st)
+	}
+}
+
+// replicate keeps one append stream to p open for the epoch's lifetime.
+func (lr *leaderRun) replicate(p Peer) {
+	defer lr.wg.Done()
+	backoff := 20 * time.Millisecond
+	for lr.ctx.Err() == nil {
+		err := lr.stream(p)
+		lr.mu.Lock()
+		st := lr.peerSt[p.Name]
+		st.Connected = false
+		if err != nil {
+			st.Error = err.Error()
+		}
+		lr.mu.Unlock()
+		if lr.ctx.Err() != nil {
+			return
+		}
+		sleepCtx(lr.ctx, backoff)
+		backoff = min(2*backoff, 500*time.Millisecond)
+	}
+}
+
+// stream runs one append stream: a sender that pipelines batches and
+// heartbeats, and a receiver that applies acks and resynchronises on a
+// mismatch.
+func (lr *leaderRun) stream(p Peer) error {
+	r := lr.r
+	sctx, scancel := context.WithCancelCause(lr.ctx)
+	defer scancel(nil)
+	s, err := r.cfg.Transport.OpenStream(sctx, p.Addr)
+	if err != nil {
+		return err
+	}
+	defer s.Close()
+	lr.mu.Lock()
+	lr.peerSt[p.Name].Connected = true
+	lr.peerSt[p.Name].Error = ""
+	lr.mu.Unlock()
+
+	var (
+		mu    sync.Mutex
+		next  = r.wal.WrittenSeq() + 1
+		gen   = uint64(1)
+		acked uint64
+		wake  = make(chan struct{}, 1)
+	)
+	kick := func() {
+		select {
+		case wake <- struct{}{}:
+		default:
+		}
+	}
+	go func() {
+		for {
+			resp, err := s.Recv()
+			if err != nil {
+				scancel(err)
+				return
+			}
+			lr.markHeard(p.Name)
+			if resp.Error != "" {
+				lr.mu.Lock()
+				lr.peerSt[p.Name].Error = resp.Error
+				lr.mu.Unlock()
+				continue
+			}
+			if !resp.OK {
+				if resp.Promised > lr.epoch {
+					lr.cancel(fmt.Errorf("%w: %s promised epoch %d", ErrDeposed, p.Name, resp.Promised))
+					return
+				}
+				continue
+			}
+			if resp.Mismatch {
+				mu.Lock()
+				if resp.Gen == gen {
+					last, _, _, _ := r.wal.Positions()
+					m := matchPoint(r.wal.Epochs(), last, resp.Epochs, resp.LastSeq)
+					next, acked = m+1, m
+					gen++
+				}
+				mu.Unlock()
+				kick()
+				continue
+			}
+			lr.mu.Lock()
+			st := lr.peerSt[p.Name]
+			st.Learner = resp.Learner
+			if resp.DurableSeq > st.DurableSeq {
+				st.DurableSeq = resp.DurableSeq
+			}
+			lr.mu.Unlock()
+			if !resp.Learner && lr.voters[p.Name] {
+				lr.commit.setMatch(p.Name, resp.DurableSeq)
+			}
+			mu.Lock()
+			if resp.Gen == gen && resp.DurableSeq > acked {
+				acked = resp.DurableSeq
+			}
+			mu.Unlock()
+			kick()
+		}
+	}()
+
+	hb := time.NewTimer(0)
+	defer hb.Stop()
+	heartbeatDue := true
+	for {
+		changed := r.wal.Changed()
+		mu.Lock()
+		n, g, a := next, gen, acked
+		mu.Unlock()
+		written := r.wal.WrittenSeq()
+		var frames []Frame
+		inflight := uint64(0)
+		if n-1 > a {
+			inflight = n - 1 - a
+		}
+		if n <= written && inflight < r.cfg.MaxInflight {
+			frames, err = r.wal.ReadFrames(n, written, int(r.cfg.MaxInflight-inflight), r.cfg.MaxBatchBytes)
+			if err != nil {
+				return fmt.Errorf("walrepl: reading frames for %s at Seq=%d: %w", p.Name, n, err)
+			}
+		}
+		if len(frames) > 0 || heartbeatDue {
+			prevEpoch, _ := r.wal.EpochAt(n - 1)
+			req := &AppendRequest{Epoch: lr.epoch, Leader: r.cfg.Name, Gen: g, PrevSeq: n - 1, PrevEpoch: prevEpoch,
+				SafeSeq: r.wal.SafeSeq(), Frames: frames}
+			if err := s.Send(req); err != nil {
+				return err
+			}
+			mu.Lock()
+			if gen == g {
+				next = n + uint64(len(frames))
+			}
+			mu.Unlock()
+			heartbeatDue = false
+			if !hb.Stop() {
+				select {
+				case <-hb.C:
+				default:
+				}
+			}
+			hb.Reset(r.cfg.HeartbeatInterval)
+			if len(frames) > 0 {
+				continue
+			}
+		}
+		select {
+		case <-changed:
+		case <-wake:
+		case <-hb.C:
+			heartbeatDue = true
+		case <-sctx.Done():
+			err := context.Cause(sctx)
+			if errors.Is(err, context.Canceled) {
+				return nil
+			}
+			return err
+		}
+	}
+}
