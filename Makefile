@@ -29,3 +29,7 @@ test: lint build
 
 clean:
 	rm -rf $(BIN) dist bench-results.json
+
+NODES ?= 1
+run: build
+	$(GO) run ./node/cmd/devcluster -n $(NODES)

@@ -247,12 +247,26 @@ func FrameFrom(f *walrepl.Frame) Frame {
 		Event: append(json.RawMessage(nil), f.Payload...)}
 }
 
-// walInspect shows this node's committed frames matching the filters: the
-// newest `limit` of them, in Seq order.
+// walInspect shows this node's committed frames matching the filters, in
+// Seq order: the newest `limit` of them, or with after_seq the first `limit`
+// after it (to page forward through the whole WAL).
 func (s *Server) walInspect(c *gin.Context) {
 	q, err := parseFrameQuery(c, 100)
 	if err != nil {
 		writeError(c, http.StatusBadRequest, "bad_query", err.Error())
+		return
+	}
+	if c.Query("after_seq") != "" {
+		out := []Frame{}
+		safe, err := scanCommitted(s.b.WAL(), &q, func(f *walrepl.Frame) bool {
+			out = append(out, FrameFrom(f))
+			return len(out) < q.limit
+		})
+		if err != nil {
+			writeError(c, http.StatusInternalServerError, "wal_read", err.Error())
+			return
+		}
+		c.JSON(http.StatusOK, InspectResponse{Node: s.b.NodeName(), Frames: out, SafeSeq: safe})
 		return
 	}
 	ring := make([]Frame, q.limit)

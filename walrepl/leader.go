@@ -60,7 +60,7 @@ func (r *Replica) Lead(ctx context.Context, epoch uint64, voters []string, peers
 	log := r.log.WithField("epoch", epoch)
 	t0 := r.cfg.Clock.Now()
 
-	self, err := r.promiseSelf(ctx, epoch)
+	self, err := r.promiseSelf(ctx, epoch, len(lr.voters) == 1)
 	if err != nil {
 		return err
 	}
@@ -117,12 +117,27 @@ func (r *Replica) Lead(ctx context.Context, epoch uint64, voters []string, peers
 }
 
 // promiseSelf makes this node's own promise for epoch and reports its tail.
-func (r *Replica) promiseSelf(ctx context.Context, epoch uint64) (*PromiseResponse, error) {
+//
+// alone is true when this node is the only voter: a learner then has no one
+// to catch up from, and its reset already accepted the loss, so it becomes a
+// voter.
+func (r *Replica) promiseSelf(ctx context.Context, epoch uint64, alone bool) (*PromiseResponse, error) {
 	r.logMu.Lock()
 	defer r.logMu.Unlock()
 	r.mu.Lock()
-	learner, promised := r.st.Learner, r.st.PromisedEpoch
+	st := r.st
 	r.mu.Unlock()
+	if st.Learner && alone {
+		st.Learner, st.LearnerUntil = false, 0
+		if err := saveState(r.wal.Dir(), st); err != nil {
+			return nil, fmt.Errorf("walrepl: persisting learner state: %w", err)
+		}
+		r.mu.Lock()
+		r.st = st
+		r.mu.Unlock()
+		r.log.Warn("WAL_LEARNER_PROMOTED: single-voter cluster, nothing to catch up from")
+	}
+	learner, promised := st.Learner, st.PromisedEpoch
 	if learner {
 		return nil, ErrIsLearner
 	}
