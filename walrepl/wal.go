@@ -36,6 +36,11 @@ type Options struct {
 	Logger logrus.FieldLogger
 	// OnFsync, if set, is called with the duration of every WAL fdatasync.
 	OnFsync func(time.Duration)
+	// Inject is a test seam: when set, it is called at the named points of
+	// the write path (wal-before-write, wal-before-fsync, wal-after-fsync,
+	// safeseq-before-persist) and an error it returns is treated exactly like
+	// an I/O error there. Nil in production.
+	Inject func(point string) error
 }
 
 // DefaultOptions returns the options a node uses for the WAL in dir.
@@ -314,7 +319,7 @@ func (w *WAL) flushOnce(spare *[]byte) {
 	w.pending, w.pendingFrom = (*spare)[:0], end
 	w.mu.Unlock()
 
-	err := failpoint("wal-before-write")
+	err := w.fault("wal-before-write")
 	if err == nil {
 		_, err = w.f.WriteAt(buf, off)
 	}
@@ -323,14 +328,14 @@ func (w *WAL) flushOnce(spare *[]byte) {
 		w.writtenSeq, w.writtenEnd = last, end
 		w.notifyLocked()
 		w.mu.Unlock()
-		if err = failpoint("wal-before-fsync"); err == nil {
+		if err = w.fault("wal-before-fsync"); err == nil {
 			start := time.Now()
 			err = fdatasync(w.f)
 			w.observeFsync(time.Since(start))
 		}
 	}
 	if err == nil {
-		err = failpoint("wal-after-fsync")
+		err = w.fault("wal-after-fsync")
 	}
 	w.mu.Lock()
 	if err != nil {
@@ -457,7 +462,7 @@ func (w *WAL) persistSafeSeq() {
 		return
 	}
 	w.mu.Unlock()
-	err := failpoint("safeseq-before-persist")
+	err := w.fault("safeseq-before-persist")
 	if err == nil {
 		err = writeSafeSeq(w.dir, v)
 	}
@@ -700,4 +705,32 @@ func (w *WAL) WrittenSeq() uint64 {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	return w.writtenSeq
+}
+
+// fault runs the build-tagged failpoint and the test seam at a named point.
+func (w *WAL) fault(point string) error {
+	if err := failpoint(point); err != nil {
+		return err
+	}
+	if w.opts.Inject != nil {
+		return w.opts.Inject(point)
+	}
+	return nil
+}
+
+// crash stops the WAL's goroutines and closes its file without flushing
+// what is queued or persisting safe_seq: what a killed process leaves. Tests
+// only.
+func (w *WAL) crash() {
+	w.once.Do(func() {
+		w.mu.Lock()
+		w.closed = true
+		w.failed = ErrClosed
+		w.pending = nil
+		w.notifyLocked()
+		w.mu.Unlock()
+		close(w.stop)
+		w.wg.Wait()
+		w.f.Close()
+	})
 }
