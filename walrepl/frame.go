@@ -93,6 +93,9 @@ var (
 	errBadChecksum = errors.New("walrepl: frame fails its checksum")
 	// errBadLength: the length field is zero or above the payload bound.
 	errBadLength = errors.New("walrepl: frame length is out of range")
+	// errBadFlags: a whole, checksum-valid frame whose flags field is not 0.
+	// Format version 1 only writes 0, and Frame cannot carry other values.
+	errBadFlags = errors.New("walrepl: frame has unknown flags")
 )
 
 // frameLen returns the total encoded length of the frame starting at b, or
@@ -124,6 +127,9 @@ func DecodeFrame(b []byte, maxPayload int) (Frame, int, error) {
 	crc = crc32.Update(crc, castagnoli, b[8:n])
 	if crc != binary.LittleEndian.Uint32(b[4:]) {
 		return Frame{}, 0, errBadChecksum
+	}
+	if binary.LittleEndian.Uint16(b[34:]) != 0 {
+		return Frame{}, 0, errBadFlags
 	}
 	f := Frame{
 		Seq:     binary.LittleEndian.Uint64(b[8:]),

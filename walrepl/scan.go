@@ -116,6 +116,13 @@ func scanWAL(dir string, r io.ReaderAt, size int64, safeSeq, base uint64, maxPay
 		if derr == nil {
 			f, _, derr = DecodeFrame(b, maxPayload)
 		}
+		if errors.Is(derr, errBadFlags) {
+			// Whole and checksum-valid, so not damage and not a torn tail:
+			// a frame this build cannot interpret, like an unknown type.
+			seq := binary.LittleEndian.Uint64(b[8:])
+			return nil, recErr(CauseBadFrameType, dir, seq, off,
+				"frame at Seq=%d has flags %#04x (format version 1 writes 0)", seq, binary.LittleEndian.Uint16(b[34:]))
+		}
 		if derr != nil {
 			// A frame we cannot read. At or below safe_seq it is committed
 			// data: fail hard. Above it, it is a torn tail only when nothing
