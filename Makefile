@@ -2,7 +2,7 @@
 SHELL := /bin/bash
 GO ?= go
 VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
-LDFLAGS := -s -w -X github.com/autonomyops/orchestrator/node.Version=$(VERSION)
+LDFLAGS := -s -w -X github.com/autonomyops/orchestrator/node.Version=$(VERSION) -X github.com/autonomyops/orchestrator/ctl.Version=$(VERSION)
 BIN := bin
 
 .PHONY: help build run test test-unit lint bench package image test-integration clean

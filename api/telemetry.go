@@ -9,7 +9,6 @@ import (
 	"io"
 	"net/http"
 	"strconv"
-	"strings"
 	"time"
 
 	"github.com/autonomyops/orchestrator/walrepl"
@@ -285,12 +284,4 @@ func (s *Server) walInspect(c *gin.Context) {
 		out = append(out, ring[i%q.limit])
 	}
 	c.JSON(http.StatusOK, InspectResponse{Node: s.b.NodeName(), Frames: out, SafeSeq: safe})
-}
-
-// NormalizeURL adds http:// when a URL has no scheme.
-func NormalizeURL(u string) string {
-	if !strings.Contains(u, "://") {
-		return "http://" + u
-	}
-	return u
 }

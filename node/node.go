@@ -80,7 +80,13 @@ func Run(ctx context.Context, cfg Config, log *logrus.Logger) error {
 	}
 
 	n := &Node{cfg: cfg, log: log, wal: wal}
-	rcfg := walrepl.DefaultReplicaConfig(cfg.Name, wal, nil)
+	replLn, err := net.Listen("tcp", cfg.ReplAddr)
+	if err != nil {
+		return fmt.Errorf("node: --repl-addr %s: %w", cfg.ReplAddr, err)
+	}
+	defer replLn.Close()
+	transport := walrepl.NewTCPTransport(nil)
+	rcfg := walrepl.DefaultReplicaConfig(cfg.Name, wal, transport)
 	rcfg.Logger = log
 	// A reset WAL, or a new one joining a cluster that already has history,
 	// holds none of the committed frames: it starts as a learner.
@@ -126,7 +132,13 @@ func Run(ctx context.Context, cfg Config, log *logrus.Logger) error {
 	runCtx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
 	var wg sync.WaitGroup
-	wg.Add(3)
+	wg.Add(4)
+	go func() {
+		defer wg.Done()
+		if err := walrepl.ServeTCP(runCtx, replLn, n.replica, transport.IdleTimeout, log); err != nil {
+			cancel(fmt.Errorf("node: replication listener: %w", err))
+		}
+	}()
 	go func() {
 		defer wg.Done()
 		if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {

@@ -86,7 +86,7 @@ func (r *Replica) HandleStream(ctx context.Context, s ServerStream) error {
 	defer cancel()
 	var (
 		sendMu sync.Mutex
-		epoch  uint64
+		epoch  uint64 // epoch of the last request on this stream
 		gen    uint64
 	)
 	send := func(resp *AppendResponse) error {
@@ -114,10 +114,19 @@ func (r *Replica) HandleStream(ctx context.Context, s ServerStream) error {
 				hb = true
 			default:
 			}
-			if e != 0 && (ack > lastAck || hb) {
-				sendMu.Lock()
-				g := gen
-				sendMu.Unlock()
+			sendMu.Lock()
+			g, se := gen, epoch
+			sendMu.Unlock()
+			// Acks are only for the leader this node follows: matched is a
+			// position in that leader's log. A stream of an older epoch is
+			// told the newer one instead, which deposes its leader.
+			switch {
+			case se != 0 && se < e && hb:
+				if err := send(&AppendResponse{Epoch: se, Gen: g, OK: false, Promised: r.promised()}); err != nil {
+					cancel()
+					return
+				}
+			case se != 0 && se == e && (ack > lastAck || hb):
 				if err := send(&AppendResponse{Epoch: e, Gen: g, OK: true, DurableSeq: ack, Learner: learner, WALID: r.wal.ID()}); err != nil {
 					cancel()
 					return
@@ -156,7 +165,6 @@ func (r *Replica) HandleStream(ctx context.Context, s ServerStream) error {
 		sendMu.Lock()
 		epoch, gen = req.Epoch, req.Gen
 		sendMu.Unlock()
-		_ = epoch
 		if resp != nil {
 			if err := send(resp); err != nil {
 				return err

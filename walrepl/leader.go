@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"sync"
 	"time"
 
@@ -336,18 +337,33 @@ func (lr *leaderRun) markHeard(name string) {
 // healthyLocked counts voters heard within QuorumTimeout, this node included.
 func (lr *leaderRun) healthyLocked() int {
 	n := 0
-	for v := range lr.voters {
-		if v == lr.r.cfg.Name {
+	for _, since := range lr.sinceHeardLocked() {
+		if since < lr.r.cfg.QuorumTimeout {
 			n++
-			continue
-		}
-		if t, ok := lr.heard[v]; ok && lr.r.cfg.Clock.Since(t) < lr.r.cfg.QuorumTimeout {
-			if st := lr.peerSt[v]; st == nil || !st.Learner {
-				n++
-			}
 		}
 	}
 	return n
+}
+
+// sinceHeardLocked returns, per voter that is not a learner, how long ago it
+// was last heard (0 for this node), sorted ascending. Voters never heard are
+// absent.
+func (lr *leaderRun) sinceHeardLocked() []time.Duration {
+	var out []time.Duration
+	for v := range lr.voters {
+		if v == lr.r.cfg.Name {
+			out = append(out, 0)
+			continue
+		}
+		if st := lr.peerSt[v]; st != nil && st.Learner {
+			continue
+		}
+		if t, ok := lr.heard[v]; ok {
+			out = append(out, lr.r.cfg.Clock.Since(t))
+		}
+	}
+	slices.Sort(out)
+	return out
 }
 
 // watchQuorum steps down when no majority has been heard for QuorumTimeout.
@@ -362,13 +378,15 @@ func (lr *leaderRun) watchQuorum() {
 		case <-lr.ctx.Done():
 			return
 		}
+		// A majority was last heard when the need-th most recently heard
+		// voter was; before the epoch's first round, at the epoch's start.
 		lr.mu.Lock()
-		ok := lr.healthyLocked() >= need
-		lr.quorumOK = ok
-		if ok {
-			lr.lastQuorumOK = lr.r.cfg.Clock.Now()
+		since := lr.r.cfg.Clock.Since(lr.lastQuorumOK)
+		if s := lr.sinceHeardLocked(); len(s) >= need && s[need-1] < since {
+			since = s[need-1]
 		}
-		lost := !ok && lr.r.cfg.Clock.Since(lr.lastQuorumOK) >= lr.r.cfg.QuorumTimeout
+		lost := since >= lr.r.cfg.QuorumTimeout
+		lr.quorumOK = !lost
 		lr.mu.Unlock()
 		if lost {
 			lr.cancel(fmt.Errorf("%w: not heard within %s", ErrNoQuorum, lr.r.cfg.QuorumTimeout))
@@ -465,12 +483,12 @@ func (lr *leaderRun) stream(p Peer) error {
 				lr.mu.Unlock()
 				continue
 			}
-			if !resp.OK {
-				if resp.Promised > lr.epoch {
-					lr.cancel(fmt.Errorf("%w: %s promised epoch %d", ErrDeposed, p.Name, resp.Promised))
-					return
-				}
-				continue
+			if resp.Promised > lr.epoch || resp.Epoch > lr.epoch {
+				lr.cancel(fmt.Errorf("%w: %s follows epoch %d", ErrDeposed, p.Name, max(resp.Promised, resp.Epoch)))
+				return
+			}
+			if !resp.OK || resp.Epoch != lr.epoch {
+				continue // an answer meant for another epoch counts for nothing
 			}
 			if resp.Mismatch {
 				mu.Lock()

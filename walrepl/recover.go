@@ -120,7 +120,9 @@ func checkOpened(dir string, f *os.File, safe uint64, maxPayload int, visit func
 		return nil, fmt.Errorf("walrepl: %w", err)
 	}
 	const base = 1
-	res, err := scanWAL(dir, f, st.Size(), safe, base, maxPayload, visit)
+	// Frames are checked against the format's bound, not a configured one:
+	// lowering a setting must never turn written frames into "damage".
+	res, err := scanWAL(dir, f, st.Size(), safe, base, DefaultMaxPayload, visit)
 	if err != nil {
 		return nil, err
 	}
@@ -212,7 +214,11 @@ func recoverDir(o *Options) (*os.File, *Report, error) {
 		r.SafeSeq, r.LegacyUpgraded = r.LastSeq, true
 		log.WithFields(logrus.Fields{"dir": dir, "safe_seq": r.SafeSeq, "env": EnvLegacyUpgrade}).
 			Warn("WAL_LEGACY_UPGRADE: all existing frames treated as committed; unset the variable after this start")
-		return f, r, removeMarker(markerPath, marker)
+		if err := removeMarker(markerPath, marker); err != nil {
+			f.Close()
+			return nil, nil, err
+		}
+		return f, r, nil
 	case !safeExists:
 		return nil, nil, errSafeSeqMissing(dir)
 	}
@@ -237,7 +243,11 @@ func recoverDir(o *Options) (*os.File, *Report, error) {
 		return nil, nil, err
 	}
 	r.Created, r.Reset, r.ResetVia, r.ResetVarIgnore = rep.Created, rep.Reset, rep.ResetVia, rep.ResetVarIgnore
-	return f, r, removeMarker(markerPath, marker)
+	if err := removeMarker(markerPath, marker); err != nil {
+		f.Close()
+		return nil, nil, err
+	}
+	return f, r, nil
 }
 
 // openAndCheck opens the WAL for writing, scans it against safe and repairs

@@ -58,8 +58,8 @@ func (o *Options) Validate() error {
 	switch {
 	case o.Dir == "":
 		return errors.New("walrepl: Options.Dir is empty")
-	case o.MaxPayload <= 0 || o.MaxPayload > 1<<30:
-		return fmt.Errorf("walrepl: Options.MaxPayload=%d must be in (0, 1GiB]", o.MaxPayload)
+	case o.MaxPayload <= 0 || o.MaxPayload > DefaultMaxPayload:
+		return fmt.Errorf("walrepl: Options.MaxPayload=%d must be in (0, %d] (the format's bound)", o.MaxPayload, DefaultMaxPayload)
 	case o.SafeSeqPersistInterval <= 0:
 		return fmt.Errorf("walrepl: Options.SafeSeqPersistInterval=%s must be positive", o.SafeSeqPersistInterval)
 	}
@@ -574,7 +574,7 @@ func (w *WAL) offsetLocked(seq uint64) (int64, error) {
 		if _, err := w.f.ReadAt(hdr[:], off); err != nil {
 			return 0, fmt.Errorf("walrepl: reading frame header at offset %d: %w", off, err)
 		}
-		n, err := frameLen(hdr[:], w.opts.MaxPayload)
+		n, err := frameLen(hdr[:], DefaultMaxPayload)
 		if err != nil {
 			return 0, fmt.Errorf("walrepl: frame header at offset %d: %w", off, err)
 		}
@@ -602,7 +602,7 @@ func (w *WAL) ReadFrames(from, limit uint64, maxFrames, maxBytes int) ([]Frame, 
 	}
 	off, err := w.offsetLocked(from)
 	end := w.writtenEnd
-	mp := w.opts.MaxPayload
+	const mp = DefaultMaxPayload // the format's bound: what was written is readable
 	w.mu.Unlock()
 	if err != nil {
 		return nil, err
