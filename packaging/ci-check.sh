@@ -213,17 +213,23 @@ exposure=$(systemd-analyze security --offline=true "$UNIT" 2>/dev/null |
 	sed -n 's/.*Overall exposure level for .*: \([0-9.]*\).*/\1/p')
 check "systemd-analyze security exposure ${exposure:-?} <= 3.0" \
 	awk -v e="${exposure:-99}" 'BEGIN { exit !(e + 0 <= 3.0) }'
-for want in Type=notify RestartPreventExitStatus=65 User=autonomy ReadWritePaths=/var/lib/autonomy LimitNOFILE=65536; do
+for want in Type=notify User=autonomy ReadWritePaths=/var/lib/autonomy LimitNOFILE=65536; do
 	check "unit has $want" grep -qx "$want" $UNIT
 done
-# The ExecStartPre guard, as the autonomy user, as systemd would run it.
-guard=$(sed -n "s/^ExecStartPre=\/bin\/sh -c '\(.*\)'$/\1/p" $UNIT)
-check "unit has the empty-config guard (ExecStartPre)" test -n "$guard"
+check "unit's RestartPreventExitStatus= has 65 (WAL fail-hard)" \
+	grep -Eqx 'RestartPreventExitStatus=(.* )?65( .*)?' $UNIT
+check "unit's RestartPreventExitStatus= has 78" grep -Eqx 'RestartPreventExitStatus=(.* )?78( .*)?' $UNIT
+# ExecStart is: /bin/sh -c '<empty-config guard>; exec /usr/bin/autonomy-orchestrator serve --config ...'.
+# Run the guard part as the autonomy user, as systemd would, without the exec.
+execstart=$(sed -n "s/^ExecStart=\/bin\/sh -c '\(.*\)'$/\1/p" $UNIT)
+check "ExecStart ends by exec'ing the daemon with the packaged config" \
+	grep -q '; exec /usr/bin/autonomy-orchestrator serve --config /etc/autonomy/orchestrator.yaml$' <<<"$execstart"
+guard=${execstart%; exec *}
+check "unit has the empty-config guard" test -n "$guard" -a "$guard" != "$execstart"
 guard_out=$(runuser -u autonomy -- /bin/sh -c "$guard" 2>&1) && guard_rc=0 || guard_rc=$?
-check "guard refuses the packaged (all-commented) config" test "$guard_rc" -ne 0
+expect_eq "guard refuses the packaged (all-commented) config with exit 78" 78 "$guard_rc"
 check "guard says why" grep -q "has no settings" <<<"$guard_out"
-echo "    $guard_out"
-cp -p $CONFDIR/orchestrator.yaml /tmp/ci-check.orchestrator.yaml
+indent "$guard_out"
 echo "name: n1" >>$CONFDIR/orchestrator.yaml
 check "guard accepts a config with a setting (read through group autonomy)" runuser -u autonomy -- /bin/sh -c "$guard"
 
@@ -254,7 +260,7 @@ check "group autonomy removed" not group_exists
 check "$CONFDIR removed (conffiles purged)" not test -e $CONFDIR
 check "$DATADIR kept after purge (data is never deleted)" test -d $DATADIR
 check "data in $DATADIR kept after purge" test -f "$MARKER"
-rm -rf "$DATADIR" /tmp/ci-check.orchestrator.yaml
+rm -rf "$DATADIR"
 
 section "rpm"
 deb_files=$(dpkg -c "$DEB" | awk '/^-/ { sub(/^\./, "", $6); print $6 }' | sort)
