@@ -27,9 +27,12 @@ test: lint build
 	$(GO) test -race -count=1 -timeout 10m ./walrepl/...
 	$(GO) test -count=1 -timeout 15m $$($(GO) list ./... | grep -v -e /walrepl -e /test/integration -e /test/bench)
 
+package: build
+	$(GO) run ./packaging/cmd/mkpkg --version $(VERSION) --bin-dir $(BIN) --out dist
+
 clean:
 	rm -rf $(BIN) dist bench-results.json
 
-NODES ?= 1
+NODES ?= 3
 run: build
 	$(GO) run ./node/cmd/devcluster -n $(NODES)

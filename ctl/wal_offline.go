@@ -246,7 +246,7 @@ func recoveryHints(c *walCheck) []string {
 	}
 	h = append(h,
 		`if you suspect the storage, check it before anything else: sudo fsck -n /dev/sdXY; sudo dmesg | grep -E "I/O error|ata|scsi|blk_update_request"`,
-		fmt.Sprintf("to accept telemetry loss on this node: sudo systemctl stop autonomy-orchestrator; sudo autonomyctl wal reset --data-dir %s; sudo systemctl start autonomy-orchestrator", c.DataDir),
+		fmt.Sprintf("to accept telemetry loss on this node: sudo systemctl stop autonomy-orchestrator; sudo -u autonomy autonomyctl wal reset --data-dir %s; sudo systemctl start autonomy-orchestrator", c.DataDir),
 		"in a cluster the reset node re-replicates the committed history from the leader, so the reset loses nothing the cluster committed")
 	return h
 }

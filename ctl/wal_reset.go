@@ -40,7 +40,7 @@ func (in *invocation) walResetCmd() *cobra.Command {
 			"The next start begins with an empty WAL and logs WAL_RESET_BY_OPERATOR at WARN (and an audit event); in a\n" +
 			"cluster the node then re-replicates the committed history from the leader. Without --yes it asks for\n" +
 			"confirmation on a terminal, and refuses when stdin is not one.",
-		Example: "  sudo systemctl stop autonomy-orchestrator\n  sudo autonomyctl wal reset --data-dir /var/lib/autonomy\n  sudo systemctl start autonomy-orchestrator",
+		Example: "  sudo systemctl stop autonomy-orchestrator\n  sudo -u autonomy autonomyctl wal reset --data-dir /var/lib/autonomy\n  sudo systemctl start autonomy-orchestrator",
 		Args:    usageArgs(cobra.NoArgs),
 		RunE: func(*cobra.Command, []string) error {
 			return in.walReset(dataDir, yes)

@@ -66,19 +66,6 @@ func (n *Node) Health() (api.Health, bool) {
 	return h, ok
 }
 
-// Ingest implements api.Backend.
-func (n *Node) Ingest(ctx context.Context, payloads [][]byte) ([]uint64, uint64, error) {
-	first, last, err := n.replica.Propose(ctx, time.Now().UnixNano(), payloads)
-	if err != nil {
-		return nil, 0, err
-	}
-	seqs := make([]uint64, 0, last-first+1)
-	for s := first; s <= last; s++ {
-		seqs = append(seqs, s)
-	}
-	return seqs, n.wal.SafeSeq(), nil
-}
-
 // HAStatus implements api.Backend.
 func (n *Node) HAStatus(ctx context.Context) api.HAStatus {
 	rs := n.replica.Status()
@@ -97,9 +84,17 @@ func (n *Node) HAStatus(ctx context.Context) api.HAStatus {
 	for _, p := range rs.Peers {
 		peers[p.Name] = p
 	}
+	gossiped := n.gossip.Peers()
 	for _, name := range voters {
 		m := api.Member{Name: name, APIURL: infos[name].APIURL, Role: walrepl.RoleFollower, GossipState: "unknown"}
-		if out.Leader != nil && out.Leader.Name == name {
+		if g, ok := gossiped[name]; ok {
+			m.GossipState, m.LastSeq, m.FsyncedSeq, m.FailHard = g.State, g.LastSeq, g.FsyncedSeq, g.FailHard
+			if g.Role != "" {
+				m.Role = g.Role
+			}
+			m.Learner = g.Role == walrepl.RoleLearner
+		}
+		if out.Leader != nil && out.Leader.Name == name && m.Role != walrepl.RoleLeader {
 			m.Role = walrepl.RoleLeader
 		}
 		if name == n.cfg.Name {
@@ -108,7 +103,8 @@ func (n *Node) HAStatus(ctx context.Context) api.HAStatus {
 				m.FailHard = err.Error()
 			}
 		} else if p, ok := peers[name]; ok {
-			m.FsyncedSeq, m.Learner = p.DurableSeq, p.Learner
+			// The leader's own view of a follower is fresher than gossip.
+			m.FsyncedSeq, m.Learner = max(m.FsyncedSeq, p.DurableSeq), p.Learner
 			if p.Learner {
 				m.Role = walrepl.RoleLearner
 			}

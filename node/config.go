@@ -1,6 +1,7 @@
 package node
 
 import (
+	"encoding/json"
 	"errors"
 	"fmt"
 	"net"
@@ -27,6 +28,7 @@ type Config struct {
 	EtcdPeerURL         string        // --etcd-peer-url
 	ReplAddr            string        // --repl-addr: replication listener (host:port)
 	GossipAddr          string        // --gossip-addr: memberlist (host:port)
+	GossipKey           string        // --gossip-key: base64 AES key encrypting gossip
 	InitialCluster      string        // --initial-cluster: name=peerURL,...
 	InitialClusterState string        // --initial-cluster-state: new|existing
 	ClusterName         string        // --cluster-name
@@ -87,6 +89,7 @@ func (c *Config) BindFlags(fs *pflag.FlagSet) {
 	fs.StringVar(&c.EtcdPeerURL, "etcd-peer-url", c.EtcdPeerURL, "embedded etcd peer URL (listen and advertise)")
 	fs.StringVar(&c.ReplAddr, "repl-addr", c.ReplAddr, "WAL replication listen address host:port")
 	fs.StringVar(&c.GossipAddr, "gossip-addr", c.GossipAddr, "memberlist gossip address host:port")
+	fs.StringVar(&c.GossipKey, "gossip-key", c.GossipKey, "base64 16/24/32-byte key that encrypts gossip (all nodes the same)")
 	fs.StringVar(&c.InitialCluster, "initial-cluster", c.InitialCluster, "etcd bootstrap: name=peerURL,... (empty: single-node cluster)")
 	fs.StringVar(&c.InitialClusterState, "initial-cluster-state", c.InitialClusterState, "new (bootstrap) or existing (join)")
 	fs.StringVar(&c.ClusterName, "cluster-name", c.ClusterName, "cluster name; scopes etcd keys /autonomy/<name>/")
@@ -106,7 +109,8 @@ func LoadFile(path string, fs *pflag.FlagSet) error {
 		return fmt.Errorf("--config: %w", err)
 	}
 	var m map[string]any
-	if err := yaml.Unmarshal(b, &m); err != nil {
+	// UseNumber keeps 1048576 from arriving as the float 1.048576e+06.
+	if err := yaml.Unmarshal(b, &m, func(d *json.Decoder) *json.Decoder { d.UseNumber(); return d }); err != nil {
 		return fmt.Errorf("--config %s: not valid YAML: %w", path, err)
 	}
 	for k, v := range m {

@@ -27,6 +27,8 @@ type Node struct {
 	wal     *walrepl.WAL
 	replica *walrepl.Replica
 	member  *cluster.Member
+	gossip  *cluster.Gossip
+	ids     *idIndex
 
 	mu     sync.Mutex
 	leader *cluster.LeaderInfo
@@ -79,7 +81,7 @@ func Run(ctx context.Context, cfg Config, log *logrus.Logger) error {
 		}
 	}
 
-	n := &Node{cfg: cfg, log: log, wal: wal}
+	n := &Node{cfg: cfg, log: log, wal: wal, ids: newIDIndex()}
 	replLn, err := net.Listen("tcp", cfg.ReplAddr)
 	if err != nil {
 		return fmt.Errorf("node: --repl-addr %s: %w", cfg.ReplAddr, err)
@@ -117,6 +119,12 @@ func Run(ctx context.Context, cfg Config, log *logrus.Logger) error {
 	if err := n.member.PutNodeInfo(ctx, me); err != nil {
 		return fmt.Errorf("node: registering in etcd: %w", err)
 	}
+	n.gossip, err = cluster.StartGossip(cluster.GossipConfig{Name: cfg.Name, BindAddr: cfg.GossipAddr, Key: cfg.GossipKey,
+		Logger: log, Self: n.selfHealth})
+	if err != nil {
+		return err
+	}
+	defer n.gossip.Close()
 	if rep.Reset {
 		n.audit(ctx, "wal_reset", "operator", map[string]any{"via": rep.ResetVia, "dir": rep.Dir})
 	}
@@ -132,7 +140,9 @@ func Run(ctx context.Context, cfg Config, log *logrus.Logger) error {
 	runCtx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
 	var wg sync.WaitGroup
-	wg.Add(4)
+	wg.Add(6)
+	go func() { defer wg.Done(); n.joinGossip(runCtx) }()
+	go func() { defer wg.Done(); n.detectLeaderDeath(runCtx) }()
 	go func() {
 		defer wg.Done()
 		if err := walrepl.ServeTCP(runCtx, replLn, n.replica, transport.IdleTimeout, log); err != nil {

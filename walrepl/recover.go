@@ -309,7 +309,9 @@ func readResetMarker(path string) (*ResetMarker, error) {
 		return nil, nil
 	}
 	if err != nil {
-		return nil, fmt.Errorf("walrepl: reading reset marker: %w", err)
+		// The marker's presence is the instruction; its content is only
+		// audit. An unreadable one (say, written by root) still counts.
+		return &ResetMarker{By: "unknown (unreadable marker: " + err.Error() + ")"}, nil
 	}
 	var m ResetMarker
 	if err := json.Unmarshal(b, &m); err != nil {

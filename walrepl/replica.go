@@ -295,3 +295,21 @@ func sleepCtx(ctx context.Context, d time.Duration) {
 	case <-ctx.Done():
 	}
 }
+
+// WaitCommitted waits, as the leader of a started epoch, until seq is
+// committed. Used for an idempotent retry whose event is already in the log.
+func (r *Replica) WaitCommitted(ctx context.Context, seq uint64) error {
+	r.mu.Lock()
+	lr := r.lead
+	r.mu.Unlock()
+	if lr == nil {
+		return ErrNotLeader
+	}
+	if !lr.isStarted() {
+		return ErrEpochNotStarted
+	}
+	if last, _, _, _ := r.wal.Positions(); seq > last {
+		return fmt.Errorf("walrepl: Seq=%d is beyond the log (last %d)", seq, last)
+	}
+	return lr.waitCommit(ctx, seq)
+}

@@ -131,6 +131,7 @@ type WAL struct {
 	index         []int64
 	epochs        []epochStart
 	changed       chan struct{} // closed and replaced whenever a position moves
+	truncs        []uint64      // every TruncateAfter point since Open, in order
 	fsync         FsyncStats
 
 	kick chan struct{}
@@ -551,6 +552,7 @@ func (w *WAL) TruncateAfter(seq uint64) error {
 	}
 	w.end, w.pendingFrom, w.writtenEnd = off, off, off
 	w.writtenSeq, w.durableSeq = seq, seq
+	w.truncs = append(w.truncs, seq)
 	w.notifyLocked()
 	w.log.WithFields(logrus.Fields{"dir": w.dir, "kept_last_seq": seq, "frames_removed": removed}).
 		Warn("WAL_DIVERGENT_SUFFIX_TRUNCATED")
@@ -733,4 +735,16 @@ func (w *WAL) crash() {
 		w.wg.Wait()
 		w.f.Close()
 	})
+}
+
+// TruncationsSince returns the Seqs kept by every truncation after the first
+// `seen` ones, and the new count. Indexes built over the log use it to drop
+// what a truncation removed.
+func (w *WAL) TruncationsSince(seen int) ([]uint64, int) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if seen >= len(w.truncs) {
+		return nil, len(w.truncs)
+	}
+	return append([]uint64(nil), w.truncs[seen:]...), len(w.truncs)
 }

@@ -330,3 +330,222 @@ func AllFrames(t testing.TB, base string) []api.Frame {
 		after = ir.Frames[len(ir.Frames)-1].Seq
 	}
 }
+
+// Cluster is a set of nodes bootstrapped together.
+type Cluster struct {
+	t     testing.TB
+	Nodes []*Node
+}
+
+// NewCluster defines n nodes named n1..nN wired with --initial-cluster and
+// extra serve flags; call Start to run them.
+func NewCluster(t testing.TB, n int, extra ...string) *Cluster {
+	c := &Cluster{t: t}
+	var initial []string
+	for i := 1; i <= n; i++ {
+		nd := NewNode(t, fmt.Sprintf("n%d", i))
+		c.Nodes = append(c.Nodes, nd)
+		initial = append(initial, nd.Name+"="+nd.PeerURL())
+	}
+	for _, nd := range c.Nodes {
+		nd.Extra = append([]string{"--initial-cluster", strings.Join(initial, ",")}, extra...)
+	}
+	return c
+}
+
+// Start starts every node.
+func (c *Cluster) Start() {
+	for _, n := range c.Nodes {
+		n.Start()
+	}
+}
+
+// Node returns the node named name.
+func (c *Cluster) Node(name string) *Node {
+	for _, n := range c.Nodes {
+		if n.Name == name {
+			return n
+		}
+	}
+	c.t.Fatalf("no node %s", name)
+	return nil
+}
+
+// Leaders returns the running nodes whose /v1/health answers 200.
+func (c *Cluster) Leaders() []*Node {
+	var out []*Node
+	for _, n := range c.Nodes {
+		if !n.Running() {
+			continue
+		}
+		if code, _ := n.Health(); code == http.StatusOK {
+			out = append(out, n)
+		}
+	}
+	return out
+}
+
+// WaitLeader waits until exactly one running node answers /v1/health 200
+// and returns it.
+func (c *Cluster) WaitLeader(d time.Duration) *Node {
+	c.t.Helper()
+	deadline := time.Now().Add(d)
+	for time.Now().Before(deadline) {
+		if ls := c.Leaders(); len(ls) == 1 {
+			return ls[0]
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	var logs strings.Builder
+	for _, n := range c.Nodes {
+		fmt.Fprintf(&logs, "--- %s\n%s\n", n.Name, tail(n.Logs(), 40))
+	}
+	c.t.Fatalf("no single leader within %s\n%s", d, logs.String())
+	return nil
+}
+
+func tail(s string, lines int) string {
+	parts := strings.Split(s, "\n")
+	if len(parts) > lines {
+		parts = parts[len(parts)-lines:]
+	}
+	return strings.Join(parts, "\n")
+}
+
+// Writer posts events with unique ids to whichever node leads, following
+// redirects and rotating on errors, and records what was acknowledged.
+type Writer struct {
+	c       *Cluster
+	mu      sync.Mutex
+	Acked   map[string]uint64 // id → Seq
+	Unknown map[string]bool   // sent, outcome unknown
+	okTimes [][2]time.Time    // (request sent, acknowledged)
+}
+
+// NewWriter returns a writer over c.
+func NewWriter(c *Cluster) *Writer {
+	return &Writer{c: c, Acked: map[string]uint64{}, Unknown: map[string]bool{}}
+}
+
+// Write tries to get one event acknowledged until ctx ends; it returns its
+// Seq, or 0 if it never was.
+func (w *Writer) Write(ctx context.Context, id string) uint64 {
+	body := fmt.Sprintf(`{"id":%q,"kind":"load","agent":"w"}`, id)
+	target := ""
+	for i := 0; ctx.Err() == nil; i++ {
+		sent := time.Now()
+		if target == "" {
+			target = w.c.Nodes[i%len(w.c.Nodes)].URL()
+		}
+		rctx, cancel := context.WithTimeout(ctx, 3*time.Second)
+		req, _ := http.NewRequestWithContext(rctx, http.MethodPost, target+"/v1/telemetry/events", strings.NewReader(body))
+		resp, err := Client.Do(req)
+		if err != nil {
+			cancel()
+			w.mu.Lock()
+			w.Unknown[id] = true
+			w.mu.Unlock()
+			target = ""
+			time.Sleep(20 * time.Millisecond)
+			continue
+		}
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		cancel()
+		switch resp.StatusCode {
+		case http.StatusOK:
+			var ir api.IngestResponse
+			if json.Unmarshal(b, &ir) != nil || len(ir.Seqs) != 1 {
+				w.c.t.Errorf("bad ingest answer %s", b)
+				return 0
+			}
+			w.mu.Lock()
+			w.Acked[id] = ir.Seqs[0]
+			delete(w.Unknown, id)
+			w.okTimes = append(w.okTimes, [2]time.Time{sent, time.Now()})
+			w.mu.Unlock()
+			return ir.Seqs[0]
+		case http.StatusTemporaryRedirect:
+			if loc := resp.Header.Get("Location"); loc != "" {
+				target = strings.TrimSuffix(loc, "/v1/telemetry/events")
+				continue
+			}
+			target = ""
+		default:
+			if resp.StatusCode == http.StatusServiceUnavailable {
+				w.mu.Lock()
+				w.Unknown[id] = true
+				w.mu.Unlock()
+			}
+			target = ""
+			time.Sleep(20 * time.Millisecond)
+		}
+	}
+	return 0
+}
+
+// FirstOKAfter returns when the first request sent after t was
+// acknowledged: the end of a failover as a client sees it.
+func (w *Writer) FirstOKAfter(t time.Time) (time.Time, bool) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	for _, ok := range w.okTimes {
+		if ok[0].After(t) {
+			return ok[1], true
+		}
+	}
+	return time.Time{}, false
+}
+
+// Snapshot copies the acknowledged set.
+func (w *Writer) Snapshot() map[string]uint64 {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	out := make(map[string]uint64, len(w.Acked))
+	for k, v := range w.Acked {
+		out[k] = v
+	}
+	return out
+}
+
+// CheckAllNodes verifies, on every running node, that each acknowledged
+// event is present exactly once at its Seq, and that all nodes hold identical
+// frames up to the smallest safe_seq among them.
+func (c *Cluster) CheckAllNodes(acked map[string]uint64) {
+	c.t.Helper()
+	var ref []api.Frame
+	var refName string
+	for _, n := range c.Nodes {
+		if !n.Running() {
+			continue
+		}
+		frames := AllFrames(c.t, n.URL())
+		ids := map[string]int{}
+		bySeq := map[uint64]string{}
+		for _, f := range frames {
+			var ev struct{ ID string }
+			json.Unmarshal(f.Event, &ev)
+			if ev.ID != "" {
+				ids[ev.ID]++
+				bySeq[f.Seq] = ev.ID
+			}
+		}
+		for id, seq := range acked {
+			if ids[id] != 1 || bySeq[seq] != id {
+				c.t.Errorf("%s: acknowledged event %s (Seq=%d) present %d times; Seq=%d holds %q", n.Name, id, seq, ids[id], seq, bySeq[seq])
+			}
+		}
+		if ref == nil {
+			ref, refName = frames, n.Name
+			continue
+		}
+		m := min(len(ref), len(frames))
+		for i := 0; i < m; i++ {
+			a, b := ref[i], frames[i]
+			if a.Seq != b.Seq || a.Epoch != b.Epoch || !a.TS.Equal(b.TS) || a.Type != b.Type || string(a.Event) != string(b.Event) {
+				c.t.Errorf("%s and %s differ at Seq=%d", refName, n.Name, a.Seq)
+				break
+			}
+		}
+	}
+}

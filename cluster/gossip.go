@@ -1,0 +1,214 @@
+package cluster
+
+import (
+	"encoding/base64"
+	"encoding/json"
+	"fmt"
+	"io"
+	"log"
+	"net"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/hashicorp/memberlist"
+	"github.com/sirupsen/logrus"
+)
+
+// Health is what a node gossips about itself. It is advice for status and
+// routing only: no commit or leadership decision reads it (DESIGN §6 rule 9).
+type Health struct {
+	Name       string `json:"n"`
+	APIURL     string `json:"u"`
+	Role       string `json:"r"`
+	Epoch      uint64 `json:"e"`
+	LastSeq    uint64 `json:"l"`
+	FsyncedSeq uint64 `json:"f"`
+	FailHard   string `json:"x,omitempty"`
+}
+
+// PeerHealth is a gossiped node as memberlist sees it.
+type PeerHealth struct {
+	Health
+	State string // alive, suspect, dead, left
+}
+
+// GossipConfig configures memberlist.
+type GossipConfig struct {
+	Name string
+	// BindAddr is host:port for memberlist's TCP and UDP.
+	BindAddr string
+	// Key, if set, is a base64 AES key (16, 24 or 32 bytes) that encrypts gossip.
+	Key    string
+	Logger logrus.FieldLogger
+	// Self returns this node's current health for its metadata.
+	Self func() Health
+}
+
+// Gossip is this node's memberlist.
+type Gossip struct {
+	ml   *memberlist.Memberlist
+	cfg  GossipConfig
+	stop chan struct{}
+	wg   sync.WaitGroup
+	once sync.Once
+}
+
+// DecodeGossipKey validates a --gossip-key value.
+func DecodeGossipKey(k string) ([]byte, error) {
+	b, err := base64.StdEncoding.DecodeString(k)
+	if err != nil {
+		return nil, fmt.Errorf("--gossip-key is not base64: %v", err)
+	}
+	if l := len(b); l != 16 && l != 24 && l != 32 {
+		return nil, fmt.Errorf("--gossip-key decodes to %d bytes; it must be 16, 24 or 32 (e.g. `head -c32 /dev/urandom | base64`)", l)
+	}
+	return b, nil
+}
+
+type gossipDelegate struct{ self func() Health }
+
+func (d gossipDelegate) NodeMeta(limit int) []byte {
+	b, _ := json.Marshal(d.self())
+	if len(b) > limit {
+		h := d.self()
+		h.FailHard = h.FailHard[:min(len(h.FailHard), 64)]
+		h.APIURL = ""
+		b, _ = json.Marshal(h)
+	}
+	return b
+}
+func (gossipDelegate) NotifyMsg([]byte)                           {}
+func (gossipDelegate) GetBroadcasts(overhead, limit int) [][]byte { return nil }
+func (gossipDelegate) LocalState(join bool) []byte                { return nil }
+func (gossipDelegate) MergeRemoteState(buf []byte, join bool)     {}
+
+// StartGossip starts memberlist on cfg.BindAddr. Timing is tuned for a LAN
+// of three appliances: failures are suspected within about a second.
+func StartGossip(cfg GossipConfig) (*Gossip, error) {
+	host, portStr, err := net.SplitHostPort(cfg.BindAddr)
+	if err != nil {
+		return nil, fmt.Errorf("--gossip-addr=%q: %v", cfg.BindAddr, err)
+	}
+	port, err := strconv.Atoi(portStr)
+	if err != nil {
+		return nil, fmt.Errorf("--gossip-addr=%q: bad port", cfg.BindAddr)
+	}
+	mc := memberlist.DefaultLANConfig()
+	mc.Name = cfg.Name
+	mc.BindAddr, mc.BindPort = host, port
+	mc.AdvertiseAddr, mc.AdvertisePort = host, port
+	mc.ProbeInterval = 300 * time.Millisecond
+	mc.ProbeTimeout = 150 * time.Millisecond
+	mc.GossipInterval = 100 * time.Millisecond
+	mc.SuspicionMult = 2
+	mc.PushPullInterval = 10 * time.Second
+	mc.Delegate = gossipDelegate{self: cfg.Self}
+	mc.Logger = log.New(&logrusWriter{log: cfg.Logger.WithField("component", "memberlist")}, "", 0)
+	if cfg.Key != "" {
+		key, err := DecodeGossipKey(cfg.Key)
+		if err != nil {
+			return nil, err
+		}
+		mc.SecretKey = key
+	}
+	ml, err := memberlist.Create(mc)
+	if err != nil {
+		return nil, fmt.Errorf("cluster: starting gossip on %s: %w", cfg.BindAddr, err)
+	}
+	g := &Gossip{ml: ml, cfg: cfg, stop: make(chan struct{})}
+	g.wg.Add(1)
+	go g.refreshMeta()
+	return g, nil
+}
+
+// refreshMeta re-broadcasts this node's metadata as its positions move.
+func (g *Gossip) refreshMeta() {
+	defer g.wg.Done()
+	t := time.NewTicker(250 * time.Millisecond)
+	defer t.Stop()
+	var last Health
+	for {
+		select {
+		case <-t.C:
+		case <-g.stop:
+			return
+		}
+		if h := g.cfg.Self(); h != last {
+			last = h
+			g.ml.UpdateNode(time.Second)
+		}
+	}
+}
+
+// Join contacts the given gossip addresses (from the etcd registry).
+func (g *Gossip) Join(addrs []string) (int, error) { return g.ml.Join(addrs) }
+
+// Peers returns every node memberlist knows, this one included.
+func (g *Gossip) Peers() map[string]PeerHealth {
+	out := map[string]PeerHealth{}
+	for _, m := range g.ml.Members() {
+		var h Health
+		json.Unmarshal(m.Meta, &h)
+		h.Name = m.Name
+		out[m.Name] = PeerHealth{Health: h, State: stateName(m.State)}
+	}
+	return out
+}
+
+// State returns name's gossip state: alive, suspect, dead, left or unknown.
+func (g *Gossip) State(name string) string {
+	for _, m := range g.ml.Members() {
+		if m.Name == name {
+			return stateName(m.State)
+		}
+	}
+	return "unknown"
+}
+
+func stateName(s memberlist.NodeStateType) string {
+	switch s {
+	case memberlist.StateAlive:
+		return "alive"
+	case memberlist.StateSuspect:
+		return "suspect"
+	case memberlist.StateDead:
+		return "dead"
+	case memberlist.StateLeft:
+		return "left"
+	}
+	return "unknown"
+}
+
+// Close leaves the cluster and stops memberlist. Idempotent.
+func (g *Gossip) Close() {
+	g.once.Do(func() {
+		close(g.stop)
+		g.wg.Wait()
+		g.ml.Leave(500 * time.Millisecond)
+		g.ml.Shutdown()
+	})
+}
+
+// logrusWriter turns memberlist's log.Logger lines ("[WARN] memberlist: ...")
+// into logrus entries at the matching level.
+type logrusWriter struct{ log logrus.FieldLogger }
+
+func (w *logrusWriter) Write(p []byte) (int, error) {
+	s := strings.TrimRight(string(p), "\r\n")
+	if m, ok := strings.CutPrefix(s, "[ERR] "); ok {
+		w.log.Error(m)
+	} else if m, ok := strings.CutPrefix(s, "[WARN] "); ok {
+		w.log.Warn(m)
+	} else if m, ok := strings.CutPrefix(s, "[INFO] "); ok {
+		w.log.Info(m)
+	} else if m, ok := strings.CutPrefix(s, "[DEBUG] "); ok {
+		w.log.Debug(m)
+	} else {
+		w.log.Info(s)
+	}
+	return len(p), nil
+}
+
+var _ io.Writer = (*logrusWriter)(nil)

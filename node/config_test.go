@@ -1,0 +1,42 @@
+package node
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/spf13/pflag"
+)
+
+func TestLoadFile_keysAreFlagNames(t *testing.T) {
+	cfg := DefaultConfig()
+	fs := pflag.NewFlagSet("serve", pflag.ContinueOnError)
+	cfg.BindFlags(fs)
+	if err := fs.Parse([]string{"--listen", "127.0.0.1:9999"}); err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join(t.TempDir(), "c.yaml")
+	os.WriteFile(path, []byte("name: n7\nmax-body-bytes: 1048576\nlisten: 0.0.0.0:1\nleader-ttl: 3s\n"), 0o600)
+	if err := LoadFile(path, fs); err != nil {
+		t.Fatal(err)
+	}
+	if cfg.Name != "n7" || cfg.MaxBodyBytes != 1048576 || cfg.LeaderTTL.String() != "3s" {
+		t.Fatalf("config not applied: %+v", cfg)
+	}
+	if cfg.Listen != "127.0.0.1:9999" {
+		t.Fatalf("a command-line flag must win over the file, got listen=%s", cfg.Listen)
+	}
+	os.WriteFile(path, []byte("nmae: typo\n"), 0o600)
+	if err := LoadFile(path, fs); err == nil || !strings.Contains(err.Error(), `unknown key "nmae"`) {
+		t.Fatalf("unknown key: %v", err)
+	}
+}
+
+func TestConfig_ValidateNamesFlag(t *testing.T) {
+	cfg := DefaultConfig()
+	cfg.Listen = "nonsense"
+	if err := cfg.Validate(); err == nil || !strings.Contains(err.Error(), "--listen") {
+		t.Fatalf("got %v", err)
+	}
+}

@@ -1,0 +1,182 @@
+package node
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/autonomyops/orchestrator/walrepl"
+)
+
+// idIndex maps client event ids to the Seq of the frame that carries them,
+// over everything in this node's WAL (DESIGN §6 rule 10). It is caught up
+// lazily from the WAL before each ingest, so it also covers frames this node
+// received as a follower — a retry sent to a new leader finds the original.
+type idIndex struct {
+	mu       sync.Mutex
+	seqs     map[string]uint64
+	order    []idEntry // by Seq, to undo truncations from the end
+	upTo     uint64    // frames ≤ upTo are indexed
+	truncs   int       // WAL truncations already applied
+	inflight map[string]chan struct{}
+}
+
+type idEntry struct {
+	seq uint64
+	id  string
+}
+
+func newIDIndex() *idIndex {
+	return &idIndex{seqs: map[string]uint64{}, inflight: map[string]chan struct{}{}}
+}
+
+// eventID extracts the optional "id" of an event.
+func eventID(payload []byte) string {
+	var e struct {
+		ID json.RawMessage `json:"id"`
+	}
+	if json.Unmarshal(payload, &e) != nil || len(e.ID) == 0 || string(e.ID) == "null" {
+		return ""
+	}
+	var s string
+	if json.Unmarshal(e.ID, &s) == nil {
+		return s
+	}
+	return string(e.ID) // a numeric id, kept in its JSON spelling
+}
+
+// catchUpLocked applies the WAL's truncations and indexes new frames.
+func (x *idIndex) catchUpLocked(w *walrepl.WAL) error {
+	truncs, n := w.TruncationsSince(x.truncs)
+	for _, t := range truncs {
+		for len(x.order) > 0 && x.order[len(x.order)-1].seq > t {
+			e := x.order[len(x.order)-1]
+			if x.seqs[e.id] == e.seq {
+				delete(x.seqs, e.id)
+			}
+			x.order = x.order[:len(x.order)-1]
+		}
+		x.upTo = min(x.upTo, t)
+	}
+	x.truncs = n
+	st := w.Status()
+	from := max(x.upTo+1, st.FirstSeq, 1)
+	last := w.WrittenSeq()
+	for from <= last {
+		frames, err := w.ReadFrames(from, last, 4096, 4<<20)
+		if err != nil {
+			return err
+		}
+		if len(frames) == 0 {
+			break
+		}
+		for i := range frames {
+			f := &frames[i]
+			if f.Type == walrepl.FrameEvent {
+				if id := eventID(f.Payload); id != "" {
+					if _, dup := x.seqs[id]; !dup {
+						x.seqs[id] = f.Seq
+						x.order = append(x.order, idEntry{f.Seq, id})
+					}
+				}
+			}
+			x.upTo = f.Seq
+		}
+		from = x.upTo + 1
+	}
+	return nil
+}
+
+// Ingest implements api.Backend: it appends the events that are new, and for
+// events whose id the log already holds answers that frame's Seq once it is
+// committed, writing nothing.
+func (n *Node) Ingest(ctx context.Context, payloads [][]byte) ([]uint64, uint64, error) {
+	x := n.ids
+	ids := make([]string, len(payloads))
+	for i, p := range payloads {
+		ids[i] = eventID(p)
+	}
+	seqs := make([]uint64, len(payloads))
+	var (
+		waits []chan struct{}
+		mine  []string
+	)
+	for {
+		x.mu.Lock()
+		if err := x.catchUpLocked(n.wal); err != nil {
+			x.mu.Unlock()
+			return nil, 0, err
+		}
+		waits = waits[:0]
+		for _, id := range ids {
+			if ch, busy := x.inflight[id]; id != "" && busy {
+				waits = append(waits, ch)
+			}
+		}
+		if len(waits) == 0 {
+			break
+		}
+		x.mu.Unlock()
+		for _, ch := range waits {
+			select {
+			case <-ch:
+			case <-ctx.Done():
+				return nil, 0, ctx.Err()
+			}
+		}
+	}
+	// Decide under the lock: known ids answer their Seq; the rest are
+	// written, each id once even if the batch repeats it.
+	var fresh [][]byte
+	freshIdx := make([]int, len(payloads)) // index into fresh, or -1
+	firstOfID := map[string]int{}
+	var known []uint64
+	for i, id := range ids {
+		freshIdx[i] = -1
+		if id != "" {
+			if s, ok := x.seqs[id]; ok {
+				seqs[i] = s
+				known = append(known, s)
+				continue
+			}
+			if j, ok := firstOfID[id]; ok {
+				freshIdx[i] = j
+				continue
+			}
+			firstOfID[id] = len(fresh)
+			x.inflight[id] = make(chan struct{})
+			mine = append(mine, id)
+		}
+		freshIdx[i] = len(fresh)
+		fresh = append(fresh, payloads[i])
+	}
+	x.mu.Unlock()
+	defer func() {
+		x.mu.Lock()
+		for _, id := range mine {
+			close(x.inflight[id])
+			delete(x.inflight, id)
+		}
+		x.mu.Unlock()
+	}()
+
+	if len(fresh) > 0 {
+		first, _, err := n.replica.Propose(ctx, time.Now().UnixNano(), fresh)
+		if err != nil {
+			return nil, 0, err
+		}
+		for i := range payloads {
+			if freshIdx[i] >= 0 && seqs[i] == 0 {
+				seqs[i] = first + uint64(freshIdx[i])
+			}
+		}
+	}
+	for _, s := range known {
+		if err := n.replica.WaitCommitted(ctx, s); err != nil {
+			return nil, 0, fmt.Errorf("waiting for the original of a retried event (Seq=%d): %w", s, err)
+		}
+	}
+	return seqs, n.wal.SafeSeq(), nil
+}

@@ -1,0 +1,103 @@
+package node
+
+import (
+	"context"
+	"time"
+
+	"github.com/autonomyops/orchestrator/cluster"
+	"github.com/autonomyops/orchestrator/walrepl"
+	"github.com/sirupsen/logrus"
+)
+
+// selfHealth is what this node gossips.
+func (n *Node) selfHealth() cluster.Health {
+	rs := n.replica.Status()
+	last, _, durable, _ := n.wal.Positions()
+	h := cluster.Health{Name: n.cfg.Name, APIURL: n.cfg.APIURL(), Role: rs.Role, Epoch: rs.Epoch, LastSeq: last, FsyncedSeq: durable}
+	if err := n.wal.Err(); err != nil {
+		h.FailHard = err.Error()
+	}
+	return h
+}
+
+// joinGossip joins the gossip addresses registered in etcd that memberlist
+// does not know yet, now and every few seconds.
+func (n *Node) joinGossip(ctx context.Context) {
+	for {
+		infos, err := n.member.NodeInfos(ctx)
+		if err == nil {
+			known := n.gossip.Peers()
+			var addrs []string
+			for name, ni := range infos {
+				if _, ok := known[name]; !ok && name != n.cfg.Name && ni.GossipAddr != "" {
+					addrs = append(addrs, ni.GossipAddr)
+				}
+			}
+			if len(addrs) > 0 {
+				if _, err := n.gossip.Join(addrs); err != nil {
+					n.log.WithError(err).Debug("GOSSIP_JOIN")
+				}
+			}
+		}
+		select {
+		case <-time.After(2 * time.Second):
+		case <-ctx.Done():
+			return
+		}
+	}
+}
+
+// leaderSilence is how long a follower must not have heard the leader on the
+// replication stream before it may revoke the leader's lease. The leader
+// sends a heartbeat every 50 ms.
+const leaderSilence = 400 * time.Millisecond
+
+// detectLeaderDeath shortens failover: when the replication stream has been
+// silent for leaderSilence and gossip no longer sees the leader alive, this
+// follower revokes the leader's lease so the election need not wait for the
+// TTL. A wrong guess costs an election, never data: the epochs keep the WAL
+// safe whatever this decides (DESIGN §5).
+func (n *Node) detectLeaderDeath(ctx context.Context) {
+	t := time.NewTicker(50 * time.Millisecond)
+	defer t.Stop()
+	var revoked uint64
+	for {
+		select {
+		case <-t.C:
+		case <-ctx.Done():
+			return
+		}
+		n.mu.Lock()
+		li := n.leader
+		n.mu.Unlock()
+		if li == nil || li.Name == n.cfg.Name || li.Epoch == revoked {
+			continue
+		}
+		rs := n.replica.Status()
+		if rs.Role == walrepl.RoleLeader || rs.Role == walrepl.RoleCandidate {
+			continue
+		}
+		heardRecently := rs.Epoch == li.Epoch && rs.SinceLeader > 0 && rs.SinceLeader < leaderSilence
+		if heardRecently || time.Since(li.Since) < leaderSilence {
+			continue
+		}
+		// memberlist drops dead nodes from its member list, so "unknown"
+		// (not a member) counts as not alive too.
+		if n.gossip.State(li.Name) == "alive" {
+			continue
+		}
+		revoked = li.Epoch
+		rctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+		err := n.member.RevokeLeader(rctx, li.Epoch)
+		cancel()
+		n.log.WithFields(logrus.Fields{"leader": li.Name, "epoch": li.Epoch, "gossip": n.gossip.State(li.Name),
+			"since_heard_ms": rs.SinceLeader.Milliseconds(), "error": errString(err)}).Warn("LEADER_LEASE_REVOKED")
+	}
+}
+
+func errString(err error) string {
+	if err == nil {
+		return ""
+	}
+	return err.Error()
+}
