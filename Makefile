@@ -30,6 +30,17 @@ test: lint build
 package: build
 	$(GO) run ./packaging/cmd/mkpkg --version $(VERSION) --bin-dir $(BIN) --out dist
 
+# Docker fault suite (issue 5): image FROM scratch with the test-only failpoints.
+image:
+	bash test/integration/build-image.sh
+
+test-integration: image
+	$(GO) test -tags integration -count=1 -timeout 40m -v ./test/integration/...
+
+# Side-by-side benchmark against the raw disk and a three-member etcd (issue 7).
+bench: build
+	$(GO) run ./test/bench -out bench-results.json
+
 clean:
 	rm -rf $(BIN) dist bench-results.json
 
