@@ -94,6 +94,10 @@ type HAStatus struct {
 	Members []Member   `json:"members"`
 	SafeSeq uint64     `json:"safe_seq"`
 	Quorum  Quorum     `json:"quorum"`
+	// Etcd is etcd's view; Members carry gossip's. Disagreements lists every
+	// place where the two (or the replication stream) disagree.
+	Etcd          *EtcdView `json:"etcd,omitempty"`
+	Disagreements []string  `json:"disagreements,omitempty"`
 }
 
 // LeaderRef names the current leader as etcd sees it.
@@ -121,4 +125,107 @@ type Member struct {
 type Quorum struct {
 	Size    int `json:"size"`
 	Healthy int `json:"healthy"`
+}
+
+// ReplicaHealth answers GET /v1/health/replica?max_lag=N: 200 on a follower
+// whose fsynced Seq is within max_lag frames of the leader's safe_seq as last
+// carried by the leader's replication heartbeats.
+type ReplicaHealth struct {
+	Status        string   `json:"status"` // "ok" or "unavailable"
+	Node          string   `json:"node"`
+	Role          string   `json:"role"`
+	FsyncedSeq    uint64   `json:"fsynced_seq"`
+	LeaderSafeSeq uint64   `json:"leader_safe_seq"`
+	Lag           uint64   `json:"lag"`
+	MaxLag        uint64   `json:"max_lag"`
+	SinceLeaderMs int64    `json:"since_leader_ms"` // since the last message from the leader; -1 if never
+	Reasons       []string `json:"reasons,omitempty"` // not_follower, lagging, leader_not_heard, wal_fail_hard
+}
+
+// FailoverRequest is the body of POST /v1/ha/failover.
+type FailoverRequest struct {
+	To     string `json:"to,omitempty"` // a node name; empty: the best candidate
+	DryRun bool   `json:"dry_run,omitempty"`
+}
+
+// FailoverCandidate is one possible new leader with everything that blocks it.
+type FailoverCandidate struct {
+	Name       string   `json:"name"`
+	FsyncedSeq uint64   `json:"fsynced_seq"`
+	Lag        uint64   `json:"lag"`
+	Gossip     string   `json:"gossip_state"`
+	Eligible   bool     `json:"eligible"`
+	Blockers   []string `json:"blockers,omitempty"` // e.g. "lagging by 1200 frames (bound 1000)", "learner", "not healthy in gossip (suspect)", "not answering replication for 3.2s"
+}
+
+// FailoverResponse answers POST /v1/ha/failover.
+type FailoverResponse struct {
+	DryRun     bool                `json:"dry_run"`
+	From       string              `json:"from"`
+	To         string              `json:"to,omitempty"`
+	NewLeader  string              `json:"new_leader,omitempty"`
+	NewEpoch   uint64              `json:"new_epoch,omitempty"`
+	TookMs     int64               `json:"took_ms,omitempty"`
+	Candidates []FailoverCandidate `json:"candidates"`
+}
+
+// FleetAgent is one agent in the fleet summary.
+type FleetAgent struct {
+	Agent    string            `json:"agent"`
+	Events   uint64            `json:"events"`
+	Errors   uint64            `json:"errors"`
+	LastSeen time.Time         `json:"last_seen"`
+	LastSeq  uint64            `json:"last_seq"`
+	ByKind   map[string]uint64 `json:"by_kind"`
+}
+
+// FleetSummary answers GET /v1/fleet/summary: derived from committed frames.
+type FleetSummary struct {
+	Agents  []FleetAgent      `json:"agents"`
+	ByKind  map[string]uint64 `json:"by_kind"`
+	Events  uint64            `json:"events"`
+	Errors  uint64            `json:"errors"`
+	SafeSeq uint64            `json:"safe_seq"`
+}
+
+// Setting is one cluster setting stored in etcd (GET/PUT/DELETE /v1/config/*key).
+type Setting struct {
+	Key      string          `json:"key"`
+	Value    json.RawMessage `json:"value,omitempty"`
+	Revision int64           `json:"revision"` // etcd ModRevision; send it back in If-Match for compare-and-set
+}
+
+// SettingsList answers GET /v1/config/ (every setting).
+type SettingsList struct {
+	Settings []Setting `json:"settings"`
+	Revision int64     `json:"revision"`
+}
+
+// AuditRecord is one operator action.
+type AuditRecord struct {
+	At      time.Time      `json:"at"`
+	Who     string         `json:"who"` // token name, or "anonymous" with auth off, or "operator" for local actions
+	Action  string         `json:"action"`
+	Node    string         `json:"node"`
+	Details map[string]any `json:"details,omitempty"`
+}
+
+// AuditResponse answers GET /v1/audit (newest first).
+type AuditResponse struct {
+	Records []AuditRecord `json:"records"`
+}
+
+// EtcdView is etcd's side of ha status.
+type EtcdView struct {
+	Members []EtcdMember `json:"members"`
+	Leader  string       `json:"leader_key_holder,omitempty"`
+	Epoch   uint64       `json:"epoch"`
+}
+
+// EtcdMember is an etcd member.
+type EtcdMember struct {
+	Name     string   `json:"name"`
+	ID       string   `json:"id"`
+	Learner  bool     `json:"is_learner"`
+	PeerURLs []string `json:"peer_urls"`
 }
