@@ -2,6 +2,7 @@ package api
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"net/http"
 	"net/url"
@@ -28,7 +29,32 @@ type Backend interface {
 	WAL() *walrepl.WAL
 	// HAStatus is this node's view of the cluster.
 	HAStatus(ctx context.Context) HAStatus
+	// ReplicaHealth judges this node as a read replica.
+	ReplicaHealth(maxLag uint64) (ReplicaHealth, bool)
+	// Failover runs (or with DryRun, plans) a planned leader handoff.
+	Failover(ctx context.Context, req FailoverRequest, who string) (FailoverResponse, error)
+	// Settings is the cluster's settings store (etcd).
+	Settings() SettingsStore
+	// Audit records an operator action; AuditList reads them, newest first.
+	Audit(ctx context.Context, rec AuditRecord) error
+	AuditList(ctx context.Context, limit int) ([]AuditRecord, error)
 }
+
+// SettingsStore is the cluster config KV. ifRev, when not nil, makes a write
+// conditional: it applies only if the key's revision is *ifRev (0: absent).
+type SettingsStore interface {
+	List(ctx context.Context) ([]Setting, int64, error)
+	Get(ctx context.Context, key string) (Setting, error)
+	Put(ctx context.Context, key string, value json.RawMessage, ifRev *int64) (Setting, error)
+	Delete(ctx context.Context, key string, ifRev *int64) (Setting, error)
+}
+
+// Errors a Backend returns for the API to map.
+var (
+	ErrNotFound         = errors.New("api: not found")
+	ErrRevisionMismatch = errors.New("api: revision mismatch")
+	ErrFailoverRefused  = errors.New("api: failover refused")
+)
 
 // Config configures the HTTP API.
 type Config struct {
@@ -38,7 +64,11 @@ type Config struct {
 	IngestTimeout time.Duration
 	// MaxEventsPerRequest bounds a batch.
 	MaxEventsPerRequest int
-	Logger              logrus.FieldLogger
+	// Tokens enables RBAC; nil means auth is off.
+	Tokens *Tokens
+	// Metrics serves GET /metrics (Prometheus); nil: no route.
+	Metrics http.Handler
+	Logger  logrus.FieldLogger
 }
 
 // DefaultConfig returns the API defaults.
@@ -48,15 +78,16 @@ func DefaultConfig() Config {
 
 // Server is the gin REST API of one node.
 type Server struct {
-	cfg Config
-	b   Backend
-	log logrus.FieldLogger
+	cfg   Config
+	b     Backend
+	log   logrus.FieldLogger
+	fleet *fleet
 }
 
 // NewHandler returns the API's http.Handler.
 func NewHandler(cfg Config, b Backend) http.Handler {
 	gin.SetMode(gin.ReleaseMode)
-	s := &Server{cfg: cfg, b: b, log: cfg.Logger}
+	s := &Server{cfg: cfg, b: b, log: cfg.Logger, fleet: newFleet()}
 	e := gin.New()
 	e.Use(gin.Recovery())
 	e.HandleMethodNotAllowed = true
@@ -67,17 +98,31 @@ func NewHandler(cfg Config, b Backend) http.Handler {
 		writeError(c, http.StatusMethodNotAllowed, "method_not_allowed", c.Request.Method+" is not allowed on "+c.Request.URL.Path)
 	})
 
-	// Every node answers these.
+	viewer, operator, admin := s.require(RoleViewer), s.require(RoleOperator), s.require(RoleAdmin)
+
+	// Open to load balancers and scrapers, on every node.
 	e.GET("/v1/health", s.health)
 	e.GET("/v1/health/live", s.live)
-	e.GET("/v1/ha/status", s.haStatus)
-	e.GET("/v1/wal/status", s.walStatus)
-	e.GET("/v1/wal/inspect", s.walInspect)
+	e.GET("/v1/health/replica", s.replicaHealth)
+	if cfg.Metrics != nil {
+		e.GET("/metrics", gin.WrapH(cfg.Metrics))
+	}
+
+	// Every node answers these, about itself.
+	e.GET("/v1/ha/status", viewer, s.haStatus)
+	e.GET("/v1/wal/status", viewer, s.walStatus)
+	e.GET("/v1/wal/inspect", viewer, s.walInspect)
 
 	// The leader answers these; followers redirect.
-	lead := e.Group("/", s.leaderOnly)
-	lead.POST("/v1/telemetry/events", s.ingest)
-	lead.GET("/v1/telemetry/events", s.events)
+	e.POST("/v1/telemetry/events", operator, s.leaderOnly, s.ingest)
+	e.GET("/v1/telemetry/events", viewer, s.leaderOnly, s.events)
+	e.GET("/v1/logs", operator, s.leaderOnly, s.logs)
+	e.GET("/v1/fleet/summary", viewer, s.leaderOnly, s.fleetSummary)
+	e.POST("/v1/ha/failover", admin, s.leaderOnly, s.failover)
+	e.GET("/v1/config/*key", viewer, s.leaderOnly, s.getSetting)
+	e.PUT("/v1/config/*key", admin, s.leaderOnly, s.putSetting)
+	e.DELETE("/v1/config/*key", admin, s.leaderOnly, s.deleteSetting)
+	e.GET("/v1/audit", viewer, s.leaderOnly, s.audit)
 	return e
 }
 
@@ -149,8 +194,25 @@ func errStatus(err error) (int, string, string) {
 		return http.StatusRequestEntityTooLarge, "too_large", err.Error()
 	case errors.Is(err, walrepl.ErrInvalidPayload):
 		return http.StatusBadRequest, "bad_json", err.Error()
+	case errors.Is(err, ErrNotFound):
+		return http.StatusNotFound, "not_found", err.Error()
+	case errors.Is(err, ErrRevisionMismatch):
+		return http.StatusConflict, "revision_mismatch", err.Error()
+	case errors.Is(err, ErrFailoverRefused):
+		return http.StatusConflict, "failover_refused", err.Error()
+	case errors.Is(err, ErrNoLeader):
+		return http.StatusServiceUnavailable, "no_leader", err.Error()
 	case errors.Is(err, context.DeadlineExceeded):
 		return http.StatusServiceUnavailable, "commit_timeout", "the events were not committed in time (is a majority of nodes up?); retry with the same event ids"
 	}
 	return http.StatusInternalServerError, "internal", err.Error()
+}
+
+// fail writes err through the error table.
+func fail(c *gin.Context, err error) {
+	status, code, msg := errStatus(err)
+	if status == http.StatusServiceUnavailable {
+		c.Header("Retry-After", "1")
+	}
+	writeError(c, status, code, msg)
 }

@@ -2,8 +2,6 @@ package node
 
 import (
 	"context"
-	"encoding/json"
-	"fmt"
 	"time"
 
 	"github.com/autonomyops/orchestrator/api"
@@ -118,15 +116,6 @@ func (n *Node) HAStatus(ctx context.Context) api.HAStatus {
 	if rs.Role != walrepl.RoleLeader {
 		out.Quorum.Healthy = 0 // only the leader measures it
 	}
+	n.etcdView(ctx, &out)
 	return out
-}
-
-// audit records an operator action in etcd under audit/.
-func (n *Node) audit(ctx context.Context, action, who string, details map[string]any) {
-	rec := map[string]any{"action": action, "who": who, "node": n.cfg.Name, "at": time.Now().UTC(), "details": details}
-	b, _ := json.Marshal(rec)
-	key := fmt.Sprintf("%saudit/%020d-%s", n.member.Prefix(), time.Now().UnixNano(), n.cfg.Name)
-	if _, err := n.member.Client().Put(ctx, key, string(b)); err != nil {
-		n.log.WithError(err).WithField("action", action).Error("AUDIT_WRITE_FAILED")
-	}
 }

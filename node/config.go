@@ -36,6 +36,7 @@ type Config struct {
 	EtcdHeartbeat       time.Duration // --etcd-heartbeat
 	EtcdElectionTimeout time.Duration // --etcd-election-timeout
 	MaxBodyBytes        int64         // --max-body-bytes
+	TokensFile          string        // --tokens-file: RBAC tokens (YAML); empty: auth off
 	LogLevel            string        // --log-level
 	LogFormat           string        // --log-format: json|text
 }
@@ -96,6 +97,7 @@ func (c *Config) BindFlags(fs *pflag.FlagSet) {
 	fs.DurationVar(&c.LeaderTTL, "leader-ttl", c.LeaderTTL, "leader session lease TTL (whole seconds)")
 	fs.DurationVar(&c.EtcdHeartbeat, "etcd-heartbeat", c.EtcdHeartbeat, "etcd raft heartbeat interval")
 	fs.DurationVar(&c.EtcdElectionTimeout, "etcd-election-timeout", c.EtcdElectionTimeout, "etcd raft election timeout")
+	fs.StringVar(&c.TokensFile, "tokens-file", c.TokensFile, "YAML file of API tokens: tokens: [{name, role, sha256}] (empty: auth off)")
 	fs.Int64Var(&c.MaxBodyBytes, "max-body-bytes", c.MaxBodyBytes, "largest accepted request body in bytes (larger: 413)")
 	fs.StringVar(&c.LogLevel, "log-level", c.LogLevel, "debug, info, warn or error")
 	fs.StringVar(&c.LogFormat, "log-format", c.LogFormat, "json (default, for journald and collectors) or text")

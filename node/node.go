@@ -16,6 +16,8 @@ import (
 	"github.com/autonomyops/orchestrator/cluster"
 	"github.com/autonomyops/orchestrator/walrepl"
 	"github.com/coreos/go-systemd/v22/daemon"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"github.com/sirupsen/logrus"
 )
 
@@ -29,9 +31,21 @@ type Node struct {
 	member  *cluster.Member
 	gossip  *cluster.Gossip
 	ids     *idIndex
+	metrics *metrics
 
-	mu     sync.Mutex
-	leader *cluster.LeaderInfo
+	mu         sync.Mutex
+	leader     *cluster.LeaderInfo
+	stepDownFn context.CancelFunc // ends the current Lead, if leading
+}
+
+// stepDown ends this node's leadership now (planned failover).
+func (n *Node) stepDown() {
+	n.mu.Lock()
+	f := n.stepDownFn
+	n.mu.Unlock()
+	if f != nil {
+		f()
+	}
 }
 
 // Run starts the node and blocks until ctx ends (graceful stop, nil) or a
@@ -62,6 +76,8 @@ func Run(ctx context.Context, cfg Config, log *logrus.Logger) error {
 	wopts := walrepl.DefaultOptions(filepath.Join(cfg.DataDir, TelemetryDir))
 	wopts.Initialized = initialized
 	wopts.Logger = log
+	met := newMetrics()
+	wopts.OnFsync = func(d time.Duration) { met.fsync.Observe(d.Seconds()) }
 	if wopts.LegacyUpgrade, err = walrepl.ParseEnvBool(walrepl.EnvLegacyUpgrade, os.Getenv(walrepl.EnvLegacyUpgrade)); err != nil {
 		return err
 	}
@@ -81,7 +97,20 @@ func Run(ctx context.Context, cfg Config, log *logrus.Logger) error {
 		}
 	}
 
-	n := &Node{cfg: cfg, log: log, wal: wal, ids: newIDIndex()}
+	n := &Node{cfg: cfg, log: log, wal: wal, ids: newIDIndex(), metrics: met}
+	met.n = n
+	if err := prometheus.Register(met); err != nil {
+		return fmt.Errorf("node: registering metrics: %w", err)
+	}
+	defer prometheus.Unregister(met)
+	var tokens *api.Tokens
+	if cfg.TokensFile != "" {
+		if tokens, err = api.LoadTokens(cfg.TokensFile); err != nil {
+			return err
+		}
+	} else {
+		log.Warn("AUTH_DISABLED: no --tokens-file; every client has the admin role (set --tokens-file for production)")
+	}
 	replLn, err := net.Listen("tcp", cfg.ReplAddr)
 	if err != nil {
 		return fmt.Errorf("node: --repl-addr %s: %w", cfg.ReplAddr, err)
@@ -134,7 +163,8 @@ func Run(ctx context.Context, cfg Config, log *logrus.Logger) error {
 		return fmt.Errorf("node: --listen %s: %w", cfg.Listen, err)
 	}
 	acfg := api.DefaultConfig()
-	acfg.MaxBodyBytes, acfg.Logger = cfg.MaxBodyBytes, log
+	acfg.MaxBodyBytes, acfg.Logger, acfg.Tokens = cfg.MaxBodyBytes, log, tokens
+	acfg.Metrics = promhttp.Handler()
 	srv := &http.Server{Handler: api.NewHandler(acfg, n), ReadHeaderTimeout: 10 * time.Second}
 
 	runCtx, cancel := context.WithCancelCause(ctx)
@@ -198,9 +228,21 @@ func (n *Node) campaignLoop(ctx context.Context, me cluster.NodeInfo, fatal cont
 			}
 			continue
 		}
+		if to, ok := n.stepAside(ctx); ok {
+			n.log.WithFields(logrus.Fields{"epoch": l.Epoch, "target": to}).Info("FAILOVER_STEP_ASIDE: a planned failover names another node")
+			rctx, rcancel := context.WithTimeout(context.Background(), 2*time.Second)
+			l.Resign(rctx)
+			rcancel()
+			sleepCtx(ctx, 300*time.Millisecond)
+			continue
+		}
+		n.clearFailoverHint(ctx)
 		voters, peers, err := n.peerSet(ctx)
 		if err == nil {
 			lctx, lcancel := context.WithCancel(ctx)
+			n.mu.Lock()
+			n.stepDownFn = lcancel
+			n.mu.Unlock()
 			go func() {
 				select {
 				case <-l.Done():
@@ -212,6 +254,9 @@ func (n *Node) campaignLoop(ctx context.Context, me cluster.NodeInfo, fatal cont
 			n.log.WithFields(logrus.Fields{"epoch": l.Epoch, "voters": voters}).Info("ELECTED_LEADER")
 			err = n.replica.Lead(lctx, l.Epoch, voters, peers)
 			lcancel()
+			n.mu.Lock()
+			n.stepDownFn = nil
+			n.mu.Unlock()
 		}
 		rctx, rcancel := context.WithTimeout(context.Background(), 2*time.Second)
 		l.Resign(rctx)
@@ -259,6 +304,7 @@ func (n *Node) watchLeader(ctx context.Context) {
 		n.mu.Lock()
 		n.leader = li
 		n.mu.Unlock()
+		n.metrics.leaderChanges.Add(1)
 		if li != nil {
 			n.log.WithFields(logrus.Fields{"leader": li.Name, "epoch": li.Epoch}).Info("LEADER_OBSERVED")
 		} else {

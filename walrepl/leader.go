@@ -32,6 +32,7 @@ type leaderRun struct {
 	peerSt       map[string]*PeerStatus
 	lastQuorumOK time.Time
 	quorumOK     bool
+	draining     bool // a planned handoff: accept no new writes
 }
 
 // Lead runs this node as the leader of epoch until ctx ends, leadership is
@@ -284,6 +285,12 @@ func (lr *leaderRun) isStarted() bool {
 	lr.mu.Lock()
 	defer lr.mu.Unlock()
 	return lr.started && lr.ctx.Err() == nil
+}
+
+func (lr *leaderRun) isDraining() bool {
+	lr.mu.Lock()
+	defer lr.mu.Unlock()
+	return lr.draining
 }
 
 // waitCommit waits until seq is committed in this epoch.

@@ -229,6 +229,10 @@ func (r *Replica) Propose(ctx context.Context, ts int64, payloads [][]byte) (fir
 		r.logMu.Unlock()
 		return 0, 0, ErrEpochNotStarted
 	}
+	if lr.isDraining() {
+		r.logMu.Unlock()
+		return 0, 0, fmt.Errorf("%w: handing leadership over", ErrNotLeader)
+	}
 	first, last, err = r.wal.Append(lr.epoch, FrameEvent, ts, payloads)
 	r.logMu.Unlock()
 	if err != nil {
@@ -312,4 +316,22 @@ func (r *Replica) WaitCommitted(ctx context.Context, seq uint64) error {
 		return fmt.Errorf("walrepl: Seq=%d is beyond the log (last %d)", seq, last)
 	}
 	return lr.waitCommit(ctx, seq)
+}
+
+// SetDraining starts (or cancels) a planned handoff: while draining, the
+// leader accepts no new writes, so the target can catch up to a fixed tail.
+// It reports false when this node is not leading.
+func (r *Replica) SetDraining(on bool) bool {
+	r.logMu.Lock() // after this, no Propose is between its check and its append
+	defer r.logMu.Unlock()
+	r.mu.Lock()
+	lr := r.lead
+	r.mu.Unlock()
+	if lr == nil {
+		return false
+	}
+	lr.mu.Lock()
+	lr.draining = on
+	lr.mu.Unlock()
+	return true
 }

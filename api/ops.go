@@ -1,0 +1,260 @@
+package api
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/autonomyops/orchestrator/walrepl"
+	"github.com/gin-gonic/gin"
+)
+
+func (s *Server) replicaHealth(c *gin.Context) {
+	maxLag := uint64(0)
+	if v := c.Query("max_lag"); v != "" {
+		n, err := strconv.ParseUint(v, 10, 64)
+		if err != nil {
+			writeError(c, http.StatusBadRequest, "bad_query", fmt.Sprintf("max_lag=%q is not a non-negative integer", v))
+			return
+		}
+		maxLag = n
+	}
+	h, ok := s.b.ReplicaHealth(maxLag)
+	status := http.StatusOK
+	if !ok {
+		status = http.StatusServiceUnavailable
+	}
+	c.JSON(status, h)
+}
+
+// logs streams committed events as NDJSON, following the log with
+// follow=true until the client goes or this node stops leading (the client
+// then reconnects to the new leader with after_seq).
+func (s *Server) logs(c *gin.Context) {
+	q, err := parseFrameQuery(c, 10000)
+	if err != nil {
+		writeError(c, http.StatusBadRequest, "bad_query", err.Error())
+		return
+	}
+	follow := c.Query("follow") == "true" || c.Query("follow") == "1"
+	w := s.b.WAL()
+	c.Header("Content-Type", "application/x-ndjson")
+	c.Header("Cache-Control", "no-cache")
+	c.Status(http.StatusOK)
+	bw := bufio.NewWriter(c.Writer)
+	enc := json.NewEncoder(bw)
+	ctx := c.Request.Context()
+	keepalive := time.NewTicker(5 * time.Second)
+	defer keepalive.Stop()
+	for {
+		changed := w.Changed()
+		sent := 0
+		_, err := scanCommitted(w, &q, func(f *walrepl.Frame) bool {
+			if f.Type == walrepl.FrameEvent {
+				enc.Encode(Event{Seq: f.Seq, Epoch: f.Epoch, TS: time.Unix(0, f.Time).UTC(), Event: json.RawMessage(f.Payload)})
+				sent++
+			}
+			q.afterSeq = f.Seq
+			return true
+		})
+		// Frames that the filter skipped still advance the cursor.
+		if safe := w.SafeSeq(); safe > q.afterSeq && (q.kind != "" || q.agent != "" || !q.since.IsZero()) {
+			q.afterSeq = safe
+		}
+		if err != nil || bw.Flush() != nil {
+			return
+		}
+		c.Writer.Flush()
+		if !follow {
+			return
+		}
+		if _, ok := s.b.Health(); !ok {
+			return // no longer the leader that commits: the client moves on
+		}
+		select {
+		case <-changed:
+		case <-keepalive.C:
+			if _, err := io.WriteString(c.Writer, "\n"); err != nil {
+				return
+			}
+			c.Writer.Flush()
+		case <-ctx.Done():
+			return
+		}
+	}
+}
+
+func (s *Server) fleetSummary(c *gin.Context) {
+	sum, err := s.fleet.summary(s.b.WAL())
+	if err != nil {
+		fail(c, err)
+		return
+	}
+	c.JSON(http.StatusOK, sum)
+}
+
+func (s *Server) failover(c *gin.Context) {
+	var req FailoverRequest
+	if c.Request.ContentLength != 0 {
+		body, err := io.ReadAll(http.MaxBytesReader(c.Writer, c.Request.Body, 64<<10))
+		if err != nil {
+			writeError(c, http.StatusBadRequest, "bad_body", err.Error())
+			return
+		}
+		if len(strings.TrimSpace(string(body))) > 0 {
+			dec := json.NewDecoder(strings.NewReader(string(body)))
+			dec.DisallowUnknownFields()
+			if err := dec.Decode(&req); err != nil {
+				writeError(c, http.StatusBadRequest, "bad_json", `body must be {"to":"node-name","dry_run":false} (both optional): `+err.Error())
+				return
+			}
+		}
+	}
+	ctx, cancel := context.WithTimeout(c.Request.Context(), 30*time.Second)
+	defer cancel()
+	resp, err := s.b.Failover(ctx, req, who(c))
+	if err != nil {
+		fail(c, err)
+		return
+	}
+	c.JSON(http.StatusOK, resp)
+}
+
+// settingKey validates the key part of /v1/config/*key.
+func settingKey(c *gin.Context) (string, bool) {
+	key := strings.Trim(c.Param("key"), "/")
+	if strings.Contains(key, "//") || strings.ContainsAny(key, " \t\n") || len(key) > 256 {
+		writeError(c, http.StatusBadRequest, "bad_key", fmt.Sprintf("setting key %q must be at most 256 characters without spaces or empty path segments", key))
+		return "", false
+	}
+	return key, true
+}
+
+func ifMatch(c *gin.Context) (*int64, bool) {
+	v := strings.Trim(c.GetHeader("If-Match"), `" `)
+	if v == "" {
+		return nil, true
+	}
+	n, err := strconv.ParseInt(v, 10, 64)
+	if err != nil || n < 0 {
+		writeError(c, http.StatusBadRequest, "bad_if_match", fmt.Sprintf("If-Match %q must be a revision number (0: the key must not exist)", v))
+		return nil, false
+	}
+	return &n, true
+}
+
+func (s *Server) getSetting(c *gin.Context) {
+	key, ok := settingKey(c)
+	if !ok {
+		return
+	}
+	if key == "" {
+		list, rev, err := s.b.Settings().List(c.Request.Context())
+		if err != nil {
+			fail(c, err)
+			return
+		}
+		if list == nil {
+			list = []Setting{}
+		}
+		c.JSON(http.StatusOK, SettingsList{Settings: list, Revision: rev})
+		return
+	}
+	st, err := s.b.Settings().Get(c.Request.Context(), key)
+	if err != nil {
+		fail(c, err)
+		return
+	}
+	c.Header("ETag", strconv.FormatInt(st.Revision, 10))
+	c.JSON(http.StatusOK, st)
+}
+
+func (s *Server) putSetting(c *gin.Context) {
+	key, ok := settingKey(c)
+	if !ok {
+		return
+	}
+	if key == "" {
+		writeError(c, http.StatusBadRequest, "bad_key", "PUT needs a key: /v1/config/<key>")
+		return
+	}
+	rev, ok := ifMatch(c)
+	if !ok {
+		return
+	}
+	body, err := io.ReadAll(http.MaxBytesReader(c.Writer, c.Request.Body, 64<<10))
+	if err != nil {
+		writeError(c, http.StatusRequestEntityTooLarge, "too_large", "a setting is at most 64 KiB")
+		return
+	}
+	var req struct {
+		Value json.RawMessage `json:"value"`
+	}
+	if err := json.Unmarshal(body, &req); err != nil || len(req.Value) == 0 {
+		writeError(c, http.StatusBadRequest, "bad_json", `body must be {"value": <any JSON>}; nothing was written`)
+		return
+	}
+	st, err := s.b.Settings().Put(c.Request.Context(), key, req.Value, rev)
+	if err != nil {
+		fail(c, err)
+		return
+	}
+	s.auditAction(c, "settings_put", map[string]any{"key": key, "revision": st.Revision})
+	c.Header("ETag", strconv.FormatInt(st.Revision, 10))
+	c.JSON(http.StatusOK, st)
+}
+
+func (s *Server) deleteSetting(c *gin.Context) {
+	key, ok := settingKey(c)
+	if !ok || key == "" {
+		if ok {
+			writeError(c, http.StatusBadRequest, "bad_key", "DELETE needs a key: /v1/config/<key>")
+		}
+		return
+	}
+	rev, ok := ifMatch(c)
+	if !ok {
+		return
+	}
+	st, err := s.b.Settings().Delete(c.Request.Context(), key, rev)
+	if err != nil {
+		fail(c, err)
+		return
+	}
+	s.auditAction(c, "settings_delete", map[string]any{"key": key, "revision": st.Revision})
+	c.JSON(http.StatusOK, st)
+}
+
+func (s *Server) auditAction(c *gin.Context, action string, details map[string]any) {
+	rec := AuditRecord{At: time.Now().UTC(), Who: who(c), Action: action, Node: s.b.NodeName(), Details: details}
+	if err := s.b.Audit(c.Request.Context(), rec); err != nil {
+		s.log.WithError(err).WithField("action", action).Error("AUDIT_WRITE_FAILED")
+	}
+}
+
+func (s *Server) audit(c *gin.Context) {
+	limit := 100
+	if v := c.Query("limit"); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil || n <= 0 || n > 10000 {
+			writeError(c, http.StatusBadRequest, "bad_query", fmt.Sprintf("limit=%q must be an integer from 1 to 10000", v))
+			return
+		}
+		limit = n
+	}
+	recs, err := s.b.AuditList(c.Request.Context(), limit)
+	if err != nil {
+		fail(c, err)
+		return
+	}
+	if recs == nil {
+		recs = []AuditRecord{}
+	}
+	c.JSON(http.StatusOK, AuditResponse{Records: recs})
+}
