@@ -138,7 +138,7 @@ type ReplicaHealth struct {
 	LeaderSafeSeq uint64   `json:"leader_safe_seq"`
 	Lag           uint64   `json:"lag"`
 	MaxLag        uint64   `json:"max_lag"`
-	SinceLeaderMs int64    `json:"since_leader_ms"` // since the last message from the leader; -1 if never
+	SinceLeaderMs int64    `json:"since_leader_ms"`   // since the last message from the leader; -1 if never
 	Reasons       []string `json:"reasons,omitempty"` // not_follower, lagging, leader_not_heard, wal_fail_hard
 }
 
