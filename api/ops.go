@@ -258,3 +258,38 @@ func (s *Server) audit(c *gin.Context) {
 	}
 	c.JSON(http.StatusOK, AuditResponse{Records: recs})
 }
+
+func (s *Server) members(c *gin.Context) {
+	ms, err := s.b.Members(c.Request.Context())
+	if err != nil {
+		fail(c, err)
+		return
+	}
+	c.JSON(http.StatusOK, MembersResponse{Members: ms})
+}
+
+func (s *Server) addMember(c *gin.Context) {
+	var req AddMemberRequest
+	body, err := io.ReadAll(http.MaxBytesReader(c.Writer, c.Request.Body, 64<<10))
+	if err == nil {
+		err = json.Unmarshal(body, &req)
+	}
+	if err != nil || req.Name == "" || req.PeerURL == "" {
+		writeError(c, http.StatusBadRequest, "bad_json", `body must be {"name":"n4","peer_url":"http://10.0.0.4:2380"}; nothing was changed`)
+		return
+	}
+	resp, err := s.b.AddMember(c.Request.Context(), req, who(c))
+	if err != nil {
+		fail(c, err)
+		return
+	}
+	c.JSON(http.StatusOK, resp)
+}
+
+func (s *Server) removeMember(c *gin.Context) {
+	if err := s.b.RemoveMember(c.Request.Context(), c.Param("name"), who(c)); err != nil {
+		fail(c, err)
+		return
+	}
+	c.JSON(http.StatusOK, gin.H{"removed": c.Param("name")})
+}

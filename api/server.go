@@ -38,6 +38,11 @@ type Backend interface {
 	// Audit records an operator action; AuditList reads them, newest first.
 	Audit(ctx context.Context, rec AuditRecord) error
 	AuditList(ctx context.Context, limit int) ([]AuditRecord, error)
+	// Members lists the cluster's members; AddMember and RemoveMember change
+	// etcd's membership (node replacement).
+	Members(ctx context.Context) ([]ClusterMember, error)
+	AddMember(ctx context.Context, req AddMemberRequest, who string) (AddMemberResponse, error)
+	RemoveMember(ctx context.Context, name, who string) error
 }
 
 // SettingsStore is the cluster config KV. ifRev, when not nil, makes a write
@@ -123,6 +128,9 @@ func NewHandler(cfg Config, b Backend) http.Handler {
 	e.PUT("/v1/config/*key", admin, s.leaderOnly, s.putSetting)
 	e.DELETE("/v1/config/*key", admin, s.leaderOnly, s.deleteSetting)
 	e.GET("/v1/audit", viewer, s.leaderOnly, s.audit)
+	e.GET("/v1/members", viewer, s.members)
+	e.POST("/v1/members", admin, s.leaderOnly, s.addMember)
+	e.DELETE("/v1/members/:name", admin, s.leaderOnly, s.removeMember)
 	return e
 }
 

@@ -229,3 +229,31 @@ type EtcdMember struct {
 	Learner  bool     `json:"is_learner"`
 	PeerURLs []string `json:"peer_urls"`
 }
+
+// MembersResponse answers GET /v1/members: etcd's members with what each
+// node registered about itself.
+type MembersResponse struct {
+	Members []ClusterMember `json:"members"`
+}
+
+// ClusterMember is one member of the cluster.
+type ClusterMember struct {
+	Name     string   `json:"name"`
+	ID       string   `json:"id"`
+	PeerURLs []string `json:"peer_urls"`
+	APIURL   string   `json:"api_url,omitempty"`
+	ReplAddr string   `json:"repl_addr,omitempty"`
+	Started  bool     `json:"started"` // false until the new member's etcd has joined
+}
+
+// AddMemberRequest is the body of POST /v1/members.
+type AddMemberRequest struct {
+	Name    string `json:"name"`
+	PeerURL string `json:"peer_url"`
+}
+
+// AddMemberResponse tells the operator how to start the new node.
+type AddMemberResponse struct {
+	Member         ClusterMember `json:"member"`
+	InitialCluster string        `json:"initial_cluster"` // pass as --initial-cluster with --initial-cluster-state existing
+}

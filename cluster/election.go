@@ -2,10 +2,13 @@ package cluster
 
 import (
 	"context"
+	"errors"
 	"encoding/json"
 	"fmt"
 	"time"
 
+	"go.etcd.io/etcd/api/v3/etcdserverpb"
+	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.etcd.io/etcd/client/v3/concurrency"
 )
@@ -170,4 +173,55 @@ func sleepCtx(ctx context.Context, d time.Duration) {
 	case <-t.C:
 	case <-ctx.Done():
 	}
+}
+
+// Members lists etcd's members.
+func (m *Member) Members(ctx context.Context) ([]*etcdserverpb.Member, error) {
+	resp, err := m.client.MemberList(ctx)
+	if err != nil {
+		return nil, err
+	}
+	return resp.Members, nil
+}
+
+// AddMember adds a voting etcd member at peerURL. The new node's WAL still
+// joins as a learner (it counts for no replication majority until caught up).
+func (m *Member) AddMember(ctx context.Context, peerURL string) (uint64, error) {
+	if _, err := parseURL(peerURL); err != nil {
+		return 0, fmt.Errorf("cluster: peer URL %q: %v", peerURL, err)
+	}
+	// Right after a removal etcd's strict reconfiguration check may call the
+	// cluster unhealthy until every remaining member is connected; retry.
+	deadline := time.Now().Add(15 * time.Second)
+	for {
+		resp, err := m.client.MemberAdd(ctx, []string{peerURL})
+		if err == nil {
+			return resp.Member.ID, nil
+		}
+		if !errors.Is(err, rpctypes.ErrUnhealthy) || time.Now().After(deadline) {
+			return 0, err
+		}
+		sleepCtx(ctx, 200*time.Millisecond)
+		if ctx.Err() != nil {
+			return 0, err
+		}
+	}
+}
+
+// RemoveMember removes the etcd member named name and its registration.
+func (m *Member) RemoveMember(ctx context.Context, name string) error {
+	ms, err := m.Members(ctx)
+	if err != nil {
+		return err
+	}
+	for _, mem := range ms {
+		if mem.Name == name {
+			if _, err := m.client.MemberRemove(ctx, mem.ID); err != nil {
+				return err
+			}
+			_, err := m.client.Delete(ctx, m.Prefix()+"members/"+name)
+			return err
+		}
+	}
+	return fmt.Errorf("cluster: no etcd member named %q", name)
 }

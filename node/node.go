@@ -251,6 +251,11 @@ func (n *Node) campaignLoop(ctx context.Context, me cluster.NodeInfo, fatal cont
 				}
 				lcancel()
 			}()
+			peerAddrs := map[string]string{}
+			for _, p := range peers {
+				peerAddrs[p.Name] = p.Addr
+			}
+			go n.watchMembership(lctx, voters, peerAddrs, lcancel)
 			n.log.WithFields(logrus.Fields{"epoch": l.Epoch, "voters": voters}).Info("ELECTED_LEADER")
 			err = n.replica.Lead(lctx, l.Epoch, voters, peers)
 			lcancel()
