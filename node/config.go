@@ -37,6 +37,11 @@ type Config struct {
 	EtcdElectionTimeout time.Duration // --etcd-election-timeout
 	MaxBodyBytes        int64         // --max-body-bytes
 	TokensFile          string        // --tokens-file: RBAC tokens (YAML); empty: auth off
+	TLSCert, TLSKey     string        // --tls-cert, --tls-key: serve the API over HTTPS
+	TLSCA               string        // --tls-ca: verify client certificates that clients present
+	PeerTLSCert         string        // --peer-tls-cert: mutual TLS for replication and etcd peers
+	PeerTLSKey          string        // --peer-tls-key
+	PeerTLSCA           string        // --peer-tls-ca: the cluster CA peers must chain to
 	LogLevel            string        // --log-level
 	LogFormat           string        // --log-format: json|text
 }
@@ -98,6 +103,12 @@ func (c *Config) BindFlags(fs *pflag.FlagSet) {
 	fs.DurationVar(&c.EtcdHeartbeat, "etcd-heartbeat", c.EtcdHeartbeat, "etcd raft heartbeat interval")
 	fs.DurationVar(&c.EtcdElectionTimeout, "etcd-election-timeout", c.EtcdElectionTimeout, "etcd raft election timeout")
 	fs.StringVar(&c.TokensFile, "tokens-file", c.TokensFile, "YAML file of API tokens: tokens: [{name, role, sha256}] (empty: auth off)")
+	fs.StringVar(&c.TLSCert, "tls-cert", c.TLSCert, "PEM certificate: serve the API over HTTPS")
+	fs.StringVar(&c.TLSKey, "tls-key", c.TLSKey, "PEM key of --tls-cert")
+	fs.StringVar(&c.TLSCA, "tls-ca", c.TLSCA, "PEM CA: verify client certificates presented to the API")
+	fs.StringVar(&c.PeerTLSCert, "peer-tls-cert", c.PeerTLSCert, "PEM certificate for mutual TLS with peers (replication, etcd peers)")
+	fs.StringVar(&c.PeerTLSKey, "peer-tls-key", c.PeerTLSKey, "PEM key of --peer-tls-cert")
+	fs.StringVar(&c.PeerTLSCA, "peer-tls-ca", c.PeerTLSCA, "PEM cluster CA: peers must present a certificate it signed")
 	fs.Int64Var(&c.MaxBodyBytes, "max-body-bytes", c.MaxBodyBytes, "largest accepted request body in bytes (larger: 413)")
 	fs.StringVar(&c.LogLevel, "log-level", c.LogLevel, "debug, info, warn or error")
 	fs.StringVar(&c.LogFormat, "log-format", c.LogFormat, "json (default, for journald and collectors) or text")
@@ -168,5 +179,9 @@ func (c *Config) APIURL() string {
 	if host == "" || host == "0.0.0.0" || host == "::" {
 		host = "127.0.0.1"
 	}
-	return "http://" + net.JoinHostPort(host, port)
+	scheme := "http://"
+	if c.TLSCert != "" {
+		scheme = "https://"
+	}
+	return scheme + net.JoinHostPort(host, port)
 }

@@ -2,6 +2,7 @@ package node
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"net"
@@ -111,12 +112,19 @@ func Run(ctx context.Context, cfg Config, log *logrus.Logger) error {
 	} else {
 		log.Warn("AUTH_DISABLED: no --tokens-file; every client has the admin role (set --tokens-file for production)")
 	}
+	tlsc, err := buildTLS(&cfg)
+	if err != nil {
+		return err
+	}
 	replLn, err := net.Listen("tcp", cfg.ReplAddr)
 	if err != nil {
 		return fmt.Errorf("node: --repl-addr %s: %w", cfg.ReplAddr, err)
 	}
+	if tlsc.peerServer != nil {
+		replLn = tls.NewListener(replLn, tlsc.peerServer)
+	}
 	defer replLn.Close()
-	transport := walrepl.NewTCPTransport(nil)
+	transport := walrepl.NewTCPTransport(tlsc.peerClient)
 	rcfg := walrepl.DefaultReplicaConfig(cfg.Name, wal, transport)
 	rcfg.Logger = log
 	// A reset WAL, or a new one joining a cluster that already has history,
@@ -133,6 +141,9 @@ func Run(ctx context.Context, cfg Config, log *logrus.Logger) error {
 	ccfg.InitialCluster, ccfg.InitialClusterState = cfg.InitialCluster, cfg.InitialClusterState
 	ccfg.LeaderTTL, ccfg.HeartbeatInterval, ccfg.ElectionTimeout = cfg.LeaderTTL, cfg.EtcdHeartbeat, cfg.EtcdElectionTimeout
 	ccfg.Logger, ccfg.Debug = log, cfg.LogLevel == "debug"
+	if tlsc.peerServer != nil {
+		ccfg.PeerTLS = &cluster.TLSFiles{Cert: cfg.PeerTLSCert, Key: cfg.PeerTLSKey, CA: cfg.PeerTLSCA}
+	}
 	if err := ccfg.Validate(); err != nil {
 		return err
 	}
@@ -161,6 +172,9 @@ func Run(ctx context.Context, cfg Config, log *logrus.Logger) error {
 	ln, err := net.Listen("tcp", cfg.Listen)
 	if err != nil {
 		return fmt.Errorf("node: --listen %s: %w", cfg.Listen, err)
+	}
+	if tlsc.api != nil {
+		ln = tls.NewListener(ln, tlsc.api)
 	}
 	acfg := api.DefaultConfig()
 	acfg.MaxBodyBytes, acfg.Logger, acfg.Tokens = cfg.MaxBodyBytes, log, tokens

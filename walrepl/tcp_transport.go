@@ -212,18 +212,33 @@ func ServeTCP(ctx context.Context, ln net.Listener, h Handler, idle time.Duratio
 				mu.Unlock()
 				c.Close()
 			}()
-			if err := serveConn(ctx, c, h, idle); err != nil && ctx.Err() == nil && !errors.Is(err, io.EOF) {
+			err := serveConn(ctx, c, h, idle)
+			switch {
+			case err == nil || ctx.Err() != nil || errors.Is(err, io.EOF):
+			case errors.Is(err, ErrPeerRejected):
+				log.WithFields(logrus.Fields{"peer": c.RemoteAddr().String(), "error": err.Error()}).
+					Warn("REPL_PEER_REJECTED: a peer connected without a certificate signed by --peer-tls-ca")
+			default:
 				log.WithFields(logrus.Fields{"peer": c.RemoteAddr().String(), "error": err.Error()}).Debug("REPL_CONN_CLOSED")
 			}
 		}()
 	}
 }
 
+// ErrPeerRejected marks a connection refused by mutual TLS: the peer's
+// certificate is missing or not signed by the cluster CA.
+var ErrPeerRejected = errors.New("walrepl: peer rejected by mutual TLS")
+
 func serveConn(ctx context.Context, c net.Conn, h Handler, idle time.Duration) error {
 	if tc, ok := c.(*net.TCPConn); ok {
 		tc.SetNoDelay(true)
 	}
 	c.SetReadDeadline(time.Now().Add(idle))
+	if tc, ok := c.(*tls.Conn); ok {
+		if err := tc.HandshakeContext(ctx); err != nil {
+			return fmt.Errorf("%w: %v", ErrPeerRejected, err)
+		}
+	}
 	r := bufio.NewReaderSize(c, 256<<10)
 	kind, err := r.ReadByte()
 	if err != nil {

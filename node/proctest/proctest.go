@@ -90,6 +90,8 @@ type Node struct {
 	Ports   struct{ API, EtcdClient, EtcdPeer, Repl, Gossip int }
 	Extra   []string // extra serve flags
 	Env     []string // extra environment, KEY=VALUE
+	// APIScheme and PeerScheme are "http" (default) or "https".
+	APIScheme, PeerScheme string
 
 	mu     sync.Mutex
 	cmd    *exec.Cmd
@@ -108,10 +110,22 @@ func NewNode(t testing.TB, name string) *Node {
 }
 
 // URL is the node's API base URL.
-func (n *Node) URL() string { return fmt.Sprintf("http://127.0.0.1:%d", n.Ports.API) }
+func (n *Node) URL() string { return fmt.Sprintf("%s://127.0.0.1:%d", scheme(n.APIScheme), n.Ports.API) }
 
 // PeerURL is the node's etcd peer URL.
-func (n *Node) PeerURL() string { return fmt.Sprintf("http://127.0.0.1:%d", n.Ports.EtcdPeer) }
+func (n *Node) PeerURL() string {
+	return fmt.Sprintf("%s://127.0.0.1:%d", scheme(n.PeerScheme), n.Ports.EtcdPeer)
+}
+
+// ReplAddr is the node's replication address.
+func (n *Node) ReplAddr() string { return fmt.Sprintf("127.0.0.1:%d", n.Ports.Repl) }
+
+func scheme(s string) string {
+	if s == "" {
+		return "http"
+	}
+	return s
+}
 
 // Args are the serve arguments.
 func (n *Node) Args() []string {
@@ -119,7 +133,7 @@ func (n *Node) Args() []string {
 		"--listen", fmt.Sprintf("127.0.0.1:%d", n.Ports.API),
 		"--etcd-client-url", fmt.Sprintf("http://127.0.0.1:%d", n.Ports.EtcdClient),
 		"--etcd-peer-url", n.PeerURL(),
-		"--repl-addr", fmt.Sprintf("127.0.0.1:%d", n.Ports.Repl),
+		"--repl-addr", n.ReplAddr(),
 		"--gossip-addr", fmt.Sprintf("127.0.0.1:%d", n.Ports.Gossip)}
 	return append(a, n.Extra...)
 }
@@ -351,6 +365,19 @@ func NewCluster(t testing.TB, n int, extra ...string) *Cluster {
 		nd.Extra = append([]string{"--initial-cluster", strings.Join(initial, ",")}, extra...)
 	}
 	return c
+}
+
+// UseTLS switches every node's API and etcd peer URLs to https (the caller
+// adds the certificate flags) and rewrites --initial-cluster to match.
+func (c *Cluster) UseTLS() {
+	var initial []string
+	for _, n := range c.Nodes {
+		n.APIScheme, n.PeerScheme = "https", "https"
+		initial = append(initial, n.Name+"="+n.PeerURL())
+	}
+	for _, n := range c.Nodes {
+		n.Extra[1] = strings.Join(initial, ",")
+	}
 }
 
 // Start starts every node.
