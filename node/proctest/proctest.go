@@ -110,7 +110,9 @@ func NewNode(t testing.TB, name string) *Node {
 }
 
 // URL is the node's API base URL.
-func (n *Node) URL() string { return fmt.Sprintf("%s://127.0.0.1:%d", scheme(n.APIScheme), n.Ports.API) }
+func (n *Node) URL() string {
+	return fmt.Sprintf("%s://127.0.0.1:%d", scheme(n.APIScheme), n.Ports.API)
+}
 
 // PeerURL is the node's etcd peer URL.
 func (n *Node) PeerURL() string {
