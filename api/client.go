@@ -1,16 +1,21 @@
 package api
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
+	"mime"
+	"net"
 	"net/http"
 	"net/url"
+	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -78,6 +83,8 @@ type ClientOptions struct {
 type Client struct {
 	endpoints    []string
 	hc           *http.Client
+	stream       *http.Client  // hc without Timeout, for answers read as they come (logs)
+	timeout      time.Duration // hc's Timeout: bounds a stream until its headers arrive
 	token        string
 	userAgent    string
 	maxRedirects int
@@ -112,9 +119,13 @@ func NewClient(endpoints []string, opts ClientOptions) (*Client, error) {
 	}
 	hc := *base // a copy: the caller's client keeps its own redirect policy
 	hc.CheckRedirect = func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
+	sc := hc
+	sc.Timeout = 0
 	c := &Client{
 		endpoints:    eps,
 		hc:           &hc,
+		stream:       &sc,
+		timeout:      hc.Timeout,
 		token:        opts.Token,
 		userAgent:    opts.UserAgent,
 		maxRedirects: opts.MaxRedirects,
@@ -244,12 +255,30 @@ func (c *Client) Do(ctx context.Context, r Request, out any) (*Reply, error) {
 	if err != nil {
 		return nil, err
 	}
+	return c.route(ctx, r, func(ep string) (*Reply, error) {
+		resp, rep, err := c.open(ctx, c.hc, ep, r, body)
+		if err != nil {
+			return rep, err
+		}
+		defer drain(resp)
+		if out != nil && resp.StatusCode != http.StatusNoContent {
+			if err := json.NewDecoder(resp.Body).Decode(out); err != nil {
+				return rep, fmt.Errorf("api: decoding the answer of %s %s: %w", r.Method, rep.URL, err)
+			}
+		}
+		return rep, nil
+	})
+}
+
+// route calls try with the node r should go to and, while try meets a
+// transport error that allows it, with the next one (see the file comment).
+func (c *Client) route(ctx context.Context, r Request, try func(ep string) (*Reply, error)) (*Reply, error) {
 	if r.Endpoint != "" {
 		ep, err := NormalizeEndpoint(r.Endpoint)
 		if err != nil {
 			return nil, err
 		}
-		return c.send(ctx, ep, r, body, out)
+		return try(ep)
 	}
 	order := c.endpoints
 	if r.Route == LeaderOnly {
@@ -273,8 +302,8 @@ func (c *Client) Do(ctx context.Context, r Request, out any) (*Reply, error) {
 	}
 	var errs []error
 	for _, ep := range order {
-		rep, err := c.send(ctx, ep, r, body, out)
-		if err == nil || !isTransport(err) {
+		rep, err := try(ep)
+		if err == nil || !isTransport(err) || !mayResend(r.Method, err) {
 			return rep, err
 		}
 		if ctx.Err() != nil {
@@ -285,26 +314,46 @@ func (c *Client) Do(ctx context.Context, r Request, out any) (*Reply, error) {
 	return nil, &UnreachableError{Errs: errs}
 }
 
-// send issues r against the node at base and follows 307 answers.
-func (c *Client) send(ctx context.Context, base string, r Request, body []byte, out any) (*Reply, error) {
+// mayResend reports whether a request that met the transport error err may
+// be sent again to another node. Idempotent methods may; a POST only when the
+// connection was never made (a dial error): once sent, a POST such as a
+// failover may have taken effect, and sending it to the next node could run
+// it twice.
+func mayResend(method string, err error) bool {
+	switch method {
+	case http.MethodGet, http.MethodHead, http.MethodOptions, http.MethodPut, http.MethodDelete:
+		return true
+	}
+	var op *net.OpError
+	return errors.As(err, &op) && op.Op == "dial"
+}
+
+// ErrTooManyRedirects: a request was redirected more than MaxRedirects
+// times, which means leadership is moving.
+var ErrTooManyRedirects = errors.New("api: too many redirects")
+
+// open issues r against the node at base with hc, follows 307 answers, and
+// returns the final answer for the caller to read and close. An answer of 400
+// or above is read, closed and returned as an *HTTPError.
+func (c *Client) open(ctx context.Context, hc *http.Client, base string, r Request, body []byte) (*http.Response, *Reply, error) {
 	target := base + r.Path
 	if len(r.Query) > 0 {
 		target += "?" + r.Query.Encode()
 	}
 	for hop := 0; ; hop++ {
-		resp, err := c.roundTrip(ctx, r.Method, target, body, r.Header)
+		resp, err := c.roundTrip(ctx, hc, r.Method, target, body, r.Header)
 		if err != nil {
-			return nil, err
+			return nil, nil, err
 		}
 		if resp.StatusCode == http.StatusTemporaryRedirect || resp.StatusCode == http.StatusPermanentRedirect {
 			next, lerr := redirectTarget(resp, target, r.Path)
 			drain(resp)
 			if lerr != nil {
-				return nil, lerr
+				return nil, nil, lerr
 			}
 			if hop >= c.maxRedirects {
-				return nil, fmt.Errorf("api: %s %s: more than %d redirects (leadership is moving?); last pointed at %s",
-					r.Method, base+r.Path, c.maxRedirects, next)
+				return nil, nil, fmt.Errorf("api: %s %s: more than %d redirects (leadership is moving?); last pointed at %s: %w",
+					r.Method, base+r.Path, c.maxRedirects, next, ErrTooManyRedirects)
 			}
 			if u, err := url.Parse(next); err == nil {
 				c.setLeader(u.Scheme + "://" + u.Host)
@@ -312,21 +361,16 @@ func (c *Client) send(ctx context.Context, base string, r Request, body []byte, 
 			target = next
 			continue
 		}
-		defer drain(resp)
 		rep := &Reply{URL: target, Status: resp.StatusCode, Header: resp.Header}
 		if resp.StatusCode >= 400 {
-			return rep, decodeHTTPError(resp, r.Method, target)
+			defer drain(resp)
+			return nil, rep, decodeHTTPError(resp, r.Method, target)
 		}
-		if out != nil && resp.StatusCode != http.StatusNoContent {
-			if err := json.NewDecoder(resp.Body).Decode(out); err != nil {
-				return rep, fmt.Errorf("api: decoding the answer of %s %s: %w", r.Method, target, err)
-			}
-		}
-		return rep, nil
+		return resp, rep, nil
 	}
 }
 
-func (c *Client) roundTrip(ctx context.Context, method, target string, body []byte, h http.Header) (*http.Response, error) {
+func (c *Client) roundTrip(ctx context.Context, hc *http.Client, method, target string, body []byte, h http.Header) (*http.Response, error) {
 	var rd io.Reader
 	if body != nil {
 		rd = bytes.NewReader(body)
@@ -338,7 +382,9 @@ func (c *Client) roundTrip(ctx context.Context, method, target string, body []by
 	for k, v := range h {
 		req.Header[k] = v
 	}
-	req.Header.Set("Accept", "application/json")
+	if req.Header.Get("Accept") == "" {
+		req.Header.Set("Accept", "application/json")
+	}
 	if body != nil && req.Header.Get("Content-Type") == "" {
 		req.Header.Set("Content-Type", "application/json")
 	}
@@ -348,7 +394,7 @@ func (c *Client) roundTrip(ctx context.Context, method, target string, body []by
 	if c.userAgent != "" {
 		req.Header.Set("User-Agent", c.userAgent)
 	}
-	return c.hc.Do(req)
+	return hc.Do(req)
 }
 
 // redirectTarget reads where a 307 points: Location, else X-Autonomy-Leader
@@ -488,7 +534,7 @@ var ErrNoLeader = errors.New("api: no node answered /v1/health with 200 (no lead
 func (c *Client) HealthOf(ctx context.Context, endpoint string) HealthResult {
 	res := HealthResult{Endpoint: endpoint}
 	target := endpoint + "/v1/health"
-	resp, err := c.roundTrip(ctx, http.MethodGet, target, nil, nil)
+	resp, err := c.roundTrip(ctx, c.hc, http.MethodGet, target, nil, nil)
 	if err != nil {
 		res.Err = err
 		return res
@@ -644,4 +690,285 @@ func (c *Client) WALInspect(ctx context.Context, endpoint string, q InspectQuery
 		return nil, rep, err
 	}
 	return &ir, rep, nil
+}
+
+// FleetSummary asks the leader for GET /v1/fleet/summary.
+func (c *Client) FleetSummary(ctx context.Context) (*FleetSummary, *Reply, error) {
+	var fs FleetSummary
+	rep, err := c.Do(ctx, Request{Path: "/v1/fleet/summary", Route: LeaderOnly}, &fs)
+	if err != nil {
+		return nil, rep, err
+	}
+	return &fs, rep, nil
+}
+
+// SettingPath is the route of one cluster setting: /v1/config/<key>, each
+// '/'-separated part of the key escaped.
+func SettingPath(key string) string {
+	parts := strings.Split(key, "/")
+	for i, p := range parts {
+		parts[i] = url.PathEscape(p)
+	}
+	return "/v1/config/" + strings.Join(parts, "/")
+}
+
+// ifMatchHeader returns the If-Match header of a conditional settings write.
+func ifMatchHeader(rev *int64) http.Header {
+	if rev == nil {
+		return nil
+	}
+	return http.Header{"If-Match": {strconv.FormatInt(*rev, 10)}}
+}
+
+// Settings asks the leader for every cluster setting (GET /v1/config/).
+func (c *Client) Settings(ctx context.Context) (*SettingsList, *Reply, error) {
+	var l SettingsList
+	rep, err := c.Do(ctx, Request{Path: "/v1/config/", Route: LeaderOnly}, &l)
+	if err != nil {
+		return nil, rep, err
+	}
+	return &l, rep, nil
+}
+
+// Setting asks the leader for one cluster setting; an absent key is an
+// *HTTPError with Status 404.
+func (c *Client) Setting(ctx context.Context, key string) (*Setting, *Reply, error) {
+	var st Setting
+	rep, err := c.Do(ctx, Request{Path: SettingPath(key), Route: LeaderOnly}, &st)
+	if err != nil {
+		return nil, rep, err
+	}
+	return &st, rep, nil
+}
+
+// PutSetting writes a cluster setting (PUT /v1/config/<key>, body
+// {"value": value}). With ifRevision set, the write applies only if the key's
+// revision is *ifRevision (0: the key must not exist); otherwise the answer
+// is an *HTTPError with Status 409 and Code "revision_mismatch".
+func (c *Client) PutSetting(ctx context.Context, key string, value json.RawMessage, ifRevision *int64) (*Setting, *Reply, error) {
+	var st Setting
+	body := struct {
+		Value json.RawMessage `json:"value"`
+	}{value}
+	rep, err := c.Do(ctx, Request{Method: http.MethodPut, Path: SettingPath(key), Route: LeaderOnly, Body: body,
+		Header: ifMatchHeader(ifRevision)}, &st)
+	if err != nil {
+		return nil, rep, err
+	}
+	return &st, rep, nil
+}
+
+// DeleteSetting removes a cluster setting (DELETE /v1/config/<key>), under
+// the same condition as PutSetting when ifRevision is set. The answer names
+// the key and the revision of the deletion.
+func (c *Client) DeleteSetting(ctx context.Context, key string, ifRevision *int64) (*Setting, *Reply, error) {
+	var st Setting
+	rep, err := c.Do(ctx, Request{Method: http.MethodDelete, Path: SettingPath(key), Route: LeaderOnly,
+		Header: ifMatchHeader(ifRevision)}, &st)
+	if err != nil {
+		return nil, rep, err
+	}
+	return &st, rep, nil
+}
+
+// Audit asks the leader for the operator actions, newest first; limit 0
+// leaves the number to the server.
+func (c *Client) Audit(ctx context.Context, limit int) (*AuditResponse, *Reply, error) {
+	var ar AuditResponse
+	q := url.Values{}
+	if limit > 0 {
+		q.Set("limit", strconv.Itoa(limit))
+	}
+	rep, err := c.Do(ctx, Request{Path: "/v1/audit", Query: q, Route: LeaderOnly}, &ar)
+	if err != nil {
+		return nil, rep, err
+	}
+	return &ar, rep, nil
+}
+
+// Failover asks the leader for a planned failover (POST /v1/ha/failover).
+// A refusal is an *HTTPError with Status 409 and Code "failover_refused". The
+// request is never resent to another node once it may have reached one.
+func (c *Client) Failover(ctx context.Context, req FailoverRequest) (*FailoverResponse, *Reply, error) {
+	var fr FailoverResponse
+	rep, err := c.Do(ctx, Request{Method: http.MethodPost, Path: "/v1/ha/failover", Route: LeaderOnly, Body: req}, &fr)
+	if err != nil {
+		return nil, rep, err
+	}
+	return &fr, rep, nil
+}
+
+// LogsQuery selects the events of GET /v1/logs. Zero values are left out.
+type LogsQuery struct {
+	AfterSeq uint64 // events with a larger Seq
+	Follow   bool   // keep the stream open and send events as they commit
+	Kind     string // the event's "kind" field
+	Agent    string // the event's "agent" field
+}
+
+// Values encodes q as query parameters.
+func (q LogsQuery) Values() url.Values {
+	v := url.Values{}
+	if q.Follow {
+		v.Set("follow", "true")
+	}
+	if q.AfterSeq > 0 {
+		v.Set("after_seq", strconv.FormatUint(q.AfterSeq, 10))
+	}
+	if q.Kind != "" {
+		v.Set("kind", q.Kind)
+	}
+	if q.Agent != "" {
+		v.Set("agent", q.Agent)
+	}
+	return v
+}
+
+// Limits of a log stream.
+const (
+	// ContentTypeNDJSON is the media type of GET /v1/logs.
+	ContentTypeNDJSON = "application/x-ndjson"
+	// maxLogLine bounds one line of a log stream: an event (at most the
+	// WAL's frame payload bound, 4 MiB) with its envelope.
+	maxLogLine = 8 << 20
+)
+
+// ErrStreamIdle: a log stream brought nothing, not even a keepalive line,
+// within its idle timeout. The node may be stopped or cut off.
+var ErrStreamIdle = errors.New("api: log stream idle")
+
+// headerTimeoutError is the error of a stream whose answer did not begin
+// within the client's timeout. Its text is net/http's own for Client.Timeout.
+type headerTimeoutError struct{}
+
+func (headerTimeoutError) Error() string {
+	return "context deadline exceeded (Client.Timeout exceeded while awaiting headers)"
+}
+func (headerTimeoutError) Timeout() bool   { return true }
+func (headerTimeoutError) Temporary() bool { return true }
+
+// LogStream is an open answer of GET /v1/logs: NDJSON, one Event a line,
+// blank lines being keepalives. It is not safe for concurrent use; Close it.
+type LogStream struct {
+	// URL is the URL that answered (after redirects).
+	URL string
+
+	resp   *http.Response
+	rd     *bufio.Reader
+	cancel context.CancelFunc
+	timer  *time.Timer // nil: no idle bound
+	idle   time.Duration
+	idled  atomic.Bool
+}
+
+// Logs opens GET /v1/logs on the leader (a follower's 307 is followed). The
+// answer's headers must arrive within the client's timeout; after that, with
+// idle > 0, the stream fails with ErrStreamIdle when no line arrives for
+// idle. The request is not retried on another node once it got an answer: the
+// caller resumes with AfterSeq.
+func (c *Client) Logs(ctx context.Context, q LogsQuery, idle time.Duration) (*LogStream, error) {
+	r := Request{Path: "/v1/logs", Query: q.Values(), Route: LeaderOnly, Method: http.MethodGet,
+		Header: http.Header{"Accept": {ContentTypeNDJSON}}}
+	var s *LogStream
+	_, err := c.route(ctx, r, func(ep string) (*Reply, error) {
+		sctx, cancel := context.WithCancel(ctx)
+		var timedOut atomic.Bool
+		var timer *time.Timer
+		if c.timeout > 0 {
+			timer = time.AfterFunc(c.timeout, func() { timedOut.Store(true); cancel() })
+		}
+		resp, rep, err := c.open(sctx, c.stream, ep, r, nil)
+		if timer != nil && !timer.Stop() || timedOut.Load() {
+			if resp != nil {
+				resp.Body.Close()
+			}
+			cancel()
+			target := ep + r.Path + "?" + r.Query.Encode()
+			if rep != nil {
+				target = rep.URL
+			}
+			return rep, &url.Error{Op: "Get", URL: target, Err: headerTimeoutError{}}
+		}
+		if err != nil {
+			cancel()
+			return rep, err
+		}
+		if ct := resp.Header.Get("Content-Type"); ct != "" {
+			if mt, _, perr := mime.ParseMediaType(ct); perr != nil || mt != ContentTypeNDJSON {
+				drain(resp)
+				cancel()
+				return rep, fmt.Errorf("api: GET %s answered Content-Type %q, not %s", rep.URL, ct, ContentTypeNDJSON)
+			}
+		}
+		s = &LogStream{URL: rep.URL, resp: resp, rd: bufio.NewReaderSize(resp.Body, 64<<10), cancel: cancel, idle: idle}
+		if idle > 0 {
+			s.timer = time.AfterFunc(idle, func() { s.idled.Store(true); cancel() })
+		}
+		return rep, nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	return s, nil
+}
+
+// Next returns the next event and its line as sent (without the newline),
+// skipping keepalives. At the clean end of the stream it returns io.EOF; a
+// stream cut in the middle of a line returns io.ErrUnexpectedEOF; an idle
+// stream, an error wrapping ErrStreamIdle; a broken connection, the read error.
+func (s *LogStream) Next() (Event, []byte, error) {
+	for {
+		line, err := s.readLine()
+		if err != nil {
+			if s.idled.Load() {
+				return Event{}, nil, fmt.Errorf("%w: nothing (not even a keepalive) from %s for %s", ErrStreamIdle, s.URL, s.idle)
+			}
+			return Event{}, nil, err
+		}
+		if s.timer != nil {
+			s.timer.Reset(s.idle)
+		}
+		line = bytes.TrimSpace(line)
+		if len(line) == 0 {
+			continue // keepalive
+		}
+		var ev Event
+		if err := json.Unmarshal(line, &ev); err != nil {
+			return Event{}, nil, fmt.Errorf("api: a line of the log stream from %s is not an event: %w", s.URL, err)
+		}
+		return ev, line, nil
+	}
+}
+
+// readLine reads one line, bounded by maxLogLine.
+func (s *LogStream) readLine() ([]byte, error) {
+	var line []byte
+	for {
+		frag, err := s.rd.ReadSlice('\n')
+		line = append(line, frag...)
+		switch {
+		case err == nil:
+			return line, nil
+		case errors.Is(err, bufio.ErrBufferFull):
+			if len(line) > maxLogLine {
+				return nil, fmt.Errorf("api: a line of the log stream from %s exceeds %d bytes", s.URL, maxLogLine)
+			}
+		case errors.Is(err, io.EOF):
+			if len(bytes.TrimSpace(line)) > 0 {
+				return nil, io.ErrUnexpectedEOF
+			}
+			return nil, io.EOF
+		default:
+			return nil, err
+		}
+	}
+}
+
+// Close ends the stream. It is idempotent.
+func (s *LogStream) Close() error {
+	if s.timer != nil {
+		s.timer.Stop()
+	}
+	s.cancel()
+	return s.resp.Body.Close()
 }

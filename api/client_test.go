@@ -5,11 +5,13 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -286,5 +288,264 @@ func TestNormalizeEndpoint(t *testing.T) {
 	}
 	if _, err := api.NewClient([]string{" ", ""}, api.ClientOptions{}); !errors.Is(err, api.ErrNoEndpoints) {
 		t.Errorf("empty list: %v", err)
+	}
+}
+
+// logNode serves GET /v1/logs with h; a follower redirects it to leader.
+func logNode(t *testing.T, h http.HandlerFunc) *httptest.Server {
+	t.Helper()
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		switch r.URL.Path {
+		case "/v1/health":
+			writeJSON(w, 200, api.Health{Status: "ok", Role: "leader"})
+		case "/v1/logs":
+			h(w, r)
+		default:
+			writeJSON(w, 404, api.ErrorResponse{Error: "not_found"})
+		}
+	}))
+	t.Cleanup(srv.Close)
+	return srv
+}
+
+func ndjsonHeader(w http.ResponseWriter) {
+	w.Header().Set("Content-Type", "application/x-ndjson; charset=utf-8")
+}
+
+func TestClient_logsStream(t *testing.T) {
+	var auth atomic.Value
+	leader := logNode(t, func(w http.ResponseWriter, r *http.Request) {
+		auth.Store(r.Header.Get("Authorization"))
+		ndjsonHeader(w)
+		fmt.Fprintf(w, "\n{\"seq\":4,\"epoch\":2,\"ts\":\"2026-01-02T03:04:05Z\",\"event\":{\"kind\":\"error\"}}\n\n\n")
+		fmt.Fprintf(w, "{\"seq\":5,\"epoch\":2,\"ts\":\"2026-01-02T03:04:06Z\",\"event\":{\"kind\":\"x\"}}\n")
+	})
+	follower := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/v1/health" {
+			writeJSON(w, 503, api.Health{Role: "follower"})
+			return
+		}
+		w.Header().Set(api.HeaderLeader, leader.URL)
+		http.Redirect(w, r, leader.URL+r.URL.RequestURI(), http.StatusTemporaryRedirect)
+	}))
+	defer follower.Close()
+	c := newClient(t, []string{follower.URL}, "tok")
+	s, err := c.Logs(context.Background(), api.LogsQuery{AfterSeq: 3, Follow: true, Kind: "error"}, time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	if s.URL != leader.URL+"/v1/logs?after_seq=3&follow=true&kind=error" || auth.Load() != "Bearer tok" {
+		t.Fatalf("answered by %s, Authorization %v", s.URL, auth.Load())
+	}
+	var seqs []uint64
+	for {
+		ev, line, err := s.Next()
+		if errors.Is(err, io.EOF) {
+			break
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !strings.HasPrefix(string(line), `{"seq":`) || strings.HasSuffix(string(line), "\n") {
+			t.Fatalf("line %q", line)
+		}
+		seqs = append(seqs, ev.Seq)
+	}
+	if fmt.Sprint(seqs) != "[4 5]" {
+		t.Fatalf("seqs %v", seqs)
+	}
+	if err := s.Close(); err != nil {
+		t.Fatalf("second Close: %v", err)
+	}
+}
+
+func TestClient_logsStreamFailures(t *testing.T) {
+	t.Run("cut mid-line", func(t *testing.T) {
+		srv := logNode(t, func(w http.ResponseWriter, r *http.Request) {
+			ndjsonHeader(w)
+			fmt.Fprint(w, `{"seq":1,"ev`)
+		})
+		c := newClient(t, []string{srv.URL}, "")
+		s, err := c.Logs(context.Background(), api.LogsQuery{}, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer s.Close()
+		if _, _, err := s.Next(); !errors.Is(err, io.ErrUnexpectedEOF) {
+			t.Fatalf("err = %v", err)
+		}
+	})
+	t.Run("idle", func(t *testing.T) {
+		srv := logNode(t, func(w http.ResponseWriter, r *http.Request) {
+			ndjsonHeader(w)
+			fmt.Fprint(w, "\n")
+			w.(http.Flusher).Flush()
+			<-r.Context().Done()
+		})
+		c := newClient(t, []string{srv.URL}, "")
+		s, err := c.Logs(context.Background(), api.LogsQuery{Follow: true}, 150*time.Millisecond)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer s.Close()
+		t0 := time.Now()
+		if _, _, err := s.Next(); !errors.Is(err, api.ErrStreamIdle) || time.Since(t0) < 100*time.Millisecond {
+			t.Fatalf("err = %v after %s", err, time.Since(t0))
+		}
+	})
+	t.Run("not ndjson", func(t *testing.T) {
+		srv := logNode(t, func(w http.ResponseWriter, r *http.Request) { writeJSON(w, 200, map[string]any{"events": []int{}}) })
+		c := newClient(t, []string{srv.URL}, "")
+		if _, err := c.Logs(context.Background(), api.LogsQuery{}, 0); err == nil || !strings.Contains(err.Error(), "application/x-ndjson") {
+			t.Fatalf("err = %v", err)
+		}
+	})
+	t.Run("headers late", func(t *testing.T) {
+		srv := logNode(t, func(w http.ResponseWriter, r *http.Request) { <-r.Context().Done() })
+		c, err := api.NewClient([]string{srv.URL}, api.ClientOptions{HTTPClient: &http.Client{Timeout: 200 * time.Millisecond}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, err = c.Logs(context.Background(), api.LogsQuery{Follow: true}, 0)
+		var ue *url.Error
+		if !errors.As(err, &ue) || !ue.Timeout() ||
+			!strings.Contains(err.Error(), `Get "`+srv.URL+`/v1/logs?follow=true": context deadline exceeded (Client.Timeout exceeded while awaiting headers)`) {
+			t.Fatalf("err = %v", err)
+		}
+	})
+	t.Run("status", func(t *testing.T) {
+		srv := logNode(t, func(w http.ResponseWriter, r *http.Request) {
+			writeJSON(w, 503, api.ErrorResponse{Error: "no_leader", Message: "election"})
+		})
+		c := newClient(t, []string{srv.URL}, "")
+		_, err := c.Logs(context.Background(), api.LogsQuery{}, 0)
+		var he *api.HTTPError
+		if !errors.As(err, &he) || he.Status != 503 || he.Code != "no_leader" {
+			t.Fatalf("err = %v", err)
+		}
+	})
+	// A stream outlives the client's per-request timeout.
+	t.Run("longer than the timeout", func(t *testing.T) {
+		srv := logNode(t, func(w http.ResponseWriter, r *http.Request) {
+			ndjsonHeader(w)
+			w.(http.Flusher).Flush()
+			time.Sleep(300 * time.Millisecond)
+			fmt.Fprint(w, `{"seq":1,"epoch":1,"ts":"2026-01-02T03:04:05Z","event":{}}`+"\n")
+		})
+		c, _ := api.NewClient([]string{srv.URL}, api.ClientOptions{HTTPClient: &http.Client{Timeout: 100 * time.Millisecond}})
+		s, err := c.Logs(context.Background(), api.LogsQuery{}, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer s.Close()
+		if ev, _, err := s.Next(); err != nil || ev.Seq != 1 {
+			t.Fatalf("%+v %v", ev, err)
+		}
+	})
+}
+
+// A POST that may have reached a node is never sent to the next one; one
+// that could not even connect is.
+func TestClient_postResentOnlyAfterDialError(t *testing.T) {
+	var hits atomic.Int64
+	slow := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		hits.Add(1)
+		_, _ = io.ReadAll(r.Body)
+		<-r.Context().Done()
+	}))
+	defer slow.Close()
+	var okHits atomic.Int64
+	ok := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		okHits.Add(1)
+		writeJSON(w, 200, map[string]string{"ok": "yes"})
+	}))
+	defer ok.Close()
+	c, _ := api.NewClient([]string{slow.URL, ok.URL}, api.ClientOptions{HTTPClient: &http.Client{Timeout: 200 * time.Millisecond}})
+	_, err := c.Do(context.Background(), api.Request{Method: http.MethodPost, Path: "/v1/x", Body: map[string]int{"a": 1}}, nil)
+	var ue *url.Error
+	if !errors.As(err, &ue) || okHits.Load() != 0 || hits.Load() != 1 {
+		t.Fatalf("err %v; slow %d hits, next %d hits", err, hits.Load(), okHits.Load())
+	}
+	dead, _ := refused(t)
+	c, _ = api.NewClient([]string{dead, ok.URL}, api.ClientOptions{})
+	if _, err := c.Do(context.Background(), api.Request{Method: http.MethodPost, Path: "/v1/x"}, nil); err != nil || okHits.Load() != 1 {
+		t.Fatalf("after a dial error: %v, %d hits", err, okHits.Load())
+	}
+	// GETs are resent after any transport error.
+	c, _ = api.NewClient([]string{slow.URL, ok.URL}, api.ClientOptions{HTTPClient: &http.Client{Timeout: 200 * time.Millisecond}})
+	if _, err := c.Do(context.Background(), api.Request{Path: "/v1/x"}, nil); err != nil || okHits.Load() != 2 {
+		t.Fatalf("GET: %v, %d hits", err, okHits.Load())
+	}
+}
+
+func TestClient_settingsAndOps(t *testing.T) {
+	type seen struct{ method, path, ifMatch, body string }
+	var mu sync.Mutex
+	var reqs []seen
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/v1/health" {
+			writeJSON(w, 200, api.Health{Role: "leader"})
+			return
+		}
+		b, _ := io.ReadAll(r.Body)
+		mu.Lock()
+		reqs = append(reqs, seen{r.Method, r.URL.EscapedPath() + "?" + r.URL.RawQuery, r.Header.Get("If-Match"), string(b)})
+		mu.Unlock()
+		switch {
+		case r.URL.Path == "/v1/config/":
+			writeJSON(w, 200, api.SettingsList{Settings: []api.Setting{{Key: "a", Revision: 3}}, Revision: 9})
+		case strings.HasPrefix(r.URL.Path, "/v1/config/"):
+			writeJSON(w, 200, api.Setting{Key: strings.TrimPrefix(r.URL.Path, "/v1/config/"), Value: json.RawMessage(`1`), Revision: 10})
+		case r.URL.Path == "/v1/audit":
+			writeJSON(w, 200, api.AuditResponse{Records: []api.AuditRecord{{Action: "failover"}}})
+		case r.URL.Path == "/v1/ha/failover":
+			writeJSON(w, 200, api.FailoverResponse{NewLeader: "b", TookMs: 5})
+		case r.URL.Path == "/v1/fleet/summary":
+			writeJSON(w, 200, api.FleetSummary{Events: 7})
+		}
+	}))
+	defer srv.Close()
+	c := newClient(t, []string{srv.URL}, "")
+	ctx := context.Background()
+	zero, five := int64(0), int64(5)
+	if l, _, err := c.Settings(ctx); err != nil || l.Revision != 9 {
+		t.Fatalf("%+v %v", l, err)
+	}
+	if st, _, err := c.Setting(ctx, "ingest/max batch"); err != nil || st.Revision != 10 {
+		t.Fatalf("%+v %v", st, err)
+	}
+	if _, _, err := c.PutSetting(ctx, "k", json.RawMessage(`{"x": 1}`), &zero); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := c.PutSetting(ctx, "k", json.RawMessage(`"s"`), nil); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := c.DeleteSetting(ctx, "k", &five); err != nil {
+		t.Fatal(err)
+	}
+	if ar, _, err := c.Audit(ctx, 3); err != nil || ar.Records[0].Action != "failover" {
+		t.Fatalf("%+v %v", ar, err)
+	}
+	if fr, _, err := c.Failover(ctx, api.FailoverRequest{To: "b"}); err != nil || fr.NewLeader != "b" {
+		t.Fatalf("%+v %v", fr, err)
+	}
+	if fs, _, err := c.FleetSummary(ctx); err != nil || fs.Events != 7 {
+		t.Fatalf("%+v %v", fs, err)
+	}
+	want := []seen{
+		{"GET", "/v1/config/?", "", ""},
+		{"GET", "/v1/config/ingest/max%20batch?", "", ""},
+		{"PUT", "/v1/config/k?", "0", `{"value":{"x":1}}`},
+		{"PUT", "/v1/config/k?", "", `{"value":"s"}`},
+		{"DELETE", "/v1/config/k?", "5", ""},
+		{"GET", "/v1/audit?limit=3", "", ""},
+		{"POST", "/v1/ha/failover?", "", `{"to":"b"}`},
+		{"GET", "/v1/fleet/summary?", "", ""},
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if fmt.Sprint(reqs) != fmt.Sprint(want) {
+		t.Fatalf("requests\n got %v\nwant %v", reqs, want)
 	}
 }

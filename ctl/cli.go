@@ -142,8 +142,9 @@ func (in *invocation) rootCmd() *cobra.Command {
 	root := &cobra.Command{
 		Use:   "autonomyctl",
 		Short: "Operate an AutonomyOps HA orchestrator cluster",
-		Long: "autonomyctl operates an AutonomyOps HA orchestrator cluster: status and leader discovery, HA status,\n" +
-			"WAL status, inspection, verification and reset, and its own configuration.\n\n" +
+		Long: "autonomyctl operates an AutonomyOps HA orchestrator cluster: status and leader discovery, HA status and\n" +
+			"planned failover, WAL status, inspection, verification and reset, event logs (followed across leader\n" +
+			"changes), the fleet summary, cluster settings, the audit log, an in-process demo, and its own configuration.\n\n" +
 			"Endpoints: --endpoints, else " + EnvOrchestratorURL + " (comma-separated list allowed), else\n" +
 			"`autonomyctl config set orchestrator.url URL`. With several endpoints autonomyctl finds the leader itself.",
 		Version:       versionString(),
@@ -183,6 +184,11 @@ func (in *invocation) rootCmd() *cobra.Command {
 		in.statusCmd(),
 		in.haCmd(),
 		in.walCmd(),
+		in.logsCmd(),
+		in.fleetCmd(),
+		in.settingsCmd(),
+		in.auditCmd(),
+		in.demoCmd(),
 		in.completionCmd(),
 	)
 	return root

@@ -21,6 +21,13 @@ func TestUsageErrors(t *testing.T) {
 		{"completion", "tcsh"},
 		{"wal", "status", "--all", "--data-dir", "/tmp"},
 		{"wal", "inspect", "--limit", "-1", "--data-dir", "/tmp"},
+		{"logs", "extra"},
+		{"logs", "--retry-for", "-1s"},
+		{"fleet", "bogus"},
+		{"settings", "set", "only-key"},
+		{"audit", "--limit", "x"},
+		{"ha", "failover", "node-b"},
+		{"demo", "--local", "--events", "5"},
 	} {
 		code, out, errOut := tc.run(t, args...)
 		if code != ctl.ExitUsage {
@@ -37,7 +44,7 @@ func TestUsageErrors(t *testing.T) {
 
 func TestHelpAndBareGroups(t *testing.T) {
 	tc := newTestCLI(t)
-	for _, args := range [][]string{{}, {"--help"}, {"wal"}, {"ha", "--help"}, {"config"}} {
+	for _, args := range [][]string{{}, {"--help"}, {"wal"}, {"ha", "--help"}, {"config"}, {"fleet"}, {"settings"}, {"logs", "--help"}, {"demo", "--help"}} {
 		code, out, _ := tc.run(t, args...)
 		if code != ctl.ExitOK || !strings.Contains(out, "Usage:") {
 			t.Errorf("%v: exit %d, help printed: %v", args, code, strings.Contains(out, "Usage:"))

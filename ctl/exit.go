@@ -19,6 +19,7 @@ const (
 	ExitUnreachable = 3   // no endpoint configured, or no node could be reached
 	ExitNotFound    = 4   // the server answered 404
 	ExitHTTP        = 5   // the server answered another error status
+	ExitConflict    = 6   // the server answered 409: a compare-and-set revision mismatch, a refused failover
 	ExitWALViolated = 65  // a WAL invariant is violated (= walrepl.ExitFailHard)
 	ExitInterrupted = 130 // SIGINT or SIGTERM cancelled the command
 )
@@ -74,8 +75,11 @@ func exitCode(err error) int {
 	case errors.As(err, &noEP), errors.As(err, &unr), errors.As(err, &ue):
 		return ExitUnreachable
 	case errors.As(err, &he):
-		if he.Status == http.StatusNotFound {
+		switch he.Status {
+		case http.StatusNotFound:
 			return ExitNotFound
+		case http.StatusConflict:
+			return ExitConflict
 		}
 		return ExitHTTP
 	case errors.As(err, &re):

@@ -158,7 +158,7 @@ func TestHAStatus_fromLeader(t *testing.T) {
 			leader.hitCount("/v1/ha/status"), follower.hitCount("/v1/ha/status"))
 	}
 	mustContain(t, "table", out, "LEADER", "node-a", "epoch 7", "QUORUM", "size 2", "healthy 3",
-		"NAME", "GOSSIP", "LAG", "node-c", "suspect", "learner")
+		"MEMBER", "ETCD", "GOSSIP", "LAG", "node-c", "suspect", "learner")
 
 	code, out, _ = tc.run(t, "ha", "status", "--endpoints", follower.URL()+","+leader.URL(), "-o", "json")
 	if code != ctl.ExitOK {
