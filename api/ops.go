@@ -50,25 +50,30 @@ func (s *Server) logs(c *gin.Context) {
 	bw := bufio.NewWriter(c.Writer)
 	enc := json.NewEncoder(bw)
 	ctx := c.Request.Context()
-	keepalive := time.NewTicker(5 * time.Second)
+	const keepaliveEvery = 5 * time.Second
+	keepalive := time.NewTicker(keepaliveEvery / 5)
 	defer keepalive.Stop()
+	lastWrite := time.Now()
 	for {
 		changed := w.Changed()
 		sent := 0
-		_, err := scanCommitted(w, &q, func(f *walrepl.Frame) bool {
+		safe, err := scanCommitted(w, &q, func(f *walrepl.Frame) bool {
 			if f.Type == walrepl.FrameEvent {
 				enc.Encode(Event{Seq: f.Seq, Epoch: f.Epoch, TS: time.Unix(0, f.Time).UTC(), Event: json.RawMessage(f.Payload)})
 				sent++
 			}
-			q.afterSeq = f.Seq
 			return true
 		})
-		// Frames that the filter skipped still advance the cursor.
-		if safe := w.SafeSeq(); safe > q.afterSeq && (q.kind != "" || q.agent != "" || !q.since.IsZero()) {
+		// The scan covered everything up to the safe_seq it read, matched
+		// by the filter or not: the cursor moves past all of it.
+		if safe > q.afterSeq {
 			q.afterSeq = safe
 		}
 		if err != nil || bw.Flush() != nil {
 			return
+		}
+		if sent > 0 {
+			lastWrite = time.Now()
 		}
 		c.Writer.Flush()
 		if !follow {
@@ -80,12 +85,15 @@ func (s *Server) logs(c *gin.Context) {
 		select {
 		case <-changed:
 		case <-keepalive.C:
+		case <-ctx.Done():
+			return
+		}
+		if time.Since(lastWrite) >= keepaliveEvery {
 			if _, err := io.WriteString(c.Writer, "\n"); err != nil {
 				return
 			}
 			c.Writer.Flush()
-		case <-ctx.Done():
-			return
+			lastWrite = time.Now()
 		}
 	}
 }

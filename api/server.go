@@ -6,6 +6,7 @@ import (
 	"errors"
 	"net/http"
 	"net/url"
+	"strings"
 	"time"
 
 	"github.com/autonomyops/orchestrator/walrepl"
@@ -203,11 +204,11 @@ func errStatus(err error) (int, string, string) {
 	case errors.Is(err, walrepl.ErrInvalidPayload):
 		return http.StatusBadRequest, "bad_json", err.Error()
 	case errors.Is(err, ErrNotFound):
-		return http.StatusNotFound, "not_found", err.Error()
+		return http.StatusNotFound, "not_found", detail(err, ErrNotFound)
 	case errors.Is(err, ErrRevisionMismatch):
-		return http.StatusConflict, "revision_mismatch", err.Error()
+		return http.StatusConflict, "revision_mismatch", detail(err, ErrRevisionMismatch)
 	case errors.Is(err, ErrFailoverRefused):
-		return http.StatusConflict, "failover_refused", err.Error()
+		return http.StatusConflict, "failover_refused", detail(err, ErrFailoverRefused)
 	case errors.Is(err, ErrNoLeader):
 		return http.StatusServiceUnavailable, "no_leader", err.Error()
 	case errors.Is(err, context.DeadlineExceeded):
@@ -223,4 +224,10 @@ func fail(c *gin.Context, err error) {
 		c.Header("Retry-After", "1")
 	}
 	writeError(c, status, code, msg)
+}
+
+// detail drops a sentinel's own text from a message that wraps it: the error
+// code already says what the sentinel said.
+func detail(err, sentinel error) string {
+	return strings.TrimPrefix(err.Error(), sentinel.Error()+": ")
 }

@@ -225,3 +225,17 @@ func (m *Member) RemoveMember(ctx context.Context, name string) error {
 	}
 	return fmt.Errorf("cluster: no etcd member named %q", name)
 }
+
+// EpochFloor returns the highest leader epoch the cluster may already have
+// used: the current leader key's epoch, or with no leader, the store's
+// revision (every later leader key is created above it).
+func (m *Member) EpochFloor(ctx context.Context) (uint64, error) {
+	resp, err := m.client.Get(ctx, m.leaderPrefix()+"/", clientv3.WithFirstCreate()...)
+	if err != nil {
+		return 0, err
+	}
+	if len(resp.Kvs) > 0 {
+		return uint64(resp.Kvs[0].CreateRevision), nil
+	}
+	return uint64(resp.Header.Revision), nil
+}

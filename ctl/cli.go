@@ -188,6 +188,8 @@ func (in *invocation) rootCmd() *cobra.Command {
 		in.fleetCmd(),
 		in.settingsCmd(),
 		in.auditCmd(),
+		in.memberCmd(),
+		in.certsCmd(),
 		in.demoCmd(),
 		in.completionCmd(),
 	)

@@ -16,7 +16,7 @@ import (
 // received as a follower — a retry sent to a new leader finds the original.
 type idIndex struct {
 	mu       sync.Mutex
-	seqs     map[string]uint64
+	seqs     map[string]idPos
 	order    []idEntry // by Seq, to undo truncations from the end
 	upTo     uint64    // frames ≤ upTo are indexed
 	truncs   int       // WAL truncations already applied
@@ -28,8 +28,11 @@ type idEntry struct {
 	id  string
 }
 
+// idPos is where an id's frame sits: its Seq and epoch identify the frame.
+type idPos struct{ seq, epoch uint64 }
+
 func newIDIndex() *idIndex {
-	return &idIndex{seqs: map[string]uint64{}, inflight: map[string]chan struct{}{}}
+	return &idIndex{seqs: map[string]idPos{}, inflight: map[string]chan struct{}{}}
 }
 
 // eventID extracts the optional "id" of an event.
@@ -53,7 +56,7 @@ func (x *idIndex) catchUpLocked(w *walrepl.WAL) error {
 	for _, t := range truncs {
 		for len(x.order) > 0 && x.order[len(x.order)-1].seq > t {
 			e := x.order[len(x.order)-1]
-			if x.seqs[e.id] == e.seq {
+			if x.seqs[e.id].seq == e.seq {
 				delete(x.seqs, e.id)
 			}
 			x.order = x.order[:len(x.order)-1]
@@ -77,7 +80,7 @@ func (x *idIndex) catchUpLocked(w *walrepl.WAL) error {
 			if f.Type == walrepl.FrameEvent {
 				if id := eventID(f.Payload); id != "" {
 					if _, dup := x.seqs[id]; !dup {
-						x.seqs[id] = f.Seq
+						x.seqs[id] = idPos{f.Seq, f.Epoch}
 						x.order = append(x.order, idEntry{f.Seq, id})
 					}
 				}
@@ -132,13 +135,13 @@ func (n *Node) Ingest(ctx context.Context, payloads [][]byte) ([]uint64, uint64,
 	var fresh [][]byte
 	freshIdx := make([]int, len(payloads)) // index into fresh, or -1
 	firstOfID := map[string]int{}
-	var known []uint64
+	var known []idPos
 	for i, id := range ids {
 		freshIdx[i] = -1
 		if id != "" {
-			if s, ok := x.seqs[id]; ok {
-				seqs[i] = s
-				known = append(known, s)
+			if p, ok := x.seqs[id]; ok {
+				seqs[i] = p.seq
+				known = append(known, p)
 				continue
 			}
 			if j, ok := firstOfID[id]; ok {
@@ -173,9 +176,14 @@ func (n *Node) Ingest(ctx context.Context, payloads [][]byte) ([]uint64, uint64,
 			}
 		}
 	}
-	for _, s := range known {
-		if err := n.replica.WaitCommitted(ctx, s); err != nil {
-			return nil, 0, fmt.Errorf("waiting for the original of a retried event (Seq=%d): %w", s, err)
+	for _, p := range known {
+		if err := n.replica.WaitCommitted(ctx, p.seq); err != nil {
+			return nil, 0, fmt.Errorf("waiting for the original of a retried event (Seq=%d): %w", p.seq, err)
+		}
+		// The Seq alone is not the frame: confirm the one committed there is
+		// still the original (a truncation and re-election could intervene).
+		if e, ok := n.wal.EpochAt(p.seq); !ok || e != p.epoch {
+			return nil, 0, fmt.Errorf("%w: the original of a retried event moved; retry", walrepl.ErrUnknownOutcome)
 		}
 	}
 	return seqs, n.wal.SafeSeq(), nil

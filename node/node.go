@@ -76,6 +76,7 @@ func Run(ctx context.Context, cfg Config, log *logrus.Logger) error {
 	}
 	wopts := walrepl.DefaultOptions(filepath.Join(cfg.DataDir, TelemetryDir))
 	wopts.Initialized = initialized
+	wopts.NewAsLearner = cfg.InitialClusterState == "existing"
 	wopts.Logger = log
 	met := newMetrics()
 	wopts.OnFsync = func(d time.Duration) { met.fsync.Observe(d.Seconds()) }
@@ -125,15 +126,6 @@ func Run(ctx context.Context, cfg Config, log *logrus.Logger) error {
 	}
 	defer replLn.Close()
 	transport := walrepl.NewTCPTransport(tlsc.peerClient)
-	rcfg := walrepl.DefaultReplicaConfig(cfg.Name, wal, transport)
-	rcfg.Logger = log
-	// A reset WAL, or a new one joining a cluster that already has history,
-	// holds none of the committed frames: it starts as a learner.
-	rcfg.JoinAsLearner = rep.Reset || (rep.Created && cfg.InitialClusterState == "existing")
-	if n.replica, err = walrepl.NewReplica(rcfg); err != nil {
-		return err
-	}
-
 	ccfg := cluster.DefaultConfig()
 	ccfg.Name, ccfg.ClusterName = cfg.Name, cfg.ClusterName
 	ccfg.DataDir = filepath.Join(cfg.DataDir, EtcdDir)
@@ -154,6 +146,25 @@ func Run(ctx context.Context, cfg Config, log *logrus.Logger) error {
 		return err
 	}
 	defer n.member.Close()
+
+	rcfg := walrepl.DefaultReplicaConfig(cfg.Name, wal, transport)
+	rcfg.Logger = log
+	// A reset WAL, or a new one joining a cluster that already has history,
+	// holds none of the committed frames: it starts as a learner.
+	rcfg.JoinAsLearner = rep.Reset || (rep.Created && cfg.InitialClusterState == "existing")
+	// Promise at least the current leader's epoch before serving anything: a
+	// node whose promise was lost (new disk, reset) must not be recruited by a
+	// deposed leader of an older epoch. Always safe: it would refuse older
+	// epochs once it heard the current leader anyway.
+	fctx, fcancel := context.WithTimeout(ctx, 10*time.Second)
+	rcfg.MinEpoch, err = n.member.EpochFloor(fctx)
+	fcancel()
+	if err != nil {
+		return fmt.Errorf("node: reading the current epoch from etcd: %w", err)
+	}
+	if n.replica, err = walrepl.NewReplica(rcfg); err != nil {
+		return err
+	}
 
 	me := cluster.NodeInfo{Name: cfg.Name, APIURL: cfg.APIURL(), ReplAddr: cfg.ReplAddr, GossipAddr: cfg.GossipAddr}
 	if err := n.member.PutNodeInfo(ctx, me); err != nil {
@@ -308,11 +319,17 @@ func (n *Node) peerSet(ctx context.Context) ([]string, []walrepl.Peer, error) {
 		return nil, nil, err
 	}
 	var peers []walrepl.Peer
+	seen := map[string]string{infos[n.cfg.Name].ReplAddr: n.cfg.Name}
 	for _, name := range voters {
 		if name == n.cfg.Name {
 			continue
 		}
-		peers = append(peers, walrepl.Peer{Name: name, Addr: infos[name].ReplAddr})
+		addr := infos[name].ReplAddr
+		if other, dup := seen[addr]; dup && addr != "" {
+			return nil, nil, fmt.Errorf("node: %s and %s register the same --repl-addr %s; each node needs its own", name, other, addr)
+		}
+		seen[addr] = name
+		peers = append(peers, walrepl.Peer{Name: name, Addr: addr})
 	}
 	sort.Strings(voters)
 	return voters, peers, nil

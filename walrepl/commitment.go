@@ -78,3 +78,13 @@ func (c *commitment) committed() uint64 {
 	defer c.mu.Unlock()
 	return c.commit
 }
+
+// resetMatch forgets what a voter was known to hold: its log was replaced.
+// The commit point never moves back; only future commits stop counting it.
+func (c *commitment) resetMatch(voter string) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if _, ok := c.match[voter]; ok {
+		c.match[voter] = 0
+	}
+}

@@ -49,6 +49,7 @@ const (
 	CauseEpochRegression Cause = "EPOCH_REGRESSION"
 	CauseBadFrameType    Cause = "BAD_FRAME_TYPE"
 	CauseStateCorrupt    Cause = "STATE_CORRUPT"
+	CauseBaseCorrupt     Cause = "BASE_CORRUPT"
 )
 
 // RecoveryError is a WAL invariant violation found while opening or verifying
@@ -79,8 +80,8 @@ func recErr(c Cause, dir string, seq uint64, off int64, format string, args ...a
 	}
 }
 
-func errBadFirstSeq(dir string, got, want uint64) error {
-	return recErr(CauseBadFirstSeq, dir, got, FileHeaderSize, "first frame Seq=%d (expected %d)", got, want)
+func errBadFirstSeq(dir string, off int64, got, want uint64) error {
+	return recErr(CauseBadFirstSeq, dir, got, off, "first frame Seq=%d (expected %d)", got, want)
 }
 
 func errSeqGap(dir string, off int64, got, prev uint64) error {

@@ -26,6 +26,9 @@ func (r *Replica) acceptEpochLocked(epoch uint64, leader string) (ok bool, promi
 		r.lead.cancel(fmt.Errorf("%w: %s leads epoch %d", ErrDeposed, leader, epoch))
 		r.lead = nil
 	}
+	if r.candidate != nil && r.candidate.epoch < epoch {
+		r.candidate.cancel(fmt.Errorf("%w: promised epoch %d to %s while a candidate", ErrDeposed, epoch, leader))
+	}
 	if r.epoch != epoch || r.leader != leader {
 		r.epoch, r.leader, r.matched, r.leaderSafe = epoch, leader, 0, 0
 	}
@@ -42,6 +45,10 @@ func (r *Replica) acceptEpochLocked(epoch uint64, leader string) (ok bool, promi
 func (r *Replica) HandlePromise(ctx context.Context, req *PromiseRequest) *PromiseResponse {
 	r.logMu.Lock()
 	defer r.logMu.Unlock()
+	if req.Leader == r.cfg.Name {
+		// Another node believes it is this one, or this node reached itself.
+		return &PromiseResponse{OK: false, Node: r.cfg.Name, Promised: r.promised(), WALID: r.wal.ID()}
+	}
 	ok, promised, err := r.acceptEpochLocked(req.Epoch, req.Leader)
 	if err != nil || !ok {
 		return &PromiseResponse{OK: false, Node: r.cfg.Name, Promised: promised}
@@ -55,14 +62,19 @@ func (r *Replica) HandlePromise(ctx context.Context, req *PromiseRequest) *Promi
 	r.mu.Unlock()
 	r.log.WithFields(logrus.Fields{"epoch": req.Epoch, "leader": req.Leader, "last_seq": last, "last_epoch": lastEpoch}).
 		Info("PROMISED_EPOCH")
+	base, baseEpoch := r.wal.Base()
 	return &PromiseResponse{OK: true, Node: r.cfg.Name, Promised: req.Epoch, WALID: r.wal.ID(), Learner: learner,
-		LastSeq: last, LastEpoch: lastEpoch, SafeSeq: r.wal.SafeSeq(), Epochs: epochs}
+		LastSeq: last, LastEpoch: lastEpoch, SafeSeq: r.wal.SafeSeq(), Epochs: epochs, Base: base, BaseEpoch: baseEpoch}
 }
 
 // HandleFetch serves frames of this node's log to the leader of the promised
 // epoch, which is adopting this node's tail.
 func (r *Replica) HandleFetch(ctx context.Context, req *FetchRequest) *FetchResponse {
-	if p := r.promised(); req.Epoch < p {
+	// Under logMu and only for the epoch promised: the log cannot change
+	// between the promise and the fetch without the fetch seeing it.
+	r.logMu.Lock()
+	defer r.logMu.Unlock()
+	if p := r.promised(); req.Epoch != p {
 		return &FetchResponse{OK: false, Promised: p}
 	}
 	maxBytes := req.MaxBytes
@@ -184,6 +196,9 @@ func (r *Replica) HandleStream(ctx context.Context, s ServerStream) error {
 func (r *Replica) applyAppend(req *AppendRequest) (*AppendResponse, error) {
 	r.logMu.Lock()
 	defer r.logMu.Unlock()
+	if req.Leader == r.cfg.Name {
+		return nil, fmt.Errorf("walrepl: an append stream claims to come from this node (%s); check --repl-addr of the peers", r.cfg.Name)
+	}
 	ok, promised, err := r.acceptEpochLocked(req.Epoch, req.Leader)
 	if err != nil {
 		return nil, err
@@ -193,15 +208,27 @@ func (r *Replica) applyAppend(req *AppendRequest) (*AppendResponse, error) {
 	}
 	last, _, _, _ := r.wal.Positions()
 	mismatch := func() *AppendResponse {
-		return &AppendResponse{Epoch: req.Epoch, Gen: req.Gen, OK: true, Mismatch: true, LastSeq: last, Epochs: r.wal.Epochs()}
+		base, baseEpoch := r.wal.Base()
+		return &AppendResponse{Epoch: req.Epoch, Gen: req.Gen, OK: true, Mismatch: true, LastSeq: last, Epochs: r.wal.Epochs(),
+			Base: base, BaseEpoch: baseEpoch, WALID: r.wal.ID()}
 	}
-	if req.PrevSeq > last {
-		return mismatch(), nil
+	prevOK := req.PrevSeq <= last
+	if prevOK && req.PrevSeq > 0 {
+		e, known := r.wal.EpochAt(req.PrevSeq)
+		base, _ := r.wal.Base()
+		// Below this log's base every frame is committed: it matches.
+		prevOK = e == req.PrevEpoch || (!known && req.PrevSeq < base)
 	}
-	if req.PrevSeq > 0 {
-		if e, _ := r.wal.EpochAt(req.PrevSeq); e != req.PrevEpoch {
-			return mismatch(), nil
+	if !prevOK && req.Rebase {
+		// The leader no longer holds what this log lacks: restart the log at
+		// the leader's base (everything below it is committed).
+		if err := r.wal.Rebase(req.PrevSeq+1, req.PrevEpoch); err != nil {
+			return nil, err
 		}
+		last, prevOK = req.PrevSeq, true
+	}
+	if !prevOK {
+		return mismatch(), nil
 	}
 	// Prev matches. Skip frames this log already holds identically; at the
 	// first conflict drop this log's divergent suffix.
@@ -236,6 +263,9 @@ func (r *Replica) applyAppend(req *AppendRequest) (*AppendResponse, error) {
 	st := r.st
 	r.mu.Unlock()
 	r.wal.SetSafeSeq(safe)
+	if !req.EpochStarted {
+		return nil, nil // its SafeSeq may lag what was committed before it
+	}
 	return nil, r.updateLearnerLocked(st, req.SafeSeq)
 }
 

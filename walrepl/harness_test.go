@@ -4,9 +4,11 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"os"
 	"path/filepath"
 	"sort"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -23,6 +25,10 @@ type testCluster struct {
 	names []string
 	root  string
 
+	// tune, if set, adjusts each node's ReplicaConfig at every start (a
+	// test's timing, batching or clock).
+	tune func(name string, rc *ReplicaConfig)
+
 	mu    sync.Mutex
 	epoch uint64
 	nodes map[string]*testNode
@@ -34,6 +40,9 @@ type testNode struct {
 	wal    *WAL
 	rep    *Replica
 	inject func(string) error // settable fault seam for the WAL (may be nil)
+	// injectFn is the race-free fault seam: set it with testCluster.setInject
+	// while the node runs. It takes precedence over inject.
+	injectFn atomic.Pointer[func(string) error]
 
 	leadCancel context.CancelFunc
 	leadDone   chan error
@@ -87,6 +96,9 @@ func (c *testCluster) start(name string, joinAsLearner bool) {
 	o.Initialized = false
 	o.SafeSeqPersistInterval = 10 * time.Millisecond
 	o.Inject = func(p string) error {
+		if f := tn.injectFn.Load(); f != nil {
+			return (*f)(p)
+		}
 		if f := tn.inject; f != nil {
 			return f(p)
 		}
@@ -101,6 +113,16 @@ func (c *testCluster) start(name string, joinAsLearner bool) {
 	rc.QuorumTimeout = 600 * time.Millisecond
 	rc.PromiseTimeout = 2 * time.Second
 	rc.JoinAsLearner = joinAsLearner && (rep.Created || rep.Reset)
+	if rc.JoinAsLearner {
+		// What node/ does: the promise lost with the WAL is restored from
+		// etcd's current leader epoch (here: the harness's last election).
+		c.mu.Lock()
+		rc.MinEpoch = c.epoch
+		c.mu.Unlock()
+	}
+	if c.tune != nil {
+		c.tune(name, &rc)
+	}
 	r, err := NewReplica(rc)
 	if err != nil {
 		c.t.Fatalf("replica %s: %v", name, err)
@@ -126,7 +148,9 @@ func (c *testCluster) crash(name string) {
 		tn.leadCancel = nil
 	}
 	tn.wal.crash()
+	c.mu.Lock()
 	tn.wal = nil
+	c.mu.Unlock()
 }
 
 // restart crashes (if running) and starts name again on the same disk.
@@ -257,4 +281,357 @@ func waitFor(t *testing.T, d time.Duration, what string, cond func() bool) {
 		}
 		time.Sleep(5 * time.Millisecond)
 	}
+}
+
+// makeClusterWith starts n nodes whose ReplicaConfig tune adjusts at every
+// start.
+func makeClusterWith(t *testing.T, n int, tune func(name string, rc *ReplicaConfig)) *testCluster {
+	t.Helper()
+	c := &testCluster{t: t, net: NewInmemNetwork(), root: t.TempDir(), nodes: map[string]*testNode{}, tune: tune}
+	for i := 1; i <= n; i++ {
+		c.names = append(c.names, fmt.Sprintf("n%d", i))
+	}
+	for _, name := range c.names {
+		c.start(name, false)
+	}
+	t.Cleanup(func() {
+		for _, name := range c.names {
+			c.crash(name)
+		}
+	})
+	return c
+}
+
+// setInject installs f as name's WAL fault seam (nil removes it). Safe while
+// the node runs.
+func (c *testCluster) setInject(name string, f func(point string) error) {
+	tn := c.node(name)
+	if f == nil {
+		tn.injectFn.Store(nil)
+		return
+	}
+	tn.injectFn.Store(&f)
+}
+
+// walOf returns name's open WAL, or nil while it is crashed. Safe from any
+// goroutine.
+func (c *testCluster) walOf(name string) *WAL {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if tn := c.nodes[name]; tn != nil {
+		return tn.wal
+	}
+	return nil
+}
+
+// running reports whether name is up.
+func (c *testCluster) running(name string) bool { return c.walOf(name) != nil }
+
+// leadEnded waits up to d for name's current Lead call to return and returns
+// its error; ok is false if it is still running. Once it has returned, crash
+// and elect no longer wait for it.
+func (c *testCluster) leadEnded(name string, d time.Duration) (err error, ok bool) {
+	c.t.Helper()
+	tn := c.node(name)
+	if tn.leadDone == nil {
+		c.t.Fatalf("%s was never elected", name)
+	}
+	select {
+	case err = <-tn.leadDone:
+		tn.leadCancel, tn.leadDone = nil, nil
+		return err, true
+	case <-time.After(d):
+		return nil, false
+	}
+}
+
+// stepDown ends name's leadership (if any) as losing the etcd election
+// would, and waits for Lead to return.
+func (c *testCluster) stepDown(name string) {
+	tn := c.node(name)
+	if tn == nil || tn.leadCancel == nil {
+		return
+	}
+	tn.leadCancel()
+	<-tn.leadDone
+	tn.leadCancel, tn.leadDone = nil, nil
+}
+
+// reset wipes name's telemetry directory (a new disk) and starts it again
+// as a learner, as the node does after an operator reset.
+func (c *testCluster) reset(name string) {
+	c.t.Helper()
+	c.crash(name)
+	dir := c.node(name).dir
+	if err := os.RemoveAll(dir); err != nil {
+		c.t.Fatal(err)
+	}
+	c.start(name, true)
+}
+
+// payloads returns k distinct event payloads tagged tag.
+func payloads(tag string, k int) [][]byte {
+	ps := make([][]byte, k)
+	for i := range ps {
+		ps[i] = []byte(fmt.Sprintf(`{"n":%d,"tag":%q}`, i, tag))
+	}
+	return ps
+}
+
+// ackLog records every acknowledged frame: Seq → payload.
+type ackLog struct {
+	mu        sync.Mutex
+	acked     map[uint64][]byte
+	conflicts []string // two different frames acknowledged at one Seq
+}
+
+func newAckLog() *ackLog { return &ackLog{acked: map[uint64][]byte{}} }
+
+func (a *ackLog) add(first uint64, ps [][]byte) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	for i, p := range ps {
+		seq := first + uint64(i)
+		if old, ok := a.acked[seq]; ok && !bytes.Equal(old, p) {
+			a.conflicts = append(a.conflicts, fmt.Sprintf("Seq=%d acknowledged twice: %s, then %s", seq, old, p))
+			continue // keep the first: the later one is the violation
+		}
+		a.acked[seq] = p
+	}
+}
+
+func (a *ackLog) len() int {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return len(a.acked)
+}
+
+// proposeAck proposes ps on name within d and records them if acknowledged.
+func (c *testCluster) proposeAck(a *ackLog, name string, ps [][]byte, d time.Duration) error {
+	ctx, cancel := context.WithTimeout(context.Background(), d)
+	defer cancel()
+	tn := c.node(name)
+	first, _, err := tn.rep.Propose(ctx, time.Now().UnixNano(), ps)
+	if err == nil {
+		a.add(first, ps)
+	}
+	return err
+}
+
+// checkAcked asserts that name's log holds every acknowledged payload at its
+// Seq.
+func (c *testCluster) checkAcked(a *ackLog, name string) {
+	c.t.Helper()
+	got := c.frames(name)
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	for _, cf := range a.conflicts {
+		c.t.Errorf("two different frames acknowledged at one Seq: %s", cf)
+	}
+	a.conflicts = nil
+	seqs := make([]uint64, 0, len(a.acked))
+	for s := range a.acked {
+		seqs = append(seqs, s)
+	}
+	sort.Slice(seqs, func(i, j int) bool { return seqs[i] < seqs[j] })
+	bad := 0
+	for _, s := range seqs {
+		if s > uint64(len(got)) || !bytes.Equal(got[s-1].Payload, a.acked[s]) {
+			if bad < 5 {
+				have := "<missing>"
+				if s <= uint64(len(got)) {
+					have = fmt.Sprintf("epoch %d %s", got[s-1].Epoch, got[s-1].Payload)
+				}
+				c.t.Errorf("%s: acknowledged Seq=%d %s is lost: log has %s", name, s, a.acked[s], have)
+			}
+			bad++
+		}
+	}
+	if bad > 5 {
+		c.t.Errorf("%s: %d acknowledged frames lost in all", name, bad)
+	}
+}
+
+// waitConverged waits until every running node holds the same frames as
+// ref's log up to ref's last frame and has safe_seq at least that far.
+func (c *testCluster) waitConverged(ref string, d time.Duration) {
+	c.t.Helper()
+	waitFor(c.t, d, "every node to converge on "+ref+"'s log", func() bool {
+		w := c.walOf(ref)
+		if w == nil {
+			return false
+		}
+		last, _, _, safe := w.Positions()
+		if safe < last {
+			return false
+		}
+		for _, n := range c.names {
+			if w := c.walOf(n); w != nil && (w.SafeSeq() < last || w.WrittenSeq() < last) {
+				return false
+			}
+		}
+		return true
+	})
+	want := c.frames(ref)
+	for _, n := range c.names {
+		if !c.running(n) {
+			continue
+		}
+		got := c.frames(n)
+		for i := range want {
+			if i >= len(got) || !sameFrame(got[i], want[i]) {
+				c.t.Errorf("%s differs from %s at Seq=%d", n, ref, i+1)
+				break
+			}
+		}
+	}
+}
+
+// history samples every node's safe_seq and the frames up to it while a
+// test runs, and checks what the cluster reported committed: a node's
+// safe_seq never goes down while its WAL is open, its persisted safe_seq
+// never goes down across restarts, and a frame any node held at or below
+// its safe_seq is never seen different anywhere later.
+type history struct {
+	c *testCluster
+
+	mu        sync.Mutex
+	committed map[uint64]Frame
+	readTo    map[*WAL]uint64 // frames already checked, per WAL instance
+	safe      map[*WAL]uint64
+	persisted map[string]uint64
+	errs      []string
+	samples   int
+
+	stop chan struct{}
+	done chan struct{}
+}
+
+func newHistory(c *testCluster) *history {
+	return &history{c: c, committed: map[uint64]Frame{}, readTo: map[*WAL]uint64{}, safe: map[*WAL]uint64{}, persisted: map[string]uint64{}}
+}
+
+func (h *history) fail(format string, args ...any) {
+	if len(h.errs) < 20 {
+		h.errs = append(h.errs, fmt.Sprintf(format, args...))
+	}
+}
+
+// forget drops name's persisted watermark: its disk was replaced.
+func (h *history) forget(name string) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	delete(h.persisted, name)
+}
+
+// reset replaces name's disk (testCluster.reset) with no sample in between,
+// so its persisted watermark may start again from 0.
+func (h *history) reset(name string) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.c.reset(name)
+	delete(h.persisted, name)
+}
+
+// sample takes one sample of every running node.
+func (h *history) sample() {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.samples++
+	for _, name := range h.c.names {
+		w := h.c.walOf(name)
+		if w == nil {
+			continue
+		}
+		st := w.Status()
+		if st.Failed != "" {
+			continue
+		}
+		if prev := h.safe[w]; st.SafeSeq < prev {
+			h.fail("%s: safe_seq went down %d → %d", name, prev, st.SafeSeq)
+		}
+		h.safe[w] = max(h.safe[w], st.SafeSeq)
+		if prev := h.persisted[name]; st.PersistedSafeSeq < prev {
+			h.fail("%s: persisted safe_seq went down %d → %d", name, prev, st.PersistedSafeSeq)
+		}
+		h.persisted[name] = max(h.persisted[name], st.PersistedSafeSeq)
+		limit := min(st.SafeSeq, w.WrittenSeq())
+		for from := h.readTo[w] + 1; from <= limit; {
+			fs, err := w.ReadFrames(from, limit, 4096, 4<<20)
+			if err != nil || len(fs) == 0 {
+				break // crashed meanwhile
+			}
+			for _, f := range fs {
+				if old, ok := h.committed[f.Seq]; ok && !sameFrame(old, f) {
+					h.fail("%s: committed frame Seq=%d changed: was epoch %d %s, now epoch %d %s (safe_seq %d)",
+						name, f.Seq, old.Epoch, old.Payload, f.Epoch, f.Payload, st.SafeSeq)
+				} else if !ok {
+					f.Payload = append([]byte(nil), f.Payload...)
+					h.committed[f.Seq] = f
+				}
+			}
+			from = fs[len(fs)-1].Seq + 1
+			h.readTo[w] = fs[len(fs)-1].Seq
+		}
+	}
+}
+
+// start samples every d in the background until stopSampling.
+func (h *history) start(d time.Duration) {
+	h.stop, h.done = make(chan struct{}), make(chan struct{})
+	go func() {
+		defer close(h.done)
+		t := time.NewTicker(d)
+		defer t.Stop()
+		for {
+			select {
+			case <-h.stop:
+				return
+			case <-t.C:
+				h.sample()
+			}
+		}
+	}()
+}
+
+func (h *history) stopSampling() {
+	if h.stop != nil {
+		close(h.stop)
+		<-h.done
+		h.stop = nil
+	}
+}
+
+// check reports every violation seen, and then checks that every running
+// node's log holds every frame ever reported committed.
+func (h *history) check(t *testing.T) bool {
+	t.Helper()
+	h.stopSampling()
+	h.sample()
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	ok := len(h.errs) == 0
+	for _, e := range h.errs {
+		t.Error(e)
+	}
+	for _, name := range h.c.names {
+		if !h.c.running(name) {
+			continue
+		}
+		got := h.c.frames(name)
+		bad := 0
+		for seq, f := range h.committed {
+			if seq > uint64(len(got)) || !sameFrame(got[seq-1], f) {
+				if bad == 0 {
+					t.Errorf("%s: frame Seq=%d (epoch %d %s) was reported committed and is now lost", name, seq, f.Epoch, f.Payload)
+				}
+				bad++
+				ok = false
+			}
+		}
+		if bad > 1 {
+			t.Errorf("%s: %d committed frames lost in all", name, bad)
+		}
+	}
+	return ok
 }

@@ -62,7 +62,7 @@ func (r *Replica) Lead(ctx context.Context, epoch uint64, voters []string, peers
 	log := r.log.WithField("epoch", epoch)
 	t0 := r.cfg.Clock.Now()
 
-	self, err := r.promiseSelf(ctx, epoch, len(lr.voters) == 1)
+	self, err := r.promiseSelf(ctx, lr, len(lr.voters) == 1)
 	if err != nil {
 		return err
 	}
@@ -85,6 +85,15 @@ func (r *Replica) Lead(ctx context.Context, epoch uint64, voters []string, peers
 	}
 
 	r.logMu.Lock()
+	// Rule 2 applies to this node too: if it promised a higher epoch while
+	// it was a candidate, it must not start this one.
+	if p := r.promised(); p != epoch || ctx.Err() != nil {
+		r.logMu.Unlock()
+		if ctx.Err() != nil {
+			return context.Cause(ctx)
+		}
+		return fmt.Errorf("%w: promised epoch %d while a candidate for %d", ErrDeposed, p, epoch)
+	}
 	barrier, _, err := r.wal.Append(epoch, FrameEpochStart, r.cfg.Clock.Now().UnixNano(), [][]byte{epochStartPayload(r.cfg.Name, epoch)})
 	if err == nil {
 		lr.barrier = barrier
@@ -123,7 +132,8 @@ func (r *Replica) Lead(ctx context.Context, epoch uint64, voters []string, peers
 // alone is true when this node is the only voter: a learner then has no one
 // to catch up from, and its reset already accepted the loss, so it becomes a
 // voter.
-func (r *Replica) promiseSelf(ctx context.Context, epoch uint64, alone bool) (*PromiseResponse, error) {
+func (r *Replica) promiseSelf(ctx context.Context, lr *leaderRun, alone bool) (*PromiseResponse, error) {
+	epoch := lr.epoch
 	r.logMu.Lock()
 	defer r.logMu.Unlock()
 	r.mu.Lock()
@@ -151,13 +161,15 @@ func (r *Replica) promiseSelf(ctx context.Context, epoch uint64, alone bool) (*P
 	}
 	r.mu.Lock()
 	r.role, r.epoch, r.leader, r.matched = RoleCandidate, epoch, r.cfg.Name, 0
+	r.candidate = lr // a higher epoch's promise cancels it (acceptEpochLocked)
 	r.mu.Unlock()
 	last, lastEpoch, epochs, err := r.tailLocked(ctx)
 	if err != nil {
 		return nil, err
 	}
+	base, baseEpoch := r.wal.Base()
 	return &PromiseResponse{OK: true, Node: r.cfg.Name, Promised: epoch, WALID: r.wal.ID(),
-		LastSeq: last, LastEpoch: lastEpoch, SafeSeq: r.wal.SafeSeq(), Epochs: epochs}, nil
+		LastSeq: last, LastEpoch: lastEpoch, SafeSeq: r.wal.SafeSeq(), Epochs: epochs, Base: base, BaseEpoch: baseEpoch}, nil
 }
 
 func (r *Replica) endLead(lr *leaderRun) {
@@ -165,6 +177,9 @@ func (r *Replica) endLead(lr *leaderRun) {
 	r.mu.Lock()
 	if r.lead == lr {
 		r.lead = nil
+	}
+	if r.candidate == lr {
+		r.candidate = nil
 	}
 	if r.role == RoleLeader || r.role == RoleCandidate {
 		r.role = RoleFollower
@@ -188,8 +203,14 @@ func (lr *leaderRun) promiseRound(self *PromiseResponse) ([]*PromiseResponse, er
 		go func(p Peer) {
 			for ctx.Err() == nil {
 				resp, err := lr.r.cfg.Transport.Promise(ctx, p.Addr, &PromiseRequest{Epoch: lr.epoch, Leader: lr.r.cfg.Name})
+				if err == nil && (resp.Node != p.Name || resp.WALID == lr.r.wal.ID()) {
+					// A misconfigured address that reaches another node, or
+					// this one: counting it would count a node twice.
+					lr.r.log.WithFields(logrus.Fields{"peer": p.Name, "addr": p.Addr, "answered_as": resp.Node}).
+						Error("REPL_PEER_IDENTITY_MISMATCH: the replication address does not reach that node; check --repl-addr")
+					return
+				}
 				if err == nil {
-					resp.Node = p.Name
 					ch <- resp
 					return
 				}
@@ -209,7 +230,7 @@ func (lr *leaderRun) promiseRound(self *PromiseResponse) ([]*PromiseResponse, er
 			lr.markHeard(resp.Node)
 			if st := lr.peerSt[resp.Node]; st != nil {
 				lr.mu.Lock()
-				st.Learner, st.DurableSeq = resp.Learner, resp.LastSeq
+				st.Learner = resp.Learner // DurableSeq comes from acks only
 				lr.mu.Unlock()
 			}
 			if !lr.voters[resp.Node] || resp.Learner {
@@ -233,8 +254,16 @@ func (lr *leaderRun) adopt(self, best *PromiseResponse) error {
 	r := lr.r
 	r.logMu.Lock()
 	defer r.logMu.Unlock()
-	m := matchPoint(self.Epochs, self.LastSeq, best.Epochs, best.LastSeq)
-	if m < self.LastSeq {
+	m := matchPoint(self.Epochs, self.LastSeq, self.Base, self.BaseEpoch, best.Epochs, best.LastSeq, best.Base, best.BaseEpoch)
+	switch {
+	case m+1 < best.Base:
+		// best no longer holds what this node lacks (retention trimmed it,
+		// committed): start this log at best's base.
+		if err := r.wal.Rebase(best.Base, best.BaseEpoch); err != nil {
+			return fmt.Errorf("walrepl: adopting %s's tail: %w", best.Node, err)
+		}
+		m = best.Base - 1
+	case m < self.LastSeq:
 		if err := r.wal.TruncateAfter(m); err != nil {
 			return fmt.Errorf("walrepl: adopting %s's tail: %w", best.Node, err)
 		}
@@ -258,6 +287,19 @@ func (lr *leaderRun) adopt(self, best *PromiseResponse) error {
 		if len(resp.Frames) == 0 {
 			return fmt.Errorf("walrepl: %s returned no frames at Seq=%d below its tail %d", best.Node, next, best.LastSeq)
 		}
+		// Only the tail that was promised: same Seqs, same epochs.
+		frames := resp.Frames
+		for i := range frames {
+			f := &frames[i]
+			if f.Seq > best.LastSeq {
+				frames = frames[:i]
+				break
+			}
+			if f.Seq != next+uint64(i) || f.Epoch != epochAtIn(best.Epochs, f.Seq) {
+				return fmt.Errorf("walrepl: %s's log changed since it promised (frame Seq=%d epoch %d)", best.Node, f.Seq, f.Epoch)
+			}
+		}
+		resp.Frames = frames
 		if err := r.wal.AppendFrames(resp.Frames); err != nil {
 			return fmt.Errorf("walrepl: appending frames fetched from %s: %w", best.Node, err)
 		}
@@ -497,11 +539,16 @@ func (lr *leaderRun) stream(p Peer) error {
 			if !resp.OK || resp.Epoch != lr.epoch {
 				continue // an answer meant for another epoch counts for nothing
 			}
+			if resp.WALID == r.wal.ID() {
+				scancel(fmt.Errorf("walrepl: %s's replication address %s reaches this node itself", p.Name, p.Addr))
+				return
+			}
 			if resp.Mismatch {
 				mu.Lock()
 				if resp.Gen == gen {
 					last, _, _, _ := r.wal.Positions()
-					m := matchPoint(r.wal.Epochs(), last, resp.Epochs, resp.LastSeq)
+					base, baseEpoch := r.wal.Base()
+					m := matchPoint(r.wal.Epochs(), last, base, baseEpoch, resp.Epochs, resp.LastSeq, resp.Base, resp.BaseEpoch)
 					next, acked = m+1, m
 					gen++
 				}
@@ -511,6 +558,14 @@ func (lr *leaderRun) stream(p Peer) error {
 			}
 			lr.mu.Lock()
 			st := lr.peerSt[p.Name]
+			if st.walID != resp.WALID || resp.Learner {
+				// A replaced log forgets what the old one held (rule 7).
+				if st.walID != ([16]byte{}) && st.walID != resp.WALID {
+					lr.commit.resetMatch(p.Name)
+					st.DurableSeq = 0
+				}
+				st.walID = resp.WALID
+			}
 			st.Learner = resp.Learner
 			if resp.DurableSeq > st.DurableSeq {
 				st.DurableSeq = resp.DurableSeq
@@ -537,6 +592,18 @@ func (lr *leaderRun) stream(p Peer) error {
 		n, g, a := next, gen, acked
 		mu.Unlock()
 		written := r.wal.WrittenSeq()
+		// A follower that lacks frames this WAL no longer holds restarts at
+		// this WAL's base (they were committed; retention trimmed them).
+		rebase := false
+		if base, baseEpoch := r.wal.Base(); n < base {
+			mu.Lock()
+			if gen == g {
+				next, acked = base, 0
+			}
+			mu.Unlock()
+			n, rebase = base, true
+			_ = baseEpoch
+		}
 		var frames []Frame
 		inflight := uint64(0)
 		if n-1 > a {
@@ -551,7 +618,7 @@ func (lr *leaderRun) stream(p Peer) error {
 		if len(frames) > 0 || heartbeatDue {
 			prevEpoch, _ := r.wal.EpochAt(n - 1)
 			req := &AppendRequest{Epoch: lr.epoch, Leader: r.cfg.Name, Gen: g, PrevSeq: n - 1, PrevEpoch: prevEpoch,
-				SafeSeq: r.wal.SafeSeq(), Frames: frames}
+				SafeSeq: r.wal.SafeSeq(), Frames: frames, Rebase: rebase, EpochStarted: lr.isStarted()}
 			if err := s.Send(req); err != nil {
 				return err
 			}

@@ -119,20 +119,24 @@ func checkOpened(dir string, f *os.File, safe uint64, maxPayload int, visit func
 	if err != nil {
 		return nil, fmt.Errorf("walrepl: %w", err)
 	}
-	const base = 1
-	// Frames are checked against the format's bound, not a configured one:
-	// lowering a setting must never turn written frames into "damage".
-	res, err := scanWAL(dir, f, st.Size(), safe, base, DefaultMaxPayload, visit)
+	bs, _, err := loadBase(dir)
 	if err != nil {
 		return nil, err
 	}
+	// Frames are checked against the format's bound, not a configured one:
+	// lowering a setting must never turn written frames into "damage".
+	res, err := scanWAL(dir, f, st.Size(), safe, bs, DefaultMaxPayload, visit)
+	if err != nil {
+		return nil, err
+	}
+	res.base = bs
 	if safe > res.lastSeq {
 		return nil, errSafeSeqGTMaxSeq(dir, safe, res.lastSeq)
 	}
 	rep := &Report{
 		Dir:       dir,
 		WALID:     IDString(res.header.ID),
-		Base:      base,
+		Base:      bs.Base,
 		FirstSeq:  res.firstSeq,
 		LastSeq:   res.lastSeq,
 		LastEpoch: res.lastEpoch,
@@ -187,7 +191,7 @@ func recoverDir(o *Options) (*os.File, *Report, error) {
 			rep.ResetVia = "marker"
 			fields = logrus.Fields{"dir": dir, "via": "marker", "marker_at": marker.At, "marker_by": marker.By, "backup": marker.Backup}
 		}
-		if err := createWAL(dir); err != nil {
+		if err := createWAL(dir, true); err != nil {
 			return nil, nil, err
 		}
 		log.WithFields(fields).Warn("WAL_RESET_BY_OPERATOR")
@@ -195,7 +199,7 @@ func recoverDir(o *Options) (*os.File, *Report, error) {
 	case !walExists && (o.Initialized || safeExists):
 		return nil, nil, errWALMissing(dir, "node.json or telemetry.safe_seq shows the node was initialised")
 	case !walExists:
-		if err := createWAL(dir); err != nil {
+		if err := createWAL(dir, o.NewAsLearner); err != nil {
 			return nil, nil, err
 		}
 		rep.Created = true
@@ -262,6 +266,12 @@ func openAndCheck(dir string, safe uint64, o *Options) (*os.File, *Report, error
 		f.Close()
 		return nil, nil, err
 	}
+	// What was read may sit only in the page cache (a process killed between
+	// write and fdatasync): make it durable before reporting it as such.
+	if err := fdatasync(f); err != nil {
+		f.Close()
+		return nil, nil, fmt.Errorf("walrepl: fsync of %s at open: %w", WALFile, err)
+	}
 	if rep.TornTail {
 		// Safe to drop: the torn frame starts above safe_seq, and no whole
 		// frame follows it, so it is the unfinished end of the last write.
@@ -284,8 +294,22 @@ func openAndCheck(dir string, safe uint64, o *Options) (*os.File, *Report, error
 }
 
 // createWAL writes safe_seq=0 and then an empty WAL (header only), each
-// atomically, replacing any stale safe_seq.
-func createWAL(dir string) error {
+// atomically. The promised epoch survives (a reset node must still refuse
+// older leaders); with learner set, telemetry.state marks the node a
+// learner before the WAL exists, so no crash can bring an empty WAL back as
+// a voter (DESIGN §6 rule 7).
+func createWAL(dir string, learner bool) error {
+	st, err := loadState(dir)
+	if err != nil {
+		st = promiseState{} // unreadable: the node's start reads the epoch floor from etcd
+	}
+	st.Learner, st.LearnerUntil = learner, 0
+	if err := saveState(dir, st); err != nil {
+		return fmt.Errorf("walrepl: writing %s: %w", StateFile, err)
+	}
+	if err := os.Remove(filepath.Join(dir, BaseFile)); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return fmt.Errorf("walrepl: %w", err)
+	}
 	if err := writeSafeSeq(dir, 0); err != nil {
 		return fmt.Errorf("walrepl: writing %s: %w", SafeSeqFile, err)
 	}
@@ -295,10 +319,6 @@ func createWAL(dir string) error {
 	}
 	if err := writeFileAtomic(filepath.Join(dir, WALFile), h.encode(), 0o600); err != nil {
 		return fmt.Errorf("walrepl: creating %s: %w", WALFile, err)
-	}
-	// A fresh WAL starts a fresh promise history too.
-	if err := os.Remove(filepath.Join(dir, StateFile)); err != nil && !errors.Is(err, fs.ErrNotExist) {
-		return fmt.Errorf("walrepl: %w", err)
 	}
 	return syncDir(dir)
 }

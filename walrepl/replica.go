@@ -53,6 +53,12 @@ type ReplicaConfig struct {
 	// JoinAsLearner marks a freshly created or reset WAL as a learner
 	// (DESIGN §6 rule 7). Persisted; cleared once caught up.
 	JoinAsLearner bool
+	// MinEpoch is the highest leader epoch the cluster may already have
+	// used (the current leader key's epoch, read from etcd at start). It is
+	// persisted as the promised epoch if higher: a node whose WAL and promise
+	// were lost must not be recruited by a deposed leader of an older epoch,
+	// which could then count it toward a majority.
+	MinEpoch uint64
 	// Clock is the monotonic clock every timeout uses; tests inject one.
 	Clock Clock
 }
@@ -75,6 +81,7 @@ func DefaultReplicaConfig(name string, w *WAL, t Transport) ReplicaConfig {
 
 // PeerStatus is the leader's view of one follower.
 type PeerStatus struct {
+	walID      [16]byte
 	Name       string        `json:"name"`
 	Connected  bool          `json:"connected"`
 	Learner    bool          `json:"learner"`
@@ -120,6 +127,7 @@ type Replica struct {
 	epoch       uint64
 	leader      string
 	lead        *leaderRun // non-nil while leading
+	candidate   *leaderRun // non-nil from this node's own promise until Lead ends
 	matched     uint64     // follower: highest Seq known to match the leader's log
 	leaderSafe  uint64
 	leaderHeard time.Time
@@ -140,10 +148,16 @@ func NewReplica(cfg ReplicaConfig) (*Replica, error) {
 	if err != nil {
 		return nil, err
 	}
+	changed := false
 	if cfg.JoinAsLearner && !st.Learner {
-		st.Learner, st.LearnerUntil = true, 0
+		st.Learner, st.LearnerUntil, changed = true, 0, true
+	}
+	if cfg.MinEpoch > st.PromisedEpoch {
+		st.PromisedEpoch, changed = cfg.MinEpoch, true
+	}
+	if changed {
 		if err := saveState(cfg.WAL.Dir(), st); err != nil {
-			return nil, fmt.Errorf("walrepl: persisting learner state: %w", err)
+			return nil, fmt.Errorf("walrepl: persisting replication state: %w", err)
 		}
 	}
 	r := &Replica{cfg: cfg, wal: cfg.WAL, log: cfg.Logger.WithField("node", cfg.Name), st: st, role: RoleFollower}
@@ -233,6 +247,10 @@ func (r *Replica) Propose(ctx context.Context, ts int64, payloads [][]byte) (fir
 		r.logMu.Unlock()
 		return 0, 0, fmt.Errorf("%w: handing leadership over", ErrNotLeader)
 	}
+	if p := r.promised(); p != lr.epoch {
+		r.logMu.Unlock()
+		return 0, 0, fmt.Errorf("%w: promised epoch %d, leading %d", ErrDeposed, p, lr.epoch)
+	}
 	first, last, err = r.wal.Append(lr.epoch, FrameEvent, ts, payloads)
 	r.logMu.Unlock()
 	if err != nil {
@@ -263,14 +281,30 @@ func epochAtIn(h []EpochStart, seq uint64) uint64 {
 // last Seq aLast agrees with the log (b, bLast). Agreement is prefix-closed
 // (a frame is identified by its Seq and epoch, and followers check the frame
 // before every batch), so a binary search finds it.
-func matchPoint(a []EpochStart, aLast uint64, b []EpochStart, bLast uint64) uint64 {
+//
+// Below either log's base both logs hold (or held) the same committed frames:
+// retention only trims committed frames. So the search starts at the higher
+// base - 1, and base-1 itself is compared by the epochs the bases recorded.
+func matchPoint(a []EpochStart, aLast, aBase, aBaseEpoch uint64, b []EpochStart, bLast, bBase, bBaseEpoch uint64) uint64 {
+	lo := max(aBase, bBase, 1) - 1
 	hi := min(aLast, bLast)
-	// Largest s in [0, hi] with epochAtIn(a, s) == epochAtIn(b, s).
-	n := sort.Search(int(hi)+1, func(i int) bool {
-		s := uint64(i)
-		return epochAtIn(a, s) != epochAtIn(b, s)
+	if hi < lo {
+		return hi // one log ends below the other's base: it matches to its end
+	}
+	at := func(h []EpochStart, base, baseEpoch, s uint64) uint64 {
+		if s > 0 && s == base-1 {
+			return baseEpoch
+		}
+		return epochAtIn(h, s)
+	}
+	// The first s in [lo, hi] where the epochs differ; the match is just
+	// below it. A difference at lo itself answers lo-1, below one log's base:
+	// the leader then rebases that follower.
+	n := sort.Search(int(hi-lo)+1, func(i int) bool {
+		s := lo + uint64(i)
+		return at(a, aBase, aBaseEpoch, s) != at(b, bBase, bBaseEpoch, s)
 	})
-	return uint64(n) - 1
+	return lo + uint64(n) - 1
 }
 
 // better reports whether tail (e1, s1) is more up to date than (e2, s2).

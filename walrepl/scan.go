@@ -22,6 +22,7 @@ type epochStart struct {
 // scanResult is what a full read of telemetry.wal establishes.
 type scanResult struct {
 	header    fileHeader
+	base      baseState
 	firstSeq  uint64 // 0 when the WAL holds no frame
 	lastSeq   uint64
 	lastEpoch uint64
@@ -80,8 +81,9 @@ func (c *chunkReader) window(off int64, n int) ([]byte, error) {
 //
 // visit, when not nil, is called with every whole frame that passed its
 // checks, in order; its Payload aliases a buffer valid only during the call.
-func scanWAL(dir string, r io.ReaderAt, size int64, safeSeq, base uint64, maxPayload int, visit func(*Frame, int64) error) (*scanResult, error) {
-	res := &scanResult{fileSize: size, tornAt: -1, endOffset: FileHeaderSize}
+func scanWAL(dir string, r io.ReaderAt, size int64, safeSeq uint64, bs baseState, maxPayload int, visit func(*Frame, int64) error) (*scanResult, error) {
+	base := bs.Base
+	res := &scanResult{fileSize: size, tornAt: -1, endOffset: bs.Offset, lastSeq: base - 1, lastEpoch: bs.PrevEpoch}
 	hb := make([]byte, FileHeaderSize)
 	n, err := r.ReadAt(hb, 0)
 	if err != nil && !errors.Is(err, io.EOF) {
@@ -93,13 +95,14 @@ func scanWAL(dir string, r io.ReaderAt, size int64, safeSeq, base uint64, maxPay
 	}
 	res.header = h
 
+	if bs.Offset > size {
+		return nil, recErr(CauseBaseCorrupt, dir, base, bs.Offset,
+			"%s says the retained WAL starts at offset %d but %s has only %d bytes", BaseFile, bs.Offset, WALFile, size)
+	}
 	cr := &chunkReader{r: r, size: size}
-	off := int64(FileHeaderSize)
+	off := bs.Offset
 	for off < size {
-		expected := base
-		if res.lastSeq != 0 {
-			expected = res.lastSeq + 1
-		}
+		expected := res.lastSeq + 1
 		hdr, err := cr.window(off, FrameHeaderSize)
 		if err != nil {
 			return nil, err
@@ -171,10 +174,10 @@ func scanWAL(dir string, r io.ReaderAt, size int64, safeSeq, base uint64, maxPay
 
 // checkFrame applies the per-frame invariants to a whole, checksum-valid frame.
 func checkFrame(dir string, res *scanResult, f *Frame, off int64, expected uint64) error {
-	if res.lastSeq == 0 && f.Seq != expected {
-		return errBadFirstSeq(dir, f.Seq, expected)
+	if res.frames == 0 && f.Seq != expected {
+		return errBadFirstSeq(dir, off, f.Seq, expected)
 	}
-	if res.lastSeq != 0 && f.Seq != expected {
+	if res.frames != 0 && f.Seq != expected {
 		return errSeqGap(dir, off, f.Seq, res.lastSeq)
 	}
 	if f.Epoch < res.lastEpoch {

@@ -42,3 +42,39 @@ func saveState(dir string, st promiseState) error {
 	b, _ := json.Marshal(st)
 	return writeFileAtomic(filepath.Join(dir, StateFile), append(b, '\n'), 0o600)
 }
+
+// BaseFile records where the retained WAL begins after retention trimmed its
+// oldest frames (issue 8): frames below Base were committed and are gone;
+// the frame with Seq=Base starts at Offset. Absent means Base 1 at offset 32.
+const BaseFile = "telemetry.base"
+
+// baseState is telemetry.base.
+type baseState struct {
+	Base      uint64 `json:"base"`
+	Offset    int64  `json:"offset"`
+	PrevEpoch uint64 `json:"prev_epoch"` // epoch of frame Base-1 (for log matching)
+}
+
+func defaultBase() baseState { return baseState{Base: 1, Offset: FileHeaderSize} }
+
+func loadBase(dir string) (baseState, bool, error) {
+	b, err := os.ReadFile(filepath.Join(dir, BaseFile))
+	if errors.Is(err, fs.ErrNotExist) {
+		return defaultBase(), false, nil
+	}
+	if err != nil {
+		return baseState{}, false, fmt.Errorf("walrepl: reading %s: %w", BaseFile, err)
+	}
+	var st baseState
+	if err := json.Unmarshal(b, &st); err != nil || st.Base < 1 || st.Offset < FileHeaderSize {
+		return baseState{}, false, recErr(CauseBaseCorrupt, dir, 0, -1,
+			"%s holds %q, not {\"base\":N,\"offset\":N,\"prev_epoch\":N}; restore it or follow the operator reset path",
+			filepath.Join(dir, BaseFile), truncateForMsg(string(b)))
+	}
+	return st, true, nil
+}
+
+func saveBase(dir string, st baseState) error {
+	b, _ := json.Marshal(st)
+	return writeFileAtomic(filepath.Join(dir, BaseFile), append(b, '\n'), 0o600)
+}

@@ -300,6 +300,14 @@ func encodeAppendRequest(b []byte, r *AppendRequest) []byte {
 	b = binary.LittleEndian.AppendUint64(b, r.PrevEpoch)
 	b = binary.LittleEndian.AppendUint64(b, r.SafeSeq)
 	b = appendString(b, r.Leader)
+	var flags byte
+	if r.Rebase {
+		flags |= 1
+	}
+	if r.EpochStarted {
+		flags |= 2
+	}
+	b = append(b, flags)
 	b = binary.LittleEndian.AppendUint32(b, uint32(len(r.Frames)))
 	for i := range r.Frames {
 		b = AppendEncoded(b, &r.Frames[i])
@@ -310,6 +318,8 @@ func encodeAppendRequest(b []byte, r *AppendRequest) []byte {
 func decodeAppendRequest(b []byte) (*AppendRequest, error) {
 	d := decoder{b: b}
 	r := &AppendRequest{Epoch: d.u64(), Gen: d.u64(), PrevSeq: d.u64(), PrevEpoch: d.u64(), SafeSeq: d.u64(), Leader: d.str()}
+	fl := d.byte()
+	r.Rebase, r.EpochStarted = fl&1 != 0, fl&2 != 0
 	n := d.u32()
 	if d.err != nil {
 		return nil, d.err
@@ -339,6 +349,8 @@ func encodeAppendResponse(b []byte, r *AppendResponse) []byte {
 	b = binary.LittleEndian.AppendUint64(b, r.Promised)
 	b = binary.LittleEndian.AppendUint64(b, r.LastSeq)
 	b = binary.LittleEndian.AppendUint64(b, r.DurableSeq)
+	b = binary.LittleEndian.AppendUint64(b, r.Base)
+	b = binary.LittleEndian.AppendUint64(b, r.BaseEpoch)
 	b = append(b, r.WALID[:]...)
 	b = appendString(b, r.Error)
 	b = binary.LittleEndian.AppendUint32(b, uint32(len(r.Epochs)))
@@ -354,7 +366,7 @@ func decodeAppendResponse(b []byte) (*AppendResponse, error) {
 	r := &AppendResponse{Epoch: d.u64(), Gen: d.u64()}
 	flags := d.byte()
 	r.OK, r.Mismatch, r.Learner = flags&1 != 0, flags&2 != 0, flags&4 != 0
-	r.Promised, r.LastSeq, r.DurableSeq = d.u64(), d.u64(), d.u64()
+	r.Promised, r.LastSeq, r.DurableSeq, r.Base, r.BaseEpoch = d.u64(), d.u64(), d.u64(), d.u64(), d.u64()
 	copy(r.WALID[:], d.bytes(16))
 	r.Error = d.str()
 	n := d.u32()

@@ -34,6 +34,8 @@ type PromiseResponse struct {
 	LastEpoch uint64
 	SafeSeq   uint64
 	Epochs    []EpochStart
+	Base      uint64 // first retained Seq: everything below is committed and trimmed
+	BaseEpoch uint64 // epoch of frame Base-1
 }
 
 // FetchRequest asks a node for frames of its log from From on; a new leader
@@ -62,6 +64,13 @@ type AppendRequest struct {
 	PrevEpoch uint64
 	SafeSeq   uint64
 	Frames    []Frame
+	// Rebase: the leader's WAL was trimmed past what this follower lacks.
+	// If Prev does not match, the follower restarts its log at PrevSeq+1.
+	Rebase bool
+	// EpochStarted: the leader's epoch-start frame is committed, so SafeSeq
+	// covers everything committed before this epoch. Only such a SafeSeq may
+	// set a learner's target (DESIGN §6 rule 7).
+	EpochStarted bool
 }
 
 // AppendResponse is a follower's answer on the stream. Acks are cumulative:
@@ -74,6 +83,8 @@ type AppendResponse struct {
 	Mismatch   bool   // Prev did not match: Epochs and LastSeq let the leader find where
 	LastSeq    uint64
 	Epochs     []EpochStart
+	Base       uint64 // with Mismatch: the follower's first retained Seq
+	BaseEpoch  uint64 // and the epoch of the frame before it
 	DurableSeq uint64
 	Learner    bool
 	WALID      [16]byte

@@ -26,6 +26,9 @@ type Options struct {
 	// OperatorReset accepts starting with an empty WAL when telemetry.wal is
 	// absent (AUTONOMYOPS_WAL_OPERATOR_RESET=1). It never deletes anything.
 	OperatorReset bool
+	// NewAsLearner: a WAL created at this start (a node joining a cluster
+	// that has history) is a learner from its first byte. A reset WAL always is.
+	NewAsLearner bool
 	// MaxPayload bounds one frame's payload, in bytes.
 	MaxPayload int
 	// SafeSeqPersistInterval is how often a grown safe_seq is written to
@@ -85,7 +88,9 @@ type Status struct {
 	DurableSeq       uint64     `json:"fsynced_seq"`
 	SafeSeq          uint64     `json:"safe_seq"`
 	PersistedSafeSeq uint64     `json:"persisted_safe_seq"`
-	Bytes            int64      `json:"bytes"`
+	Bytes            int64      `json:"bytes"`         // file size: header and every frame ever written
+	BytesOnDisk      int64      `json:"bytes_on_disk"` // allocated: what retention bounds
+	Trimmed          uint64     `json:"trimmed_frames"`
 	Failed           string     `json:"failed,omitempty"`
 	Fsync            FsyncStats `json:"fsync"`
 }
@@ -105,7 +110,6 @@ type WAL struct {
 	log  logrus.FieldLogger
 	f    *os.File
 	id   [16]byte
-	base uint64
 
 	// fileMu: readers hold it shared; Truncate holds it exclusively so no
 	// read sees a file shorter than the offsets it computed.
@@ -116,6 +120,10 @@ type WAL struct {
 	mu            sync.Mutex
 	closed        bool
 	failed        error
+	base          uint64 // Seq of the first retained frame (1 unless trimmed)
+	baseOffset    int64  // where frame base starts
+	baseEpoch     uint64 // epoch of frame base-1 (gone), for log matching
+	trimmed       uint64 // frames trimmed since Open
 	firstSeq      uint64
 	lastSeq       uint64
 	lastEpoch     uint64
@@ -161,7 +169,9 @@ func Open(opts Options) (*WAL, *Report, error) {
 		log:           opts.Logger,
 		f:             f,
 		id:            res.header.ID,
-		base:          rep.Base,
+		base:          res.base.Base,
+		baseOffset:    res.base.Offset,
+		baseEpoch:     res.base.PrevEpoch,
 		firstSeq:      res.firstSeq,
 		lastSeq:       res.lastSeq,
 		lastEpoch:     res.lastEpoch,
@@ -487,6 +497,9 @@ func (w *WAL) EpochAt(seq uint64) (uint64, bool) {
 }
 
 func (w *WAL) epochAtLocked(seq uint64) (uint64, bool) {
+	if seq > 0 && seq == w.base-1 {
+		return w.baseEpoch, true // trimmed, but its epoch is kept for matching
+	}
 	if w.frames == 0 || seq < w.firstSeq || seq > w.lastSeq {
 		return 0, false
 	}
@@ -530,9 +543,14 @@ func (w *WAL) TruncateAfter(seq uint64) error {
 	if err != nil {
 		return err
 	}
-	if err := w.f.Truncate(off); err == nil {
+	err = w.f.Truncate(off)
+	if err == nil {
+		err = w.fault("truncate-before-fsync")
+	}
+	if err == nil {
 		err = fdatasync(w.f)
-	} else {
+	}
+	if err != nil {
 		w.failLocked(fmt.Errorf("%w: truncating: %v", ErrFailed, err))
 		w.notifyLocked()
 		return w.failed
@@ -544,6 +562,9 @@ func (w *WAL) TruncateAfter(seq uint64) error {
 	w.lastEpoch = 0
 	if e, ok := w.epochAtLocked(seq); ok {
 		w.lastEpoch = e
+	}
+	if seq < w.base {
+		w.lastEpoch = w.baseEpoch
 	}
 	i := sort.Search(len(w.epochs), func(i int) bool { return w.epochs[i].FirstSeq > seq })
 	w.epochs = w.epochs[:i]
@@ -595,7 +616,7 @@ func (w *WAL) ReadFrames(from, limit uint64, maxFrames, maxBytes int) ([]Frame, 
 	w.mu.Lock()
 	if from < w.firstSeq {
 		w.mu.Unlock()
-		return nil, fmt.Errorf("%w: Seq=%d is below the first Seq %d", ErrOutOfRange, from, w.firstSeq)
+		return nil, fmt.Errorf("%w: Seq=%d is below the first retained Seq %d", ErrBelowBase, from, w.firstSeq)
 	}
 	last := min(limit, w.writtenSeq)
 	if from > last || maxFrames <= 0 {
@@ -660,6 +681,7 @@ func (w *WAL) Status() Status {
 		SafeSeq:          w.safeSeq,
 		PersistedSafeSeq: w.persistedSafe,
 		Bytes:            w.end,
+		Trimmed:          w.trimmed,
 		Fsync:            w.fsync,
 	}
 	if w.frames > 0 {
@@ -668,7 +690,17 @@ func (w *WAL) Status() Status {
 	if w.failed != nil {
 		s.Failed = w.failed.Error()
 	}
+	w.mu.Unlock()
+	s.BytesOnDisk = w.BytesOnDisk()
+	w.mu.Lock()
 	return s
+}
+
+// Base returns the first retained Seq and the epoch of the frame before it.
+func (w *WAL) Base() (base, prevEpoch uint64) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.base, w.baseEpoch
 }
 
 // Close flushes what is queued, persists safe_seq and closes the file. It is
