@@ -1,6 +1,7 @@
 package node
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -35,8 +36,16 @@ func newIDIndex() *idIndex {
 	return &idIndex{seqs: map[string]idPos{}, inflight: map[string]chan struct{}{}}
 }
 
+// idWindow bounds the idempotency index: a retry is recognised while its
+// original is among the last idWindow events that carried an id. Retries
+// come within seconds or minutes; the bound keeps memory flat.
+const idWindow = 200_000
+
 // eventID extracts the optional "id" of an event.
 func eventID(payload []byte) string {
+	if !bytes.Contains(payload, []byte(`"id"`)) {
+		return "" // the common case, without a JSON decode
+	}
 	var e struct {
 		ID json.RawMessage `json:"id"`
 	}
@@ -48,6 +57,40 @@ func eventID(payload []byte) string {
 		return s
 	}
 	return string(e.ID) // a numeric id, kept in its JSON spelling
+}
+
+func (x *idIndex) addLocked(id string, seq, epoch uint64) {
+	if _, dup := x.seqs[id]; dup {
+		return
+	}
+	x.seqs[id] = idPos{seq, epoch}
+	x.order = append(x.order, idEntry{seq, id})
+	if len(x.order) > 2*idWindow {
+		drop := len(x.order) - idWindow
+		for _, e := range x.order[:drop] {
+			if x.seqs[e.id].seq == e.seq {
+				delete(x.seqs, e.id)
+			}
+		}
+		x.order = append([]idEntry(nil), x.order[drop:]...)
+	}
+}
+
+// follow keeps the index caught up in the background, on followers too, so
+// that a new leader does not scan its whole WAL at its first ingest.
+func (x *idIndex) follow(ctx context.Context, w *walrepl.WAL) {
+	t := time.NewTicker(200 * time.Millisecond)
+	defer t.Stop()
+	for {
+		select {
+		case <-t.C:
+		case <-ctx.Done():
+			return
+		}
+		x.mu.Lock()
+		x.catchUpLocked(w)
+		x.mu.Unlock()
+	}
 }
 
 // catchUpLocked applies the WAL's truncations and indexes new frames.
@@ -79,10 +122,7 @@ func (x *idIndex) catchUpLocked(w *walrepl.WAL) error {
 			f := &frames[i]
 			if f.Type == walrepl.FrameEvent {
 				if id := eventID(f.Payload); id != "" {
-					if _, dup := x.seqs[id]; !dup {
-						x.seqs[id] = idPos{f.Seq, f.Epoch}
-						x.order = append(x.order, idEntry{f.Seq, id})
-					}
+					x.addLocked(id, f.Seq, f.Epoch)
 				}
 			}
 			x.upTo = f.Seq
@@ -169,6 +209,14 @@ func (n *Node) Ingest(ctx context.Context, payloads [][]byte) ([]uint64, uint64,
 		first, _, err := n.replica.Propose(ctx, time.Now().UnixNano(), fresh)
 		if err != nil {
 			return nil, 0, err
+		}
+		if len(mine) > 0 {
+			epoch, _ := n.wal.EpochAt(first)
+			x.mu.Lock()
+			for id, j := range firstOfID {
+				x.addLocked(id, first+uint64(j), epoch)
+			}
+			x.mu.Unlock()
 		}
 		for i := range payloads {
 			if freshIdx[i] >= 0 && seqs[i] == 0 {

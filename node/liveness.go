@@ -2,6 +2,9 @@ package node
 
 import (
 	"context"
+	"errors"
+	"net"
+	"syscall"
 	"time"
 
 	"github.com/autonomyops/orchestrator/cluster"
@@ -81,16 +84,24 @@ func (n *Node) detectLeaderDeath(ctx context.Context) {
 		if heardRecently || time.Since(li.Since) < leaderSilence {
 			continue
 		}
-		// memberlist drops dead nodes from its member list, so "unknown"
-		// (not a member) counts as not alive too.
-		if n.gossip.State(li.Name) == "alive" {
+		// The second witness: the leader's replication port refuses
+		// connections (its process is gone), or gossip no longer sees it
+		// alive. memberlist drops dead nodes, so "unknown" counts too — but
+		// only once this node has heard the leader, not while gossip is
+		// still forming at start.
+		gs := n.gossip.State(li.Name)
+		heardEver := rs.Epoch == li.Epoch && rs.SinceLeader > 0
+		dead := portRefuses(li.ReplAddr) || gs == "suspect" || gs == "dead" || (gs == "unknown" && heardEver)
+		if !dead {
 			continue
 		}
-		revoked = li.Epoch
 		rctx, cancel := context.WithTimeout(ctx, 2*time.Second)
 		err := n.member.RevokeLeader(rctx, li.Epoch)
 		cancel()
-		n.log.WithFields(logrus.Fields{"leader": li.Name, "epoch": li.Epoch, "gossip": n.gossip.State(li.Name),
+		if err == nil {
+			revoked = li.Epoch // else retry at the next tick (etcd may be electing)
+		}
+		n.log.WithFields(logrus.Fields{"leader": li.Name, "epoch": li.Epoch, "gossip": gs,
 			"since_heard_ms": rs.SinceLeader.Milliseconds(), "error": errString(err)}).Warn("LEADER_LEASE_REVOKED")
 	}
 }
@@ -100,4 +111,19 @@ func errString(err error) string {
 		return ""
 	}
 	return err.Error()
+}
+
+// portRefuses reports whether a TCP connection to addr is actively refused:
+// nothing listens there, as after the process died. A timeout (partition,
+// frozen process) is not a refusal.
+func portRefuses(addr string) bool {
+	if addr == "" {
+		return false
+	}
+	c, err := net.DialTimeout("tcp", addr, 200*time.Millisecond)
+	if err == nil {
+		c.Close()
+		return false
+	}
+	return errors.Is(err, syscall.ECONNREFUSED)
 }

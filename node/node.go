@@ -195,7 +195,8 @@ func Run(ctx context.Context, cfg Config, log *logrus.Logger) error {
 	runCtx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
 	var wg sync.WaitGroup
-	wg.Add(6)
+	wg.Add(7)
+	go func() { defer wg.Done(); n.ids.follow(runCtx, wal) }()
 	go func() { defer wg.Done(); n.joinGossip(runCtx) }()
 	go func() { defer wg.Done(); n.detectLeaderDeath(runCtx) }()
 	go func() {

@@ -33,6 +33,54 @@ type leaderRun struct {
 	lastQuorumOK time.Time
 	quorumOK     bool
 	draining     bool // a planned handoff: accept no new writes
+	waiters      commitWaiters
+}
+
+// commitWaiters wakes each waiter only when its own Seq commits (not on every
+// position change: with many concurrent writers that was most of the CPU).
+type commitWaiters struct {
+	h []commitWaiter // min-heap by seq
+}
+
+type commitWaiter struct {
+	seq uint64
+	ch  chan struct{}
+}
+
+func (w *commitWaiters) push(x commitWaiter) {
+	w.h = append(w.h, x)
+	for i := len(w.h) - 1; i > 0; {
+		p := (i - 1) / 2
+		if w.h[p].seq <= w.h[i].seq {
+			break
+		}
+		w.h[p], w.h[i] = w.h[i], w.h[p]
+		i = p
+	}
+}
+
+// release closes every waiter at or below c.
+func (w *commitWaiters) release(c uint64) {
+	for len(w.h) > 0 && w.h[0].seq <= c {
+		close(w.h[0].ch)
+		last := len(w.h) - 1
+		w.h[0] = w.h[last]
+		w.h = w.h[:last]
+		for i := 0; ; {
+			l, r, m := 2*i+1, 2*i+2, i
+			if l < len(w.h) && w.h[l].seq < w.h[m].seq {
+				m = l
+			}
+			if r < len(w.h) && w.h[r].seq < w.h[m].seq {
+				m = r
+			}
+			if m == i {
+				break
+			}
+			w.h[m], w.h[i] = w.h[i], w.h[m]
+			i = m
+		}
+	}
 }
 
 // Lead runs this node as the leader of epoch until ctx ends, leadership is
@@ -320,6 +368,7 @@ func (lr *leaderRun) onCommit(c uint64) {
 		lr.started = true
 		close(lr.startedCh)
 	}
+	lr.waiters.release(c)
 	lr.mu.Unlock()
 }
 
@@ -335,26 +384,30 @@ func (lr *leaderRun) isDraining() bool {
 	return lr.draining
 }
 
-// waitCommit waits until seq is committed in this epoch.
+// waitCommit waits until seq is committed in this epoch. A WAL failure
+// ends the epoch (trackSelf), which wakes every waiter.
 func (lr *leaderRun) waitCommit(ctx context.Context, seq uint64) error {
-	for {
-		ch := lr.r.wal.Changed()
+	ch := make(chan struct{})
+	lr.mu.Lock()
+	if lr.commit.committed() >= seq {
+		lr.mu.Unlock()
+		return nil
+	}
+	lr.waiters.push(commitWaiter{seq: seq, ch: ch})
+	lr.mu.Unlock()
+	select {
+	case <-ch:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-lr.ctx.Done():
 		if lr.commit.committed() >= seq {
 			return nil
 		}
 		if err := lr.r.wal.Err(); err != nil {
 			return err
 		}
-		select {
-		case <-ch:
-		case <-ctx.Done():
-			return ctx.Err()
-		case <-lr.ctx.Done():
-			if lr.commit.committed() >= seq {
-				return nil
-			}
-			return fmt.Errorf("%w (%v)", ErrUnknownOutcome, context.Cause(lr.ctx))
-		}
+		return fmt.Errorf("%w (%v)", ErrUnknownOutcome, context.Cause(lr.ctx))
 	}
 }
 

@@ -51,7 +51,7 @@ func DefaultOptions(dir string) Options {
 	return Options{
 		Dir:                    dir,
 		MaxPayload:             DefaultMaxPayload,
-		SafeSeqPersistInterval: 100 * time.Millisecond,
+		SafeSeqPersistInterval: 250 * time.Millisecond,
 		Logger:                 logrus.StandardLogger(),
 	}
 }
