@@ -9,10 +9,11 @@ import (
 	"github.com/autonomyops/orchestrator/walrepl"
 )
 
-// fleet aggregates committed events per agent. It catches up lazily from the
+// Fleet aggregates committed events per agent. It catches up lazily from the
 // WAL, only up to safe_seq (committed frames never change, so it never has to
-// forget anything).
-type fleet struct {
+// forget anything). Its state can be checkpointed (State/Restore) so that
+// retention trimming the frames that told it does not make it forget.
+type Fleet struct {
 	mu     sync.Mutex
 	upTo   uint64
 	agents map[string]*FleetAgent
@@ -21,11 +22,50 @@ type fleet struct {
 	errors uint64
 }
 
-func newFleet() *fleet {
-	return &fleet{agents: map[string]*FleetAgent{}, byKind: map[string]uint64{}}
+// NewFleet returns an empty aggregator.
+func NewFleet() *Fleet {
+	return &Fleet{agents: map[string]*FleetAgent{}, byKind: map[string]uint64{}}
 }
 
-func (f *fleet) add(fr *walrepl.Frame) {
+// FleetState is a checkpoint of a Fleet.
+type FleetState struct {
+	UpTo   uint64            `json:"up_to"`
+	Agents []FleetAgent      `json:"agents"`
+	ByKind map[string]uint64 `json:"by_kind"`
+	Events uint64            `json:"events"`
+	Errors uint64            `json:"errors"`
+}
+
+// CatchUp aggregates committed frames not seen yet and returns the state.
+func (f *Fleet) CatchUp(w *walrepl.WAL) (FleetState, error) {
+	sum, err := f.Summary(w)
+	if err != nil {
+		return FleetState{}, err
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return FleetState{UpTo: f.upTo, Agents: sum.Agents, ByKind: sum.ByKind, Events: sum.Events, Errors: sum.Errors}, nil
+}
+
+// Restore loads a checkpoint into an empty Fleet.
+func (f *Fleet) Restore(st FleetState) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.upTo, f.events, f.errors = st.UpTo, st.Events, st.Errors
+	for k, v := range st.ByKind {
+		f.byKind[k] = v
+	}
+	for _, a := range st.Agents {
+		c := a
+		c.ByKind = map[string]uint64{}
+		for k, v := range a.ByKind {
+			c.ByKind[k] = v
+		}
+		f.agents[a.Agent] = &c
+	}
+}
+
+func (f *Fleet) add(fr *walrepl.Frame) {
 	var ev struct {
 		Kind  string `json:"kind"`
 		Agent string `json:"agent"`
@@ -61,7 +101,8 @@ func (f *fleet) add(fr *walrepl.Frame) {
 	}
 }
 
-func (f *fleet) summary(w *walrepl.WAL) (FleetSummary, error) {
+// Summary catches up and returns the fleet summary.
+func (f *Fleet) Summary(w *walrepl.WAL) (FleetSummary, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	q := frameQuery{afterSeq: f.upTo}

@@ -99,7 +99,7 @@ func (s *Server) logs(c *gin.Context) {
 }
 
 func (s *Server) fleetSummary(c *gin.Context) {
-	sum, err := s.fleet.summary(s.b.WAL())
+	sum, err := s.b.Fleet().Summary(s.b.WAL())
 	if err != nil {
 		fail(c, err)
 		return

@@ -28,6 +28,8 @@ type Backend interface {
 	Ingest(ctx context.Context, payloads [][]byte) (seqs []uint64, safeSeq uint64, err error)
 	// WAL is this node's own WAL.
 	WAL() *walrepl.WAL
+	// Fleet is the node's fleet aggregator (checkpointed across retention).
+	Fleet() *Fleet
 	// HAStatus is this node's view of the cluster.
 	HAStatus(ctx context.Context) HAStatus
 	// ReplicaHealth judges this node as a read replica.
@@ -84,16 +86,15 @@ func DefaultConfig() Config {
 
 // Server is the gin REST API of one node.
 type Server struct {
-	cfg   Config
-	b     Backend
-	log   logrus.FieldLogger
-	fleet *fleet
+	cfg Config
+	b   Backend
+	log logrus.FieldLogger
 }
 
 // NewHandler returns the API's http.Handler.
 func NewHandler(cfg Config, b Backend) http.Handler {
 	gin.SetMode(gin.ReleaseMode)
-	s := &Server{cfg: cfg, b: b, log: cfg.Logger, fleet: newFleet()}
+	s := &Server{cfg: cfg, b: b, log: cfg.Logger}
 	e := gin.New()
 	e.Use(gin.Recovery())
 	e.HandleMethodNotAllowed = true

@@ -233,6 +233,7 @@ func WALStatusFrom(node string, st walrepl.Status) WALStatus {
 		Node: node, Dir: st.Dir, WALID: st.WALID, Base: st.Base, FirstSeq: st.FirstSeq, LastSeq: st.LastSeq,
 		FsyncedSeq: st.DurableSeq, SafeSeq: st.SafeSeq, PersistedSafeSeq: st.PersistedSafeSeq, Bytes: st.Bytes,
 		FsyncCount: st.Fsync.Count, FsyncLastMs: ms(st.Fsync.Last), FsyncMaxMs: ms(st.Fsync.Max), Failed: st.Failed,
+		BytesOnDisk: st.BytesOnDisk, TrimmedFrames: st.Trimmed,
 	}
 	if st.Fsync.Count > 0 {
 		ws.FsyncAvgMs = ms(st.Fsync.Total / time.Duration(st.Fsync.Count))

@@ -63,6 +63,8 @@ type WALStatus struct {
 	SafeSeq          uint64  `json:"safe_seq"`
 	PersistedSafeSeq uint64  `json:"persisted_safe_seq"`
 	Bytes            int64   `json:"bytes"`
+	BytesOnDisk      int64   `json:"bytes_on_disk"`
+	TrimmedFrames    uint64  `json:"trimmed_frames"`
 	FsyncCount       int64   `json:"fsync_count"`
 	FsyncLastMs      float64 `json:"fsync_last_ms"`
 	FsyncAvgMs       float64 `json:"fsync_avg_ms"`

@@ -17,6 +17,9 @@ func (n *Node) NodeName() string { return n.cfg.Name }
 // WAL implements api.Backend.
 func (n *Node) WAL() *walrepl.WAL { return n.wal }
 
+// Fleet implements api.Backend.
+func (n *Node) Fleet() *api.Fleet { return n.fleet }
+
 // Leader implements api.Backend: the leader as etcd records it.
 func (n *Node) Leader() (string, string, bool) {
 	n.mu.Lock()

@@ -36,6 +36,8 @@ type Config struct {
 	EtcdHeartbeat       time.Duration // --etcd-heartbeat
 	EtcdElectionTimeout time.Duration // --etcd-election-timeout
 	MaxBodyBytes        int64         // --max-body-bytes
+	WALRetentionBytes   int64         // --wal-retention-bytes: 0 = no size bound
+	WALRetentionAge     time.Duration // --wal-retention-age: 0 = no age bound
 	TokensFile          string        // --tokens-file: RBAC tokens (YAML); empty: auth off
 	TLSCert, TLSKey     string        // --tls-cert, --tls-key: serve the API over HTTPS
 	TLSCA               string        // --tls-ca: verify client certificates that clients present
@@ -80,6 +82,7 @@ func DefaultConfig() Config {
 		EtcdHeartbeat:       50 * time.Millisecond,
 		EtcdElectionTimeout: 500 * time.Millisecond,
 		MaxBodyBytes:        1 << 20,
+		WALRetentionBytes:   8 << 30,
 		LogLevel:            "info",
 		LogFormat:           "json",
 	}
@@ -109,6 +112,8 @@ func (c *Config) BindFlags(fs *pflag.FlagSet) {
 	fs.StringVar(&c.PeerTLSCert, "peer-tls-cert", c.PeerTLSCert, "PEM certificate for mutual TLS with peers (replication, etcd peers)")
 	fs.StringVar(&c.PeerTLSKey, "peer-tls-key", c.PeerTLSKey, "PEM key of --peer-tls-cert")
 	fs.StringVar(&c.PeerTLSCA, "peer-tls-ca", c.PeerTLSCA, "PEM cluster CA: peers must present a certificate it signed")
+	fs.Int64Var(&c.WALRetentionBytes, "wal-retention-bytes", c.WALRetentionBytes, "keep at most this many bytes of WAL frames; the oldest are trimmed (0: no size bound)")
+	fs.DurationVar(&c.WALRetentionAge, "wal-retention-age", c.WALRetentionAge, "trim frames older than this, e.g. 720h (0: no age bound)")
 	fs.Int64Var(&c.MaxBodyBytes, "max-body-bytes", c.MaxBodyBytes, "largest accepted request body in bytes (larger: 413)")
 	fs.StringVar(&c.LogLevel, "log-level", c.LogLevel, "debug, info, warn or error")
 	fs.StringVar(&c.LogFormat, "log-format", c.LogFormat, "json (default, for journald and collectors) or text")
@@ -158,6 +163,12 @@ func (c *Config) Validate() error {
 		if _, _, err := net.SplitHostPort(v); err != nil {
 			return fmt.Errorf("%s=%q is not host:port: %v", flag, v, err)
 		}
+	}
+	if c.WALRetentionBytes != 0 && c.WALRetentionBytes < 1<<20 {
+		return fmt.Errorf("--wal-retention-bytes=%d must be 0 (off) or at least 1 MiB", c.WALRetentionBytes)
+	}
+	if c.WALRetentionAge < 0 {
+		return fmt.Errorf("--wal-retention-age=%s must not be negative", c.WALRetentionAge)
 	}
 	if c.MaxBodyBytes < 1024 {
 		return fmt.Errorf("--max-body-bytes=%d must be at least 1024", c.MaxBodyBytes)

@@ -27,6 +27,9 @@ var (
 	descLag           = prometheus.NewDesc("autonomy_replication_lag_entries", "Frames a follower lacks, measured on the leader.", []string{"peer"}, nil)
 	descUnder         = prometheus.NewDesc("autonomy_under_replicated", "1 on the leader while some voter lacks committed frames or does not answer.", nil, nil)
 	descBuild         = prometheus.NewDesc("autonomy_build_info", "Build information.", []string{"version", "goversion"}, nil)
+	descBytesOnDisk   = prometheus.NewDesc("autonomy_wal_bytes_on_disk", "Bytes telemetry.wal occupies on disk (allocated; trimmed ranges are holes).", nil, nil)
+	descFirstSeq      = prometheus.NewDesc("autonomy_wal_first_seq", "Seq of the first retained frame.", nil, nil)
+	descTrimmed       = prometheus.NewDesc("autonomy_wal_trimmed_frames_total", "Frames retention trimmed since start.", nil, nil)
 )
 
 func newMetrics() *metrics {
@@ -38,7 +41,7 @@ func newMetrics() *metrics {
 }
 
 func (m *metrics) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{descHasLeader, descIsLeader, descLeaderChanges, descMembers, descLastSeq, descSafeSeq, descLag, descUnder, descBuild} {
+	for _, d := range []*prometheus.Desc{descHasLeader, descIsLeader, descLeaderChanges, descMembers, descLastSeq, descSafeSeq, descLag, descUnder, descBuild, descBytesOnDisk, descFirstSeq, descTrimmed} {
 		ch <- d
 	}
 	m.fsync.Describe(ch)
@@ -68,6 +71,10 @@ func (m *metrics) Collect(ch chan<- prometheus.Metric) {
 	ch <- prometheus.MustNewConstMetric(descIsLeader, prometheus.GaugeValue, b2f(rs.Role == walrepl.RoleLeader && rs.EpochStarted))
 	ch <- prometheus.MustNewConstMetric(descLastSeq, prometheus.GaugeValue, float64(last))
 	ch <- prometheus.MustNewConstMetric(descSafeSeq, prometheus.GaugeValue, float64(safe))
+	base, _ := n.wal.Base()
+	ch <- prometheus.MustNewConstMetric(descFirstSeq, prometheus.GaugeValue, float64(base))
+	ch <- prometheus.MustNewConstMetric(descBytesOnDisk, prometheus.GaugeValue, float64(n.wal.BytesOnDisk()))
+	ch <- prometheus.MustNewConstMetric(descTrimmed, prometheus.CounterValue, float64(n.wal.Trimmed()))
 	if n.gossip != nil {
 		states := map[string]int{"alive": 0, "suspect": 0, "dead": 0, "left": 0}
 		for _, p := range n.gossip.Peers() {

@@ -32,6 +32,7 @@ type Node struct {
 	member  *cluster.Member
 	gossip  *cluster.Gossip
 	ids     *idIndex
+	fleet   *api.Fleet
 	metrics *metrics
 
 	mu         sync.Mutex
@@ -99,7 +100,14 @@ func Run(ctx context.Context, cfg Config, log *logrus.Logger) error {
 		}
 	}
 
-	n := &Node{cfg: cfg, log: log, wal: wal, ids: newIDIndex(), metrics: met}
+	n := &Node{cfg: cfg, log: log, wal: wal, ids: newIDIndex(), fleet: api.NewFleet(), metrics: met}
+	if rep.Reset || rep.Created {
+		// A new log: a checkpoint left in the directory describes another one.
+		os.Remove(filepath.Join(wal.Dir(), CheckpointFile))
+	}
+	if err := n.loadCheckpoint(); err != nil {
+		return err
+	}
 	met.n = n
 	if err := prometheus.Register(met); err != nil {
 		return fmt.Errorf("node: registering metrics: %w", err)
@@ -195,7 +203,12 @@ func Run(ctx context.Context, cfg Config, log *logrus.Logger) error {
 	runCtx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
 	var wg sync.WaitGroup
-	wg.Add(7)
+	wg.Add(8)
+	go func() {
+		defer wg.Done()
+		wal.RunRetention(runCtx, walrepl.Retention{MaxBytes: cfg.WALRetentionBytes, MaxAge: cfg.WALRetentionAge,
+			BeforeTrim: n.writeCheckpoint})
+	}()
 	go func() { defer wg.Done(); n.ids.follow(runCtx, wal) }()
 	go func() { defer wg.Done(); n.joinGossip(runCtx) }()
 	go func() { defer wg.Done(); n.detectLeaderDeath(runCtx) }()

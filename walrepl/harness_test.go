@@ -219,7 +219,8 @@ func (c *testCluster) frames(name string) []Frame {
 	c.t.Helper()
 	w := c.node(name).wal
 	var out []Frame
-	for from := uint64(1); ; {
+	base, _ := w.Base()
+	for from := max(base, 1); ; {
 		fs, err := w.ReadFrames(from, w.WrittenSeq(), 4096, 4<<20)
 		if err != nil {
 			c.t.Fatalf("read %s: %v", name, err)

@@ -1,0 +1,122 @@
+package node
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+
+	"github.com/autonomyops/orchestrator/api"
+)
+
+// CheckpointFile keeps what must outlive frames that retention trims: the
+// fleet summary's aggregates and the idempotency window's ids (issue 8).
+// Written atomically (tmp + fsync + rename + dir fsync) before every trim.
+const CheckpointFile = "telemetry.checkpoint"
+
+type checkpoint struct {
+	Fleet api.FleetState `json:"fleet"`
+	IDs   []checkpointID `json:"ids"`
+	// IDsUpTo: frames at or below it are in IDs (within the window).
+	IDsUpTo uint64 `json:"ids_up_to"`
+}
+
+type checkpointID struct {
+	ID    string `json:"id"`
+	Seq   uint64 `json:"seq"`
+	Epoch uint64 `json:"epoch"`
+}
+
+// writeCheckpoint brings the fleet aggregator and the id index up to date
+// (both cover at least newBase-1: trimmed frames are committed) and persists
+// them.
+func (n *Node) writeCheckpoint(newBase uint64) error {
+	fs, err := n.fleet.CatchUp(n.wal)
+	if err != nil {
+		return err
+	}
+	if fs.UpTo+1 < newBase {
+		return fmt.Errorf("fleet summary covers Seq≤%d, below the trim point %d", fs.UpTo, newBase-1)
+	}
+	x := n.ids
+	x.mu.Lock()
+	if err := x.catchUpLocked(n.wal); err != nil {
+		x.mu.Unlock()
+		return err
+	}
+	cp := checkpoint{Fleet: fs, IDsUpTo: x.upTo}
+	for _, e := range x.order {
+		if p, ok := x.seqs[e.id]; ok && p.seq == e.seq {
+			cp.IDs = append(cp.IDs, checkpointID{ID: e.id, Seq: p.seq, Epoch: p.epoch})
+		}
+	}
+	x.mu.Unlock()
+	b, err := json.Marshal(cp)
+	if err != nil {
+		return err
+	}
+	return writeFileAtomic(filepath.Join(n.wal.Dir(), CheckpointFile), b)
+}
+
+// loadCheckpoint restores the fleet aggregator and the id index.
+func (n *Node) loadCheckpoint() error {
+	b, err := os.ReadFile(filepath.Join(n.wal.Dir(), CheckpointFile))
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	var cp checkpoint
+	if err := json.Unmarshal(b, &cp); err != nil {
+		return fmt.Errorf("node: %s is not valid JSON (%v); delete it to rebuild the fleet summary from the retained WAL", CheckpointFile, err)
+	}
+	// A checkpoint from before an operator reset belongs to another log.
+	if base, _ := n.wal.Base(); cp.Fleet.UpTo+1 < base {
+		n.log.WithField("checkpoint_up_to", cp.Fleet.UpTo).Warn("CHECKPOINT_STALE: older than the WAL's base; ignored")
+		return nil
+	}
+	if last, _, _, _ := n.wal.Positions(); cp.Fleet.UpTo > last || cp.IDsUpTo > last {
+		n.log.Warn("CHECKPOINT_AHEAD: the checkpoint covers frames this WAL does not hold; ignored")
+		return nil
+	}
+	n.fleet.Restore(cp.Fleet)
+	x := n.ids
+	x.mu.Lock()
+	for _, e := range cp.IDs {
+		x.addLocked(e.ID, e.Seq, e.Epoch)
+	}
+	x.upTo = cp.IDsUpTo
+	x.mu.Unlock()
+	return nil
+}
+
+func writeFileAtomic(path string, data []byte) error {
+	tmp := path + ".tmp"
+	f, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o600)
+	if err != nil {
+		return err
+	}
+	if _, err := f.Write(data); err != nil {
+		f.Close()
+		return err
+	}
+	if err := f.Sync(); err != nil {
+		f.Close()
+		return err
+	}
+	if err := f.Close(); err != nil {
+		return err
+	}
+	if err := os.Rename(tmp, path); err != nil {
+		return err
+	}
+	d, err := os.Open(filepath.Dir(path))
+	if err != nil {
+		return err
+	}
+	defer d.Close()
+	return d.Sync()
+}
