@@ -230,6 +230,11 @@ func (n *Node) Ingest(ctx context.Context, payloads [][]byte) ([]uint64, uint64,
 		}
 		// The Seq alone is not the frame: confirm the one committed there is
 		// still the original (a truncation and re-election could intervene).
+		// (Below the base it was trimmed: trimmed frames are committed and
+		// never change.)
+		if base, _ := n.wal.Base(); p.seq < base {
+			continue
+		}
 		if e, ok := n.wal.EpochAt(p.seq); !ok || e != p.epoch {
 			return nil, 0, fmt.Errorf("%w: the original of a retried event moved; retry", walrepl.ErrUnknownOutcome)
 		}

@@ -1,0 +1,107 @@
+package node_test
+
+import (
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/autonomyops/orchestrator/api"
+	"github.com/autonomyops/orchestrator/node/proctest"
+)
+
+func duBytes(t *testing.T, dir string) int64 {
+	t.Helper()
+	out, err := exec.Command("du", "-s", "-B1", dir).Output()
+	if err != nil {
+		t.Fatal(err)
+	}
+	n, err := strconv.ParseInt(strings.Fields(string(out))[0], 10, 64)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return n
+}
+
+// TestRetention_BoundedDiskOnEveryNode writes three times the byte bound
+// through a three-node cluster: every node's telemetry directory stays within
+// the bound plus one trim unit, all nodes keep identical frames from their
+// common base, and the fleet summary and idempotent retries still answer
+// correctly for events whose frames were trimmed — also after a restart.
+func TestRetention_BoundedDiskOnEveryNode(t *testing.T) {
+	const bound = 1 << 20
+	c := proctest.NewCluster(t, 3, "--wal-retention-bytes", strconv.Itoa(bound))
+	c.Start()
+	leader := c.WaitLeader(60 * time.Second)
+	pad := strings.Repeat("x", 900)
+	var firstSeq uint64
+	for b := 0; b < 35; b++ { // 35 batches × 100 events × ~1 KiB ≈ 3.4 MiB
+		var evs []string
+		for i := 0; i < 100; i++ {
+			evs = append(evs, fmt.Sprintf(`{"id":"ev-%d-%d","kind":"k%d","agent":"agent-%d","pad":%q}`, b, i, i%3, b%5, pad))
+		}
+		code, _, body := do(t, "POST", leader.URL()+"/v1/telemetry/events", "", "["+strings.Join(evs, ",")+"]", nil)
+		if code != http.StatusOK {
+			t.Fatalf("batch %d: %d %s", b, code, body)
+		}
+		if b == 0 {
+			var ir api.IngestResponse
+			json.Unmarshal(body, &ir)
+			firstSeq = ir.Seqs[0]
+		}
+	}
+	waitConverged(t, c, 30*time.Second)
+	// Retention runs every second; wait until every node has trimmed.
+	const unit = 64*1100 + 2*4096 // one index stride of these frames, plus partial blocks
+	deadline := time.Now().Add(20 * time.Second)
+	for _, n := range c.Nodes {
+		dir := filepath.Join(n.DataDir, "telemetry")
+		for {
+			used := duBytes(t, dir)
+			if used <= bound+unit+64<<10 { // + safe_seq, state, base and checkpoint files
+				t.Logf("%s: telemetry dir uses %d bytes (bound %d)", n.Name, used, bound)
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("%s: telemetry dir uses %d bytes, bound %d + one trim unit %d", n.Name, used, bound, unit)
+			}
+			time.Sleep(200 * time.Millisecond)
+		}
+	}
+	ws, _ := walStatus(leader)
+	if ws.Base <= firstSeq || ws.TrimmedFrames == 0 {
+		t.Fatalf("nothing was trimmed: %+v", ws)
+	}
+	c.CheckAllNodes(nil)
+
+	check := func(when string) {
+		t.Helper()
+		l := c.WaitLeader(30 * time.Second)
+		code, _, body := do(t, "GET", l.URL()+"/v1/fleet/summary", "", "", nil)
+		var fs api.FleetSummary
+		json.Unmarshal(body, &fs)
+		if code != 200 || len(fs.Agents) != 5 || fs.Events != 3500 || fs.ByKind["k0"] != 34*35 {
+			t.Fatalf("%s: fleet summary forgot trimmed events: %d %s", when, code, body)
+		}
+		// A retry of the very first event, whose frame is long trimmed.
+		code, _, body = do(t, "POST", l.URL()+"/v1/telemetry/events", "", fmt.Sprintf(`{"id":"ev-0-0","kind":"k0","agent":"agent-0","pad":%q}`, pad), nil)
+		var ir api.IngestResponse
+		json.Unmarshal(body, &ir)
+		if code != 200 || len(ir.Seqs) != 1 || ir.Seqs[0] != firstSeq {
+			t.Fatalf("%s: retry of a trimmed event got %d %s, want Seq=%d", when, code, body, firstSeq)
+		}
+	}
+	check("before restart")
+	for _, n := range c.Nodes {
+		if n.Stop() != 0 {
+			t.Fatalf("%s did not stop cleanly", n.Name)
+		}
+	}
+	c.Start()
+	check("after restarting every node")
+}
