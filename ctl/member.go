@@ -130,6 +130,8 @@ func (in *invocation) certsCmd() *cobra.Command {
 	initCmd.Flags().StringVar(&nodeHosts, "node-hosts", "", "per-node IPs/names: 'n1=10.0.0.1;n2=10.0.0.2,n2.lan'")
 	initCmd.Flags().DurationVar(&o.Validity, "validity", 0, "certificate lifetime (default 5 years)")
 	initCmd.Flags().BoolVar(&o.Force, "force", false, "overwrite existing files")
+	initCmd.Flags().StringVar(&o.CACert, "ca-cert", "", "sign with this existing CA certificate (adding a node) instead of creating a CA")
+	initCmd.Flags().StringVar(&o.CAKey, "ca-key", "", "the key of --ca-cert")
 	cmd.AddCommand(initCmd)
 	return cmd
 }

@@ -39,4 +39,18 @@ func TestCertsInit_caSignsNodeCertificates(t *testing.T) {
 	if _, err := CertsInit(CertsOptions{Out: dir, Nodes: []string{"n1"}}); err == nil {
 		t.Error("overwrote existing certificates without --force")
 	}
+	// A node added later is signed by the same CA.
+	later := t.TempDir()
+	if _, err := CertsInit(CertsOptions{Out: later, Nodes: []string{"n4"}, CACert: filepath.Join(dir, "ca.crt"), CAKey: filepath.Join(dir, "ca.key")}); err != nil {
+		t.Fatal(err)
+	}
+	b, _ := os.ReadFile(filepath.Join(later, "n4.crt"))
+	blk, _ := pem.Decode(b)
+	n4, _ := x509.ParseCertificate(blk.Bytes)
+	if _, err := n4.Verify(x509.VerifyOptions{Roots: pool, DNSName: "n4", KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}}); err != nil {
+		t.Errorf("n4 is not signed by the cluster CA: %v", err)
+	}
+	if _, err := os.Stat(filepath.Join(later, "ca.key")); err == nil {
+		t.Error("signing with an existing CA wrote a new CA")
+	}
 }
