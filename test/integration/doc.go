@@ -1,0 +1,37 @@
+//go:build integration
+
+// Package integration is the Docker fault suite of DESIGN §10 (issue 5): three
+// containers of the real autonomy-orchestrator (image autonomy-orchestrator:dev,
+// built FROM scratch by build-image.sh with the test-only failpoints) on a
+// labelled private Docker network, driven only through the public API, while
+// faults behind one Failpoint interface (Name, Inject, Heal) kill, pause,
+// partition, delay, fill and corrupt them.
+//
+// A Workload posts events with unique ids through any node (following
+// redirects) and records each as ok, failed or unknown. A Monitor samples
+// every node's safe_seq and health during the run. After healing, the checker
+// reads every node's committed frames (GET /v1/wal/inspect) and verifies:
+//
+//   - every ok event is present exactly once on every node, at its Seq;
+//   - every unknown event at most once; a failed event (refused before any
+//     leader could write it) never;
+//   - all nodes hold identical frames up to safe_seq, with contiguous Seqs
+//     and non-decreasing epochs that each begin with their epoch-start frame;
+//   - safe_seq never decreased within one process's life (sampled);
+//   - never two nodes committed in one epoch: one epoch-start frame (one
+//     leader) per epoch across all nodes, and every first-attempt ack was
+//     written in an epoch led by the node that answered it;
+//   - and it measures failover time for every leader loss: from the fault to
+//     the first acknowledgement of a request sent after it.
+//
+// Run everything with `make test-integration`; one scenario with
+//
+//	AUTONOMY_SCENARIOS=leader-isolated go test -tags integration -count=1 -v ./test/integration/
+//
+// Environment: AUTONOMY_SCENARIOS (comma list of names or numbers),
+// AUTONOMY_SCENARIO_REPEAT (default 1), AUTONOMY_IT_IMAGE
+// (default autonomy-orchestrator:dev), AUTONOMY_IT_SUBNET (default
+// 172.28.61.0/24), AUTONOMY_IT_ARTIFACTS (where logs of failed scenarios go,
+// default $TMPDIR/autonomy-it-artifacts), AUTONOMY_IT_KEEP=1 (leave the
+// containers of a failed scenario running for inspection).
+package integration

@@ -1,0 +1,370 @@
+//go:build integration
+
+package integration
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"reflect"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/autonomyops/orchestrator/api"
+)
+
+// Scenario is one fault scenario of issue 5.
+type Scenario struct {
+	Num  int
+	Name string
+	Desc string
+	Opts ClusterOptions
+	Run  func(s *S) error
+}
+
+// Result is one run of one scenario.
+type Result struct {
+	Scenario  string
+	Rep       int
+	Passed    bool
+	Skipped   string // not run, and why
+	Duration  time.Duration
+	Acked     int
+	Failed    int
+	Unknown   int
+	Check     CheckResult
+	Failovers []time.Duration
+	Errors    []string
+	Notes     []string
+	Artifacts string
+}
+
+// S is what a scenario drives: the cluster, its clients and its monitor,
+// plus the bookkeeping of faults, expectations and failovers.
+type S struct {
+	t   *testing.T
+	sc  *Scenario
+	C   *Cluster
+	W   *Workload
+	M   *Monitor
+	res *Result
+
+	mu     sync.Mutex
+	active []Failpoint
+	errs   []string
+}
+
+// Logf logs with the scenario's name.
+func (s *S) Logf(format string, args ...any) {
+	s.t.Logf("%s %s: %s", time.Now().Format("15:04:05.000"), s.sc.Name, fmt.Sprintf(format, args...))
+}
+
+// Expect records a violated expectation of the product's behaviour (the
+// scenario goes on; the run fails).
+func (s *S) Expect(cond bool, format string, args ...any) bool {
+	if !cond {
+		msg := fmt.Sprintf(format, args...)
+		s.Logf("EXPECTATION FAILED: %s", msg)
+		s.mu.Lock()
+		s.errs = append(s.errs, msg)
+		s.mu.Unlock()
+	}
+	return cond
+}
+
+// NoteUnless records a remark about liveness that the design tolerates (a
+// spurious election costs availability, never data): reported, not failed.
+func (s *S) NoteUnless(cond bool, format string, args ...any) {
+	if !cond {
+		msg := fmt.Sprintf(format, args...)
+		s.Logf("NOTE: %s", msg)
+		s.mu.Lock()
+		s.res.Notes = append(s.res.Notes, msg)
+		s.mu.Unlock()
+	}
+}
+
+// Inject injects a fault and remembers it, so it is healed whatever happens.
+func (s *S) Inject(fp Failpoint) error {
+	s.Logf("inject %s", fp.Name())
+	if err := fp.Inject(); err != nil {
+		return fmt.Errorf("inject %s: %w", fp.Name(), err)
+	}
+	s.mu.Lock()
+	s.active = append(s.active, fp)
+	s.mu.Unlock()
+	return nil
+}
+
+// Heal heals a fault injected earlier.
+func (s *S) Heal(fp Failpoint) error {
+	s.Logf("heal %s", fp.Name())
+	s.forget(fp)
+	if err := fp.Heal(); err != nil {
+		return fmt.Errorf("heal %s: %w", fp.Name(), err)
+	}
+	return nil
+}
+
+// forget drops fp from the faults still injected.
+func (s *S) forget(fp Failpoint) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for i, a := range s.active {
+		if sameFailpoint(a, fp) {
+			s.active = append(s.active[:i], s.active[i+1:]...)
+			return
+		}
+	}
+}
+
+func sameFailpoint(a, b Failpoint) bool {
+	ta, tb := reflect.TypeOf(a), reflect.TypeOf(b)
+	if ta != tb {
+		return false
+	}
+	if ta.Comparable() {
+		return a == b
+	}
+	return a.Name() == b.Name() // e.g. a fault holding a func
+
+}
+
+// healAll heals what is still injected, newest first.
+func (s *S) healAll() []error {
+	s.mu.Lock()
+	act := s.active
+	s.active = nil
+	s.mu.Unlock()
+	var errs []error
+	for i := len(act) - 1; i >= 0; i-- {
+		s.Logf("heal %s (at the end)", act[i].Name())
+		if err := act[i].Heal(); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	return errs
+}
+
+// Leader waits for the single serving leader.
+func (s *S) Leader() (*Node, api.Health, error) {
+	return s.C.WaitLeader(30 * time.Second)
+}
+
+// Failover waits until a request sent at or after t0 (the moment the leader
+// was lost) is acknowledged, and records how long that took. With old set,
+// only an acknowledgement by another node counts (an old leader cut from
+// etcd may legitimately commit until its lease runs out). Writers must be
+// running.
+func (s *S) Failover(t0 time.Time, within time.Duration, old *Node) (time.Duration, bool) {
+	notBy := ""
+	if old != nil {
+		notBy = old.Name
+	}
+	deadline := t0.Add(within)
+	for time.Now().Before(deadline) {
+		if at, ok := s.W.FirstAckAfter(t0, notBy); ok {
+			d := at.Sub(t0)
+			s.mu.Lock()
+			s.res.Failovers = append(s.res.Failovers, d)
+			s.mu.Unlock()
+			s.Logf("failover: first acknowledgement %s after the leader was lost", d.Round(time.Millisecond))
+			return d, true
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	s.Expect(false, "no write acknowledged within %s of losing the leader", within)
+	return 0, false
+}
+
+// Sleep waits d.
+func (s *S) Sleep(d time.Duration) { time.Sleep(d) }
+
+// WaitAcks waits until k more events were acknowledged after now, or
+// records a failed expectation.
+func (s *S) WaitAcks(k int, d time.Duration, what string) bool {
+	t := time.Now()
+	return s.Expect(s.W.WaitAcks(t, k, d), "%s: fewer than %d writes acknowledged within %s", what, k, d)
+}
+
+// runScenario runs one repetition: a fresh cluster, the scenario, healing,
+// convergence and the history check.
+func runScenario(t *testing.T, env Env, sc *Scenario, rep int) *Result {
+	res := &Result{Scenario: sc.Name, Rep: rep}
+	start := time.Now()
+	name := fmt.Sprintf("%02d-%s-r%d", sc.Num, sc.Name, rep)
+	s := &S{t: t, sc: sc, res: res}
+	fail := func(format string, args ...any) {
+		msg := fmt.Sprintf(format, args...)
+		s.Logf("FAIL: %s", msg)
+		res.Errors = append(res.Errors, msg)
+	}
+	c, err := newCluster(env, name, s.Logf, sc.Opts)
+	if err != nil {
+		fail("harness: %v", err)
+		res.Duration = time.Since(start)
+		return res
+	}
+	s.C = c
+	defer func() {
+		res.Duration = time.Since(start)
+		res.Passed = len(res.Errors) == 0
+		if dir := c.Close(!res.Passed); dir != "" {
+			res.Artifacts = dir
+			s.Logf("node logs saved in %s", dir)
+		}
+	}()
+	if err := c.StartAll(); err != nil {
+		fail("harness: %v", err)
+		return res
+	}
+	if _, _, err := c.WaitLeader(90 * time.Second); err != nil {
+		fail("cluster never elected a leader: %v", err)
+		return res
+	}
+	if err := c.WaitFormed(15 * time.Second); err != nil {
+		fail("cluster formation: %v (FINDINGS F1)", err)
+		// Restart the leader once: a new epoch re-reads the peer set, and
+		// the scenario can still exercise its own fault.
+		if l, _, lerr := c.WaitLeader(30 * time.Second); lerr == nil {
+			l.Stop()
+			l.Start()
+		}
+		if _, _, err := c.WaitLeader(60 * time.Second); err != nil {
+			fail("no leader after restarting the leader: %v", err)
+			return res
+		}
+		if err := c.WaitFormed(30 * time.Second); err != nil {
+			fail("cluster formation, after restarting the leader: %v", err)
+			return res
+		}
+	}
+	s.M = StartMonitor(c, 100*time.Millisecond)
+	s.W = NewWorkload(c, fmt.Sprintf("s%02dr%d", sc.Num, rep))
+
+	s.Logf("running: %s", sc.Desc)
+	runErr := func() (err error) {
+		defer func() {
+			if p := recover(); p != nil {
+				err = fmt.Errorf("panic: %v", p)
+			}
+		}()
+		return sc.Run(s)
+	}()
+	s.W.Stop()
+	if runErr != nil {
+		fail("%v", runErr)
+	}
+	for _, err := range s.healAll() {
+		fail("harness: %v", err)
+	}
+	// Every node must be up for the final check.
+	for _, n := range c.Nodes {
+		if st := n.State(); !st.Running {
+			s.Logf("%s is not running (exit %d) after the scenario: starting it for the check", n.Name, st.ExitCode)
+			if err := n.Start(); err != nil {
+				fail("harness: %v", err)
+			}
+		}
+	}
+	conv, err := c.WaitConverged(90 * time.Second)
+	s.M.Stop()
+	for _, v := range s.M.Violations() {
+		fail("monitor: %s", v)
+	}
+	s.mu.Lock()
+	for _, e := range s.errs {
+		fail("%s", e)
+	}
+	s.mu.Unlock()
+	res.Acked, res.Failed, res.Unknown = s.W.Counts()
+	if err != nil {
+		fail("after healing: %v", err)
+		// Check what there is anyway: lost and divergent frames are the
+		// interesting part of a failure to converge.
+	}
+	logs := map[string][]api.Frame{}
+	for _, n := range c.Nodes {
+		fs, _, ferr := n.Frames(context.Background())
+		if ferr != nil {
+			fail("reading %s's frames: %v", n.Name, ferr)
+			continue
+		}
+		logs[n.Name] = fs
+	}
+	res.Check = Check(logs, s.W.Events())
+	for _, e := range res.Check.Errors {
+		fail("checker: %s", e)
+	}
+	s.Logf("checked: safe_seq=%d on all nodes, %d events acked, %d failed, %d unknown, %d safe_seq samples, %d leader epochs seen; lost=%d duplicated=%d divergent=%d",
+		conv.SafeSeq, res.Acked, res.Failed, res.Unknown, s.M.Samples(), s.M.LeaderEpochs(), res.Check.Lost, res.Check.Duplicated, res.Check.Divergent)
+	return res
+}
+
+// selectScenarios applies AUTONOMY_SCENARIOS (names or numbers, comma
+// separated) to the catalogue.
+func selectScenarios(all []*Scenario) ([]*Scenario, error) {
+	v := strings.TrimSpace(os.Getenv("AUTONOMY_SCENARIOS"))
+	if v == "" || v == "all" {
+		return all, nil
+	}
+	var out []*Scenario
+	for _, want := range strings.Split(v, ",") {
+		want = strings.TrimSpace(want)
+		found := false
+		for _, sc := range all {
+			if sc.Name == want || strconv.Itoa(sc.Num) == want {
+				out = append(out, sc)
+				found = true
+			}
+		}
+		if !found {
+			var names []string
+			for _, sc := range all {
+				names = append(names, fmt.Sprintf("%d:%s", sc.Num, sc.Name))
+			}
+			return nil, fmt.Errorf("AUTONOMY_SCENARIOS: no scenario %q; known: %s", want, strings.Join(names, " "))
+		}
+	}
+	return out, nil
+}
+
+func repeatCount() (int, error) {
+	v := os.Getenv("AUTONOMY_SCENARIO_REPEAT")
+	if v == "" {
+		return 1, nil
+	}
+	n, err := strconv.Atoi(v)
+	if err != nil || n < 1 {
+		return 0, fmt.Errorf("AUTONOMY_SCENARIO_REPEAT=%q must be a positive integer", v)
+	}
+	return n, nil
+}
+
+// summary is the suite's last line.
+func summary(results []*Result) string {
+	var passed, acked, lost, dup, div int
+	var fos []time.Duration
+	for _, r := range results {
+		if r.Passed {
+			passed++
+		}
+		acked += r.Check.Acked
+		lost += r.Check.Lost
+		dup += r.Check.Duplicated
+		div += r.Check.Divergent
+		fos = append(fos, r.Failovers...)
+	}
+	sort.Slice(fos, func(i, j int) bool { return fos[i] < fos[j] })
+	var p50, mx int64
+	if len(fos) > 0 {
+		p50 = fos[(len(fos)-1)/2].Milliseconds()
+		mx = fos[len(fos)-1].Milliseconds()
+	}
+	return fmt.Sprintf("partition suite: %d scenarios, %d passed, acked=%d lost=%d duplicated=%d divergent=%d failover_p50_ms=%d failover_max_ms=%d",
+		len(results), passed, acked, lost, dup, div, p50, mx)
+}
