@@ -19,6 +19,8 @@ import (
 type Backend interface {
 	// NodeName is this node's name.
 	NodeName() string
+	// Serving is a cheap Health().ok for the hot path.
+	Serving() bool
 	// Health reports this node's health; ok is true only on the leader that
 	// can commit (leader token held, epoch started, quorum heard).
 	Health() (h Health, ok bool)
@@ -143,9 +145,12 @@ func writeError(c *gin.Context, status int, code, msg string) {
 // leaderOnly answers 307 to the leader, or 503 no_leader, on a node that is
 // not the serving leader.
 func (s *Server) leaderOnly(c *gin.Context) {
-	h, ok := s.b.Health()
-	if ok || h.Role == walrepl.RoleLeader {
+	if s.b.Serving() {
 		c.Next()
+		return
+	}
+	if h, _ := s.b.Health(); h.Role == walrepl.RoleLeader {
+		c.Next() // leading but not able to commit: the handler answers 503
 		return
 	}
 	name, leaderURL, known := s.b.Leader()

@@ -239,3 +239,42 @@ func (m *Member) EpochFloor(ctx context.Context) (uint64, error) {
 	}
 	return uint64(resp.Header.Revision), nil
 }
+
+// WALPos is the highest Seq a node was seen to hold durably, for one WAL id:
+// a lower bound the node must still meet when it restarts on that WAL.
+type WALPos struct {
+	WALID   string `json:"wal_id"`
+	Durable uint64 `json:"durable"`
+}
+
+// RecordWALPos raises name's recorded position (never lowers it for the same
+// WAL id; a new WAL id replaces the record).
+func (m *Member) RecordWALPos(ctx context.Context, name string, pos WALPos) error {
+	key := m.Prefix() + "walpos/" + name
+	resp, err := m.client.Get(ctx, key)
+	if err != nil {
+		return err
+	}
+	if len(resp.Kvs) > 0 {
+		var cur WALPos
+		if json.Unmarshal(resp.Kvs[0].Value, &cur) == nil && cur.WALID == pos.WALID && cur.Durable >= pos.Durable {
+			return nil
+		}
+	}
+	b, _ := json.Marshal(pos)
+	_, err = m.client.Put(ctx, key, string(b))
+	return err
+}
+
+// WALPosOf returns name's recorded position, if any.
+func (m *Member) WALPosOf(ctx context.Context, name string) (WALPos, bool, error) {
+	resp, err := m.client.Get(ctx, m.Prefix()+"walpos/"+name)
+	if err != nil || len(resp.Kvs) == 0 {
+		return WALPos{}, false, err
+	}
+	var p WALPos
+	if err := json.Unmarshal(resp.Kvs[0].Value, &p); err != nil {
+		return WALPos{}, false, nil
+	}
+	return p, true, nil
+}

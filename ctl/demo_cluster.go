@@ -236,7 +236,12 @@ func (c *demoCluster) verify(ctx context.Context, a *ackLog, name string, d time
 		return fmt.Errorf("%s is not running", name)
 	}
 	w := n.wal
-	if err := waitFor(ctx, d, fmt.Sprintf("%s to hold Seq %d as committed", name, top), func() bool { return w.SafeSeq() >= top }); err != nil {
+	if err := waitFor(ctx, d, fmt.Sprintf("%s to hold Seq %d as committed", name, top), func() bool {
+		// Committed as this node knows it, and on its disk: a follower may
+		// learn a safe_seq before its own write of those frames completes.
+		_, _, durable, safe := w.Positions()
+		return safe >= top && durable >= top
+	}); err != nil {
 		return err
 	}
 	got := 0

@@ -11,6 +11,16 @@ import (
 // The node is the API's Backend.
 var _ api.Backend = (*Node)(nil)
 
+// Serving implements api.Backend.
+func (n *Node) Serving() bool {
+	if !n.replica.Serving() {
+		return false
+	}
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	return n.leader != nil && n.leader.Name == n.cfg.Name
+}
+
 // NodeName implements api.Backend.
 func (n *Node) NodeName() string { return n.cfg.Name }
 

@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"net/http"
 	"os"
+	"os/exec"
+	"path/filepath"
 	"slices"
 	"strings"
 	"sync"
@@ -290,4 +292,59 @@ func replaceEtcdMember(t *testing.T, via, victim *proctest.Node) {
 		}
 		time.Sleep(200 * time.Millisecond)
 	}
+}
+
+// TestCluster_RolledBackDiskIsALearner: an old copy of a follower's
+// telemetry directory is restored; the node recognises that it lacks frames
+// it was seen to hold, rejoins as a learner and counts only after catching up.
+func TestCluster_RolledBackDiskIsALearner(t *testing.T) {
+	c := proctest.NewCluster(t, 3)
+	c.Start()
+	leader := c.WaitLeader(60 * time.Second)
+	w := proctest.NewWriter(c)
+	stop := startLoad(w, 2, "a")
+	time.Sleep(500 * time.Millisecond)
+	var f *proctest.Node
+	for _, n := range c.Nodes {
+		if n != leader {
+			f = n
+			break
+		}
+	}
+	if code := f.Stop(); code != 0 {
+		t.Fatalf("stop: %d", code)
+	}
+	tdir := filepath.Join(f.DataDir, "telemetry")
+	old := t.TempDir()
+	if out, err := exec.Command("cp", "-a", tdir+"/.", old).CombinedOutput(); err != nil {
+		t.Fatalf("cp: %v %s", err, out)
+	}
+	f.Start()
+	time.Sleep(3 * time.Second) // the follower catches up and the leader records its position
+	stop()
+	waitConverged(t, c, 30*time.Second)
+	f.Kill()
+	os.RemoveAll(tdir)
+	if out, err := exec.Command("cp", "-a", old+"/.", tdir).CombinedOutput(); err != nil {
+		t.Fatalf("restore: %v %s", err, out)
+	}
+	f.Start()
+	deadline := time.Now().Add(30 * time.Second)
+	for !strings.Contains(f.Logs(), "WAL_ROLLED_BACK") {
+		if time.Now().After(deadline) || !f.Running() {
+			t.Fatalf("the restored old copy was not recognised:\n%s", f.Logs())
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	for {
+		if _, h := f.Health(); h.Role == "follower" {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the rolled-back node never caught up to follower")
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	waitConverged(t, c, 30*time.Second)
+	c.CheckAllNodes(w.Snapshot())
 }

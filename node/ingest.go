@@ -22,6 +22,8 @@ type idIndex struct {
 	upTo     uint64    // frames ≤ upTo are indexed
 	truncs   int       // WAL truncations already applied
 	inflight map[string]chan struct{}
+	// epochStart reports the leader's epoch-start Seq (0 when not leading).
+	epochStart func() uint64
 }
 
 type idEntry struct {
@@ -78,7 +80,8 @@ func (x *idIndex) addLocked(id string, seq, epoch uint64) {
 
 // follow keeps the index caught up in the background, on followers too, so
 // that a new leader does not scan its whole WAL at its first ingest.
-func (x *idIndex) follow(ctx context.Context, w *walrepl.WAL) {
+func (x *idIndex) follow(ctx context.Context, w *walrepl.WAL, r *walrepl.Replica) {
+	x.epochStart = r.EpochStartSeq
 	t := time.NewTicker(200 * time.Millisecond)
 	defer t.Stop()
 	for {
@@ -87,10 +90,19 @@ func (x *idIndex) follow(ctx context.Context, w *walrepl.WAL) {
 		case <-ctx.Done():
 			return
 		}
+		if n := x.epochStart(); n != 0 && x.caughtUpTo(n) {
+			continue // leading: this epoch's ids are added as they are appended
+		}
 		x.mu.Lock()
 		x.catchUpLocked(w)
 		x.mu.Unlock()
 	}
+}
+
+func (x *idIndex) caughtUpTo(seq uint64) bool {
+	x.mu.Lock()
+	defer x.mu.Unlock()
+	return x.upTo >= seq
 }
 
 // catchUpLocked applies the WAL's truncations and indexes new frames.
@@ -148,9 +160,13 @@ func (n *Node) Ingest(ctx context.Context, payloads [][]byte) ([]uint64, uint64,
 	)
 	for {
 		x.mu.Lock()
-		if err := x.catchUpLocked(n.wal); err != nil {
-			x.mu.Unlock()
-			return nil, 0, err
+		// Frames of earlier epochs must be indexed; this epoch's own frames
+		// are added as they are appended (ProposeNotify below).
+		if x.upTo < n.replica.EpochStartSeq() || n.replica.EpochStartSeq() == 0 {
+			if err := x.catchUpLocked(n.wal); err != nil {
+				x.mu.Unlock()
+				return nil, 0, err
+			}
 		}
 		waits = waits[:0]
 		for _, id := range ids {
@@ -206,17 +222,19 @@ func (n *Node) Ingest(ctx context.Context, payloads [][]byte) ([]uint64, uint64,
 	}()
 
 	if len(fresh) > 0 {
-		first, _, err := n.replica.Propose(ctx, time.Now().UnixNano(), fresh)
+		var indexed func(first, epoch uint64)
+		if len(mine) > 0 {
+			indexed = func(first, epoch uint64) {
+				x.mu.Lock()
+				for id, j := range firstOfID {
+					x.addLocked(id, first+uint64(j), epoch)
+				}
+				x.mu.Unlock()
+			}
+		}
+		first, _, err := n.replica.ProposeNotify(ctx, time.Now().UnixNano(), fresh, indexed)
 		if err != nil {
 			return nil, 0, err
-		}
-		if len(mine) > 0 {
-			epoch, _ := n.wal.EpochAt(first)
-			x.mu.Lock()
-			for id, j := range firstOfID {
-				x.addLocked(id, first+uint64(j), epoch)
-			}
-			x.mu.Unlock()
 		}
 		for i := range payloads {
 			if freshIdx[i] >= 0 && seqs[i] == 0 {

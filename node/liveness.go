@@ -127,3 +127,32 @@ func portRefuses(addr string) bool {
 	}
 	return errors.Is(err, syscall.ECONNREFUSED)
 }
+
+// recordWALPositions, on the leader, records in etcd every second the highest
+// Seq each voter was seen to hold durably (per WAL id), so that a node
+// restarted on an old copy of its disk is recognised (node.Run).
+func (n *Node) recordWALPositions(ctx context.Context) {
+	t := time.NewTicker(time.Second)
+	defer t.Stop()
+	for {
+		select {
+		case <-t.C:
+		case <-ctx.Done():
+			return
+		}
+		if !n.replica.Serving() {
+			continue
+		}
+		// Only committed positions: a committed frame is never truncated, so
+		// a node below its record really lost acknowledged data.
+		_, _, durable, safe := n.wal.Positions()
+		rctx, cancel := context.WithTimeout(ctx, time.Second)
+		n.member.RecordWALPos(rctx, n.cfg.Name, cluster.WALPos{WALID: walrepl.IDString(n.wal.ID()), Durable: min(durable, safe)})
+		for _, p := range n.replica.Status().Peers {
+			if p.WALID != "" && !p.Learner {
+				n.member.RecordWALPos(rctx, p.Name, cluster.WALPos{WALID: p.WALID, Durable: min(p.DurableSeq, safe)})
+			}
+		}
+		cancel()
+	}
+}

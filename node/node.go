@@ -160,6 +160,22 @@ func Run(ctx context.Context, cfg Config, log *logrus.Logger) error {
 	// A reset WAL, or a new one joining a cluster that already has history,
 	// holds none of the committed frames: it starts as a learner.
 	rcfg.JoinAsLearner = rep.Reset || (rep.Created && cfg.InitialClusterState == "existing")
+	// A rolled-back disk (an old copy restored) keeps its WAL id but lacks
+	// frames it acknowledged: etcd remembers the highest Seq the leader saw it
+	// hold. Such a node must not count until it holds them again (rule 7).
+	{
+		pctx, pcancel := context.WithTimeout(ctx, 10*time.Second)
+		pos, ok, err := n.member.WALPosOf(pctx, cfg.Name)
+		pcancel()
+		if err != nil {
+			return fmt.Errorf("node: reading this node's recorded WAL position from etcd: %w", err)
+		}
+		if ok && pos.WALID == walrepl.IDString(wal.ID()) && rep.LastSeq < pos.Durable {
+			log.WithFields(logrus.Fields{"last_seq": rep.LastSeq, "recorded_durable": pos.Durable, "wal_id": pos.WALID}).
+				Warn("WAL_ROLLED_BACK: this WAL ends below what this node was seen to hold; it rejoins as a learner")
+			rcfg.JoinAsLearner = true
+		}
+	}
 	// Promise at least the current leader's epoch before serving anything: a
 	// node whose promise was lost (new disk, reset) must not be recruited by a
 	// deposed leader of an older epoch. Always safe: it would refuse older
@@ -203,13 +219,14 @@ func Run(ctx context.Context, cfg Config, log *logrus.Logger) error {
 	runCtx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
 	var wg sync.WaitGroup
-	wg.Add(8)
+	wg.Add(9)
+	go func() { defer wg.Done(); n.recordWALPositions(runCtx) }()
 	go func() {
 		defer wg.Done()
 		wal.RunRetention(runCtx, walrepl.Retention{MaxBytes: cfg.WALRetentionBytes, MaxAge: cfg.WALRetentionAge,
 			BeforeTrim: n.writeCheckpoint})
 	}()
-	go func() { defer wg.Done(); n.ids.follow(runCtx, wal) }()
+	go func() { defer wg.Done(); n.ids.follow(runCtx, wal, n.replica) }()
 	go func() { defer wg.Done(); n.joinGossip(runCtx) }()
 	go func() { defer wg.Done(); n.detectLeaderDeath(runCtx) }()
 	go func() {

@@ -154,7 +154,9 @@ func (r *Replica) Lead(ctx context.Context, epoch uint64, voters []string, peers
 	if err != nil {
 		return fmt.Errorf("walrepl: appending epoch-start frame: %w", err)
 	}
-	lr.lastQuorumOK = r.cfg.Clock.Now()
+	lr.mu.Lock()
+	lr.lastQuorumOK, lr.quorumOK = r.cfg.Clock.Now(), true
+	lr.mu.Unlock()
 
 	lr.wg.Add(2 + len(peers))
 	go lr.trackSelf()
@@ -510,6 +512,9 @@ func (lr *leaderRun) fillStatus(s *ReplicaStatus) {
 	}
 	for _, p := range lr.peers {
 		st := *lr.peerSt[p.Name]
+		if st.walID != ([16]byte{}) {
+			st.WALID = IDString(st.walID)
+		}
 		if t, ok := lr.heard[p.Name]; ok {
 			st.Heard, st.SinceHeard = true, lr.r.cfg.Clock.Since(t)
 		}
@@ -524,7 +529,13 @@ func (lr *leaderRun) fillStatus(s *ReplicaStatus) {
 func (lr *leaderRun) replicate(p Peer) {
 	defer lr.wg.Done()
 	backoff := 20 * time.Millisecond
+	warned := false
 	for lr.ctx.Err() == nil {
+		if p.Addr == "" && !warned {
+			lr.r.log.WithFields(logrus.Fields{"peer": p.Name, "epoch": lr.epoch}).
+				Warn("REPL_PEER_UNREACHABLE: no replication address registered yet; a new epoch starts once it is")
+			warned = true
+		}
 		err := lr.stream(p)
 		lr.mu.Lock()
 		st := lr.peerSt[p.Name]
@@ -533,6 +544,11 @@ func (lr *leaderRun) replicate(p Peer) {
 			st.Error = err.Error()
 		}
 		lr.mu.Unlock()
+		if err != nil && !warned && lr.ctx.Err() == nil {
+			lr.r.log.WithFields(logrus.Fields{"peer": p.Name, "addr": p.Addr, "epoch": lr.epoch, "error": err.Error()}).
+				Warn("REPL_PEER_UNREACHABLE")
+			warned = true
+		}
 		if lr.ctx.Err() != nil {
 			return
 		}

@@ -83,6 +83,7 @@ func DefaultReplicaConfig(name string, w *WAL, t Transport) ReplicaConfig {
 type PeerStatus struct {
 	walID      [16]byte
 	Name       string        `json:"name"`
+	WALID      string        `json:"wal_id,omitempty"` // the follower's WAL id, from its acks
 	Connected  bool          `json:"connected"`
 	Learner    bool          `json:"learner"`
 	DurableSeq uint64        `json:"fsynced_seq"`
@@ -228,6 +229,13 @@ func (r *Replica) tailLocked(ctx context.Context) (last, lastEpoch uint64, epoch
 // Propose appends events as the leader and returns their Seqs once they are
 // committed (safe_seq ≥ last). ts is the leader's timestamp for the frames.
 func (r *Replica) Propose(ctx context.Context, ts int64, payloads [][]byte) (first, last uint64, err error) {
+	return r.ProposeNotify(ctx, ts, payloads, nil)
+}
+
+// ProposeNotify is Propose with a callback run once the frames are in the log
+// (before they are committed), with their first Seq and epoch: indexes over
+// the log (idempotency ids) learn of them even if the outcome is unknown.
+func (r *Replica) ProposeNotify(ctx context.Context, ts int64, payloads [][]byte, appended func(first, epoch uint64)) (first, last uint64, err error) {
 	if len(payloads) == 0 {
 		return 0, 0, errors.New("walrepl: nothing to propose")
 	}
@@ -252,6 +260,9 @@ func (r *Replica) Propose(ctx context.Context, ts int64, payloads [][]byte) (fir
 		return 0, 0, fmt.Errorf("%w: promised epoch %d, leading %d", ErrDeposed, p, lr.epoch)
 	}
 	first, last, err = r.wal.Append(lr.epoch, FrameEvent, ts, payloads)
+	if err == nil && appended != nil {
+		appended(first, lr.epoch)
+	}
 	r.logMu.Unlock()
 	if err != nil {
 		return 0, 0, err
@@ -368,4 +379,29 @@ func (r *Replica) SetDraining(on bool) bool {
 	lr.draining = on
 	lr.mu.Unlock()
 	return true
+}
+
+// Serving reports, cheaply, whether this node leads a started epoch that can
+// commit (a majority heard) and is not handing over.
+func (r *Replica) Serving() bool {
+	r.mu.Lock()
+	lr := r.lead
+	r.mu.Unlock()
+	if lr == nil {
+		return false
+	}
+	lr.mu.Lock()
+	defer lr.mu.Unlock()
+	return lr.started && lr.quorumOK && !lr.draining && lr.ctx.Err() == nil
+}
+
+// EpochStartSeq is the Seq of the current epoch's epoch-start frame on the
+// leader (0 otherwise): every frame below it came from earlier epochs.
+func (r *Replica) EpochStartSeq() uint64 {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.lead == nil {
+		return 0
+	}
+	return r.lead.barrier
 }
