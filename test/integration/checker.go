@@ -15,7 +15,8 @@ import (
 // violation (bounded); the counters feed the suite's summary line.
 type CheckResult struct {
 	Acked      int // ok events checked
-	Lost       int // ok events missing on at least one node (or not at their Seq)
+	Lost       int // ok events missing from the reference log (the leader's) or not at their Seq there
+	Missing    int // ok events present in the reference log but missing on another node
 	Duplicated int // events present more than once on some node
 	Divergent  int // Seqs at which two nodes' committed frames differ
 	Phantom    int // failed (never written) or unknown-to-the-client events found in a log
@@ -44,8 +45,11 @@ type eventID struct {
 }
 
 // Check verifies the committed frames of every node (read after healing and
-// convergence) against the clients' history.
-func Check(logs map[string][]api.Frame, events []Event) CheckResult {
+// convergence) against the clients' history. ref names the node whose log
+// is the cluster's history (the leader after healing; "" picks the longest):
+// an acknowledged event absent from it is lost, one absent only from another
+// node is missing there.
+func Check(logs map[string][]api.Frame, events []Event, ref string) CheckResult {
 	var r CheckResult
 	nodes := make([]string, 0, len(logs))
 	for n := range logs {
@@ -53,6 +57,14 @@ func Check(logs map[string][]api.Frame, events []Event) CheckResult {
 	}
 	sort.Strings(nodes)
 
+	if _, ok := logs[ref]; !ok {
+		ref = ""
+		for _, n := range nodes {
+			if ref == "" || len(logs[n]) > len(logs[ref]) {
+				ref = n
+			}
+		}
+	}
 	byID := map[string]*Event{}
 	for i := range events {
 		byID[events[i].ID] = &events[i]
@@ -151,7 +163,7 @@ func Check(logs map[string][]api.Frame, events []Event) CheckResult {
 		if e.Outcome == OK {
 			r.Acked++
 		}
-		lost := false
+		lost, missing := false, false
 		for _, n := range nodes {
 			seqs := idSeqs[n][e.ID]
 			if len(seqs) > 1 {
@@ -162,12 +174,18 @@ func Check(logs map[string][]api.Frame, events []Event) CheckResult {
 			}
 			switch e.Outcome {
 			case OK:
+				bad := false
 				if len(seqs) == 0 {
 					r.errorf("%s: acknowledged event %s (Seq=%d, acked by %s at %s) is missing", n, e.ID, e.Seq, e.AckedBy, e.AckAt.Format("15:04:05.000"))
-					lost = true
+					bad = true
 				} else if seqs[0] != e.Seq {
 					r.errorf("%s: acknowledged event %s was answered Seq=%d by %s but sits at Seq=%d", n, e.ID, e.Seq, e.AckedBy, seqs[0])
+					bad = true
+				}
+				if bad && n == ref {
 					lost = true
+				} else if bad {
+					missing = true
 				}
 			case Failed, Pending:
 				if len(seqs) > 0 {
@@ -178,11 +196,13 @@ func Check(logs map[string][]api.Frame, events []Event) CheckResult {
 		}
 		if lost {
 			r.Lost++
+		} else if missing {
+			r.Missing++
 		}
 		// The node that acknowledged on its first try wrote it as the
 		// leader of the frame's epoch.
 		if e.Outcome == OK && e.FirstTry && len(nodes) > 0 {
-			if f, ok := frameAt[nodes[0]][e.Seq]; ok && epochLeader[f.Epoch] != "" && epochLeader[f.Epoch] != e.AckedBy {
+			if f, ok := frameAt[ref][e.Seq]; ok && epochLeader[f.Epoch] != "" && epochLeader[f.Epoch] != e.AckedBy {
 				r.errorf("event %s was acknowledged by %s, but Seq=%d is in epoch %d led by %s", e.ID, e.AckedBy, e.Seq, f.Epoch, epochLeader[f.Epoch])
 			}
 		}

@@ -328,6 +328,11 @@ func (c *Cluster) WaitConverged(d time.Duration) (Converged, error) {
 		if time.Now().After(deadline) {
 			return Converged{}, fmt.Errorf("nodes did not converge within %s: %s", d, last)
 		}
+		for _, n := range c.Nodes {
+			if st := n.State(); st.Exists && !st.Running {
+				return Converged{}, fmt.Errorf("%s exited with status %d while converging: %s", n.Name, st.ExitCode, last)
+			}
+		}
 		time.Sleep(200 * time.Millisecond)
 	}
 }

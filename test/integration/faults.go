@@ -11,6 +11,7 @@ import (
 	"strings"
 	"sync/atomic"
 	"syscall"
+	"time"
 )
 
 // Failpoint is one fault (etcd tests/robustness/failpoint style): Inject
@@ -117,6 +118,9 @@ type IPTablesFP struct {
 	Rules []Rule
 	chain string
 	pid   int
+
+	extra      func(chain string) [][]string // more rules, as iptables arguments
+	outputOnly bool                          // hook the chain into OUTPUT only
 }
 
 // NewIPTables builds an iptables fault.
@@ -134,11 +138,15 @@ func (f *IPTablesFP) Inject() error {
 	f.pid = pid
 	cmds := [][]string{{"-N", f.chain}}
 	for _, r := range f.Rules {
-		for _, a := range r.args(f.chain) {
-			cmds = append(cmds, a)
-		}
+		cmds = append(cmds, r.args(f.chain)...)
 	}
-	cmds = append(cmds, []string{"-I", "INPUT", "1", "-j", f.chain}, []string{"-I", "OUTPUT", "1", "-j", f.chain})
+	if f.extra != nil {
+		cmds = append(cmds, f.extra(f.chain)...)
+	}
+	if !f.outputOnly {
+		cmds = append(cmds, []string{"-I", "INPUT", "1", "-j", f.chain})
+	}
+	cmds = append(cmds, []string{"-I", "OUTPUT", "1", "-j", f.chain})
 	for _, a := range cmds {
 		if _, err := nsenter(pid, "iptables", append([]string{"-w"}, a...)...); err != nil {
 			return err
@@ -152,7 +160,11 @@ func (f *IPTablesFP) Heal() error {
 	if err != nil || pid != f.pid {
 		return nil // the container was restarted or stopped: its namespace, rules included, is gone
 	}
-	for _, a := range [][]string{{"-D", "INPUT", "-j", f.chain}, {"-D", "OUTPUT", "-j", f.chain}, {"-F", f.chain}, {"-X", f.chain}} {
+	cmds := [][]string{{"-D", "INPUT", "-j", f.chain}, {"-D", "OUTPUT", "-j", f.chain}, {"-F", f.chain}, {"-X", f.chain}}
+	if f.outputOnly {
+		cmds = cmds[1:]
+	}
+	for _, a := range cmds {
 		if _, err := nsenter(pid, "iptables", append([]string{"-w"}, a...)...); err != nil {
 			return err
 		}
@@ -177,18 +189,27 @@ func CutPorts(n *Node, peers []*Node, ports ...int) *IPTablesFP {
 	return NewIPTables(fmt.Sprintf("cut-ports(%s|%s %v)", n.Name, names(peers), ports), n, rules...)
 }
 
-// NetemFP adds delay, jitter and loss to every packet the nodes send
-// (tc netem on eth0 in each namespace), so every link gets it both ways.
+// NetemFP adds delay (± uniform jitter) and random loss to every packet a
+// node sends to another node, on every node, so every link gets it both
+// ways; the test's clients are not slowed. It uses tc netem when the kernel
+// has it, and otherwise an iptables NFQUEUE rule with a userspace delayer
+// (nfqueue.go) plus the iptables statistic match for loss.
 type NetemFP struct {
 	Nodes             []*Node
 	DelayMs, JitterMs int
 	LossPct           float64
+	how               string
 	pids              map[*Node]int
+	queues            []*delayQueue
+	rules             []*IPTablesFP
 }
 
 func (f *NetemFP) Name() string {
 	return fmt.Sprintf("netem(%s delay=%dms±%dms loss=%g%%)", names(f.Nodes), f.DelayMs, f.JitterMs, f.LossPct)
 }
+
+// How says which mechanism the last Inject used.
+func (f *NetemFP) How() string { return f.how }
 
 func (f *NetemFP) Inject() error {
 	f.pids = map[*Node]int{}
@@ -198,26 +219,72 @@ func (f *NetemFP) Inject() error {
 			return err
 		}
 		f.pids[n] = pid
-		if _, err := nsenter(pid, "tc", "qdisc", "replace", "dev", "eth0", "root", "netem",
-			"delay", fmt.Sprintf("%dms", f.DelayMs), fmt.Sprintf("%dms", f.JitterMs), "distribution", "normal",
-			"loss", fmt.Sprintf("%g%%", f.LossPct)); err != nil {
+	}
+	first := f.Nodes[0]
+	_, err := nsenter(f.pids[first], "tc", "qdisc", "replace", "dev", "eth0", "root", "netem",
+		"delay", fmt.Sprintf("%dms", f.DelayMs), fmt.Sprintf("%dms", f.JitterMs), "loss", fmt.Sprintf("%g%%", f.LossPct))
+	if err == nil {
+		f.how = "tc netem"
+		for _, n := range f.Nodes[1:] {
+			if _, err := nsenter(f.pids[n], "tc", "qdisc", "replace", "dev", "eth0", "root", "netem",
+				"delay", fmt.Sprintf("%dms", f.DelayMs), fmt.Sprintf("%dms", f.JitterMs), "loss", fmt.Sprintf("%g%%", f.LossPct)); err != nil {
+				return err
+			}
+		}
+		return nil
+	}
+	if !strings.Contains(err.Error(), "qdisc kind is unknown") {
+		return err
+	}
+	f.how = "iptables NFQUEUE delayer + statistic loss (this kernel has no sch_netem)"
+	for _, n := range f.Nodes {
+		q, err := openDelayQueue(f.pids[n], 7, time.Duration(f.DelayMs)*time.Millisecond, time.Duration(f.JitterMs)*time.Millisecond)
+		if err != nil {
+			return fmt.Errorf("%s: %w", n.Name, err)
+		}
+		f.queues = append(f.queues, q)
+		peers := n.c.Others(n)
+		fp := NewIPTables("delay("+n.Name+")", n)
+		fp.extra = func(chain string) [][]string {
+			var out [][]string
+			for _, p := range peers {
+				out = append(out,
+					[]string{"-A", chain, "-d", p.IP, "-m", "statistic", "--mode", "random", "--probability", fmt.Sprintf("%g", f.LossPct/100), "-j", "DROP"},
+					[]string{"-A", chain, "-d", p.IP, "-j", "NFQUEUE", "--queue-num", "7", "--queue-bypass"})
+			}
+			return out
+		}
+		fp.outputOnly = true
+		if err := fp.Inject(); err != nil {
 			return err
 		}
+		f.rules = append(f.rules, fp)
 	}
 	return nil
 }
 
 func (f *NetemFP) Heal() error {
-	for _, n := range f.Nodes {
-		pid, err := n.Pid()
-		if err != nil || pid != f.pids[n] {
-			continue
+	if f.how == "tc netem" {
+		for _, n := range f.Nodes {
+			pid, err := n.Pid()
+			if err != nil || pid != f.pids[n] {
+				continue
+			}
+			if _, err := nsenter(pid, "tc", "qdisc", "del", "dev", "eth0", "root"); err != nil {
+				return err
+			}
 		}
-		if _, err := nsenter(pid, "tc", "qdisc", "del", "dev", "eth0", "root"); err != nil {
-			return err
-		}
+		return nil
 	}
-	return nil
+	var errs []error
+	for _, r := range f.rules {
+		errs = append(errs, r.Heal())
+	}
+	for _, q := range f.queues {
+		q.close()
+	}
+	f.rules, f.queues = nil, nil
+	return errors.Join(errs...)
 }
 
 // ---- disk ----

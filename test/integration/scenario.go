@@ -271,7 +271,7 @@ func runScenario(t *testing.T, env Env, sc *Scenario, rep int) *Result {
 			}
 		}
 	}
-	conv, err := c.WaitConverged(90 * time.Second)
+	conv, err := c.WaitConverged(45 * time.Second)
 	s.M.Stop()
 	for _, v := range s.M.Violations() {
 		fail("monitor: %s", v)
@@ -296,12 +296,18 @@ func runScenario(t *testing.T, env Env, sc *Scenario, rep int) *Result {
 		}
 		logs[n.Name] = fs
 	}
-	res.Check = Check(logs, s.W.Events())
+	ref := ""
+	if conv.Leader != nil {
+		ref = conv.Leader.Name
+	} else if l, _, lerr := c.WaitLeader(5 * time.Second); lerr == nil {
+		ref = l.Name
+	}
+	res.Check = Check(logs, s.W.Events(), ref)
 	for _, e := range res.Check.Errors {
 		fail("checker: %s", e)
 	}
-	s.Logf("checked: safe_seq=%d on all nodes, %d events acked, %d failed, %d unknown, %d safe_seq samples, %d leader epochs seen; lost=%d duplicated=%d divergent=%d",
-		conv.SafeSeq, res.Acked, res.Failed, res.Unknown, s.M.Samples(), s.M.LeaderEpochs(), res.Check.Lost, res.Check.Duplicated, res.Check.Divergent)
+	s.Logf("checked against %s's log: safe_seq=%d on all nodes, %d events acked, %d failed, %d unknown, %d safe_seq samples, %d leader epochs seen; lost=%d missing-on-a-node=%d duplicated=%d divergent=%d",
+		ref, conv.SafeSeq, res.Acked, res.Failed, res.Unknown, s.M.Samples(), s.M.LeaderEpochs(), res.Check.Lost, res.Check.Missing, res.Check.Duplicated, res.Check.Divergent)
 	return res
 }
 

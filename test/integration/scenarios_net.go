@@ -273,9 +273,11 @@ func scNetem(s *S) error {
 		return err
 	}
 	t0 := time.Now() // the fault is in place
+	s.Logf("delay and loss by %s", fp.How())
 	s.Sleep(20 * time.Second)
 	n := s.W.AcksBetween(t0, time.Now(), "", false)
-	s.Logf("%d writes acknowledged in 20 s of 75±50 ms delay and 5%% loss; %d leader epochs seen", n, s.M.LeaderEpochs())
+	s.Logf("%d writes acknowledged in 20 s of 75±50 ms delay and 5%% loss (ack latency p50 %s); %d leader epochs seen",
+		n, s.W.AckLatencyP50(t0, time.Now()).Round(time.Millisecond), s.M.LeaderEpochs())
 	s.Expect(n >= 40, "only %d writes acknowledged in 20 s of 75±50 ms delay and 5%% loss", n)
 	if err := s.Heal(fp); err != nil {
 		return err

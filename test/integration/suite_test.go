@@ -123,7 +123,7 @@ func resultLine(sc *Scenario, r *Result) string {
 	if sc != nil {
 		name = fmt.Sprintf("%02d-%s", sc.Num, sc.Name)
 	}
-	return fmt.Sprintf("%s %s rep=%d time=%s acked=%d failed=%d unknown=%d lost=%d duplicated=%d divergent=%d phantom=%d failover_ms=[%s] errors=%d",
-		status, name, r.Rep, r.Duration.Round(100*time.Millisecond), r.Acked, r.Failed, r.Unknown, r.Check.Lost, r.Check.Duplicated,
+	return fmt.Sprintf("%s %s rep=%d time=%s acked=%d failed=%d unknown=%d lost=%d missing=%d duplicated=%d divergent=%d phantom=%d failover_ms=[%s] errors=%d",
+		status, name, r.Rep, r.Duration.Round(100*time.Millisecond), r.Acked, r.Failed, r.Unknown, r.Check.Lost, r.Check.Missing, r.Check.Duplicated,
 		r.Check.Divergent, r.Check.Phantom, strings.Join(fo, ","), len(r.Errors))
 }
