@@ -295,6 +295,7 @@ func (c *Cluster) WaitConverged(d time.Duration) (Converged, error) {
 	deadline := time.Now().Add(d)
 	var last string
 	stable := 0
+	failedPolls := map[string]int{}
 	for {
 		l, _, lerr := c.WaitLeader(time.Until(deadline))
 		if lerr != nil {
@@ -310,7 +311,13 @@ func (c *Cluster) WaitConverged(d time.Duration) (Converged, error) {
 				parts = append(parts, fmt.Sprintf("%s: %v", n.Name, err))
 				continue
 			}
-			parts = append(parts, fmt.Sprintf("%s: last=%d fsynced=%d safe=%d%s", n.Name, ws.LastSeq, ws.FsyncedSeq, ws.SafeSeq, ws.Failed))
+			parts = append(parts, fmt.Sprintf("%s: last=%d fsynced=%d safe=%d %s", n.Name, ws.LastSeq, ws.FsyncedSeq, ws.SafeSeq, ws.Failed))
+			if ws.Failed != "" {
+				// A failed WAL is final until the node restarts.
+				if failedPolls[n.Name]++; failedPolls[n.Name] >= 10 {
+					return Converged{}, fmt.Errorf("%s's WAL failed while converging: %s", n.Name, ws.Failed)
+				}
+			}
 			if i == 0 {
 				safe = ws.SafeSeq
 			}

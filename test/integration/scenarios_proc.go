@@ -237,7 +237,7 @@ func scEmptyFollower(s *S) error {
 	if err != nil {
 		return err
 	}
-	v := fs[0]
+	v, g := fs[0], fs[1]
 	wipe := DataEditFP{Label: "wipe-data-dir", Node: v, Edit: func(n *Node) error {
 		return removeContents(n)
 	}}
@@ -248,12 +248,47 @@ func scEmptyFollower(s *S) error {
 		return fmt.Errorf("replacing %s's etcd member: %w", v.Name, err)
 	}
 	v.SetExisting(true)
+	// The other follower freezes: until the empty node holds everything
+	// committed, the leader has no majority and must commit nothing.
+	pause := PauseFP{Nodes: []*Node{g}}
+	if err := s.Inject(pause); err != nil {
+		return err
+	}
+	tp := time.Now()
+	s.Sleep(300 * time.Millisecond)
+	lw, err := l.WALStatus(context.Background())
+	if err != nil {
+		return err
+	}
+	s0 := lw.SafeSeq
 	tj := time.Now()
 	if err := s.Heal(wipe); err != nil {
 		return err
 	}
 	role, ok := waitRole(v, 30*time.Second, "learner", "follower")
 	s.Expect(ok && role == "learner", "the node with an empty data dir reported role %q first, not learner", role)
+	caughtUp := false
+	deadline := time.Now().Add(10 * time.Second)
+	for time.Now().Before(deadline) && !caughtUp {
+		at, acked := s.W.FirstAckAfter(tp, "")
+		ws, err := v.WALStatus(context.Background())
+		if err != nil {
+			time.Sleep(50 * time.Millisecond)
+			continue
+		}
+		caughtUp = ws.FsyncedSeq >= s0
+		if acked && !caughtUp {
+			s.Expect(false, "with %s frozen, a write was acknowledged at %s while the learner %s held only Seq %d of the %d committed before: the learner counted for the majority",
+				g.Name, at.Format("15:04:05.000"), v.Name, ws.FsyncedSeq, s0)
+			break
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	n := s.W.AcksBetween(tp, time.Now(), "", true)
+	s.Logf("with %s frozen and %s learning: caught up to Seq %d = %v, %d writes acknowledged", g.Name, v.Name, s0, caughtUp, n)
+	if err := s.Heal(pause); err != nil {
+		return err
+	}
 	role, ok = waitRole(v, 60*time.Second, "follower")
 	s.Expect(ok, "the learner did not become a follower within 60 s (role %q)", role)
 	s.Logf("%s: learner to follower in %s", v.Name, time.Since(tj).Round(time.Millisecond))
@@ -384,12 +419,12 @@ func scRollingRestart(s *S) error {
 	for _, n := range append(fs, l) {
 		wasLeader := n == l
 		fp := StopFP{Nodes: []*Node{n}}
+		t0 := time.Now() // a planned stop: the failover starts with it
 		if err := s.Inject(fp); err != nil {
 			return err
 		}
-		t0 := time.Now() // the fault is in place
 		if wasLeader {
-			s.Failover(t0, 15*time.Second, nil)
+			s.Failover(t0, 15*time.Second, n)
 		} else {
 			s.WaitAcks(20, 10*time.Second, "with "+n.Name+" stopped")
 		}

@@ -21,20 +21,44 @@ var (
 	cleanupOnce  sync.Once
 )
 
-func cleanup() { cleanupOnce.Do(func() { teardownSuite(suiteEnv) }) }
+var (
+	setupOnce sync.Once
+	setupErr  error
+	setupDone bool
+)
 
-// TestMain creates the network after removing stale leftovers, and removes
-// everything the suite created on every way out: normal end, failure,
+// setup removes stale leftovers and creates the network, once, for the
+// tests that need Docker.
+func setup(t *testing.T) {
+	setupOnce.Do(func() {
+		setupErr = setupSuite(suiteEnv)
+		resultsMu.Lock()
+		setupDone = true
+		resultsMu.Unlock()
+	})
+	if setupErr != nil {
+		t.Fatal(setupErr)
+	}
+}
+
+func cleanup() {
+	cleanupOnce.Do(func() {
+		resultsMu.Lock()
+		done := setupDone
+		resultsMu.Unlock()
+		if done {
+			teardownSuite(suiteEnv)
+		}
+	})
+}
+
+// TestMain removes everything the suite created (setup creates the network
+// after removing stale leftovers) on every way out: normal end, failure,
 // SIGINT/SIGTERM, and shortly before go test's -timeout would kill the
 // binary without running deferred code.
 func TestMain(m *testing.M) {
 	flag.Parse()
 	suiteEnv = loadEnv()
-	if err := setupSuite(suiteEnv); err != nil {
-		fmt.Fprintln(os.Stderr, "integration:", err)
-		cleanup()
-		os.Exit(1)
-	}
 	sigs := make(chan os.Signal, 1)
 	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM, syscall.SIGHUP)
 	go func() {
@@ -64,6 +88,7 @@ func TestMain(m *testing.M) {
 // TestPartitionSuite runs the scenarios (AUTONOMY_SCENARIOS) each
 // AUTONOMY_SCENARIO_REPEAT times, prints a line per run and the summary.
 func TestPartitionSuite(t *testing.T) {
+	setup(t)
 	scs, err := selectScenarios(Scenarios())
 	if err != nil {
 		t.Fatal(err)

@@ -1,0 +1,120 @@
+//go:build integration
+
+package integration
+
+import (
+	"encoding/json"
+	"fmt"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/autonomyops/orchestrator/api"
+)
+
+// The checker must catch each kind of violation it claims to: these feed it
+// hand-made histories with one planted bug each. No Docker needed:
+//
+//	go test -tags integration -run TestCheck ./test/integration/
+func TestCheck_plantedBugs(t *testing.T) {
+	ts := time.Unix(1700000000, 0).UTC()
+	es := func(seq, epoch uint64, leader string) api.Frame {
+		b, _ := json.Marshal(map[string]any{"leader": leader, "epoch": epoch})
+		return api.Frame{Seq: seq, Epoch: epoch, TS: ts, Type: "epoch_start", Event: b}
+	}
+	ev := func(seq, epoch uint64, id string) api.Frame {
+		return api.Frame{Seq: seq, Epoch: epoch, TS: ts, Type: "event", Event: json.RawMessage(fmt.Sprintf(`{"id":%q}`, id))}
+	}
+	base := func() []api.Frame {
+		return []api.Frame{es(1, 5, "n1"), ev(2, 5, "a"), ev(3, 5, "b"), es(4, 9, "n2"), ev(5, 9, "c")}
+	}
+	history := func() []Event {
+		return []Event{
+			{ID: "a", Outcome: OK, Seq: 2, AckedBy: "n1", FirstTry: true},
+			{ID: "b", Outcome: OK, Seq: 3, AckedBy: "n1", FirstTry: true},
+			{ID: "c", Outcome: OK, Seq: 5, AckedBy: "n2", FirstTry: true},
+			{ID: "u", Outcome: Unknown},
+			{ID: "f", Outcome: Failed},
+		}
+	}
+	cases := []struct {
+		name  string
+		edit  func(logs map[string][]api.Frame, h []Event) []Event
+		check func(r CheckResult) bool
+		want  string
+	}{
+		{"clean", func(l map[string][]api.Frame, h []Event) []Event { return h },
+			func(r CheckResult) bool { return r.OK() && r.Acked == 3 }, ""},
+		{"lost on the leader", func(l map[string][]api.Frame, h []Event) []Event {
+			for n := range l {
+				l[n] = l[n][:4] // c's frame gone everywhere
+			}
+			return h
+		}, func(r CheckResult) bool { return r.Lost == 1 }, "is missing"},
+		{"missing on one node", func(l map[string][]api.Frame, h []Event) []Event {
+			l["n3"][2] = ev(3, 5, "zz")
+			return append(h, Event{ID: "zz", Outcome: Unknown})
+		}, func(r CheckResult) bool { return r.Missing == 1 && r.Lost == 0 && r.Divergent == 1 }, "differ at Seq=3"},
+		{"acked at another Seq", func(l map[string][]api.Frame, h []Event) []Event {
+			h[0].Seq = 3
+			return h
+		}, func(r CheckResult) bool { return r.Lost == 1 }, "answered Seq=3"},
+		{"duplicate", func(l map[string][]api.Frame, h []Event) []Event {
+			for n := range l {
+				l[n] = append(l[n], ev(6, 9, "a"))
+			}
+			return h
+		}, func(r CheckResult) bool { return r.Duplicated == 1 }, "present 2 times"},
+		{"unknown twice", func(l map[string][]api.Frame, h []Event) []Event {
+			for n := range l {
+				l[n] = append(l[n], ev(6, 9, "u"), ev(7, 9, "u"))
+			}
+			return h
+		}, func(r CheckResult) bool { return r.Duplicated == 1 }, "unknown event u is present 2 times"},
+		{"failed event written", func(l map[string][]api.Frame, h []Event) []Event {
+			for n := range l {
+				l[n] = append(l[n], ev(6, 9, "f"))
+			}
+			return h
+		}, func(r CheckResult) bool { return r.Phantom == 3 }, "refused before any write"},
+		{"two leaders in one epoch", func(l map[string][]api.Frame, h []Event) []Event {
+			l["n3"][3] = es(4, 9, "n3")
+			return h
+		}, func(r CheckResult) bool { return r.EpochDup == 1 }, "two epoch-start frames"},
+		{"ack by a node that did not lead the epoch", func(l map[string][]api.Frame, h []Event) []Event {
+			h[2].AckedBy = "n1"
+			return h
+		}, func(r CheckResult) bool { return !r.OK() }, "led by n2"},
+		{"epoch goes back", func(l map[string][]api.Frame, h []Event) []Event {
+			for n := range l {
+				l[n] = append(l[n], ev(6, 5, "late"))
+			}
+			return append(h, Event{ID: "late", Outcome: Unknown})
+		}, func(r CheckResult) bool { return !r.OK() }, "must not decrease"},
+		{"Seq gap", func(l map[string][]api.Frame, h []Event) []Event {
+			for n := range l {
+				l[n] = append(l[n], ev(8, 9, "gap"))
+			}
+			return append(h, Event{ID: "gap", Outcome: Unknown})
+		}, func(r CheckResult) bool { return !r.OK() }, "Seq=8 follows Seq=5"},
+		{"epoch without its barrier", func(l map[string][]api.Frame, h []Event) []Event {
+			for n := range l {
+				l[n] = append(l[n], ev(6, 12, "nob"))
+			}
+			return append(h, Event{ID: "nob", Outcome: Unknown})
+		}, func(r CheckResult) bool { return !r.OK() }, "not its epoch-start frame"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			logs := map[string][]api.Frame{"n1": base(), "n2": base(), "n3": base()}
+			h := tc.edit(logs, history())
+			r := Check(logs, h, "n2")
+			if !tc.check(r) {
+				t.Fatalf("unexpected result %+v", r)
+			}
+			if tc.want != "" && !strings.Contains(strings.Join(r.Errors, "\n"), tc.want) {
+				t.Fatalf("errors do not mention %q:\n%s", tc.want, strings.Join(r.Errors, "\n"))
+			}
+		})
+	}
+}
