@@ -219,7 +219,24 @@ func Run(ctx context.Context, cfg Config, log *logrus.Logger) error {
 	runCtx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
 	var wg sync.WaitGroup
-	wg.Add(9)
+	wg.Add(10)
+	go func() {
+		// A failed WAL is fatal on every role (DESIGN §6 rule 8): exit so the
+		// supervisor restarts the node and recovery repairs or refuses it.
+		defer wg.Done()
+		for {
+			ch := wal.Changed()
+			if err := wal.Err(); err != nil {
+				cancel(fmt.Errorf("node: %w", err))
+				return
+			}
+			select {
+			case <-ch:
+			case <-runCtx.Done():
+				return
+			}
+		}
+	}()
 	go func() { defer wg.Done(); n.recordWALPositions(runCtx) }()
 	go func() {
 		defer wg.Done()
