@@ -128,11 +128,17 @@ func portRefuses(addr string) bool {
 	return errors.Is(err, syscall.ECONNREFUSED)
 }
 
-// recordWALPositions, on the leader, records in etcd every second the highest
+// walPosInterval is how often the leader records positions in etcd. A disk
+// rolled back to a copy older than the last record is recognised; frames
+// acknowledged after the last record are the residual window
+// (docs/decisions.md). Each record is one small etcd write per voter.
+const walPosInterval = 200 * time.Millisecond
+
+// recordWALPositions, on the leader, records in etcd the highest committed
 // Seq each voter was seen to hold durably (per WAL id), so that a node
 // restarted on an old copy of its disk is recognised (node.Run).
 func (n *Node) recordWALPositions(ctx context.Context) {
-	t := time.NewTicker(time.Second)
+	t := time.NewTicker(walPosInterval)
 	defer t.Stop()
 	for {
 		select {
