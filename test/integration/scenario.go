@@ -289,6 +289,17 @@ func runScenario(t *testing.T, env Env, sc *Scenario, rep int) *Result {
 	}
 	logs := map[string][]api.Frame{}
 	for _, n := range c.Nodes {
+		if st := n.State(); !st.Running {
+			// It failed for good: read its committed frames from its disk.
+			fs, ferr := committedFramesOnDisk(n)
+			if ferr != nil {
+				fail("reading the stopped %s's frames from its disk: %v", n.Name, ferr)
+				continue
+			}
+			s.Logf("%s is down (exit %d): checking the %d committed frames on its disk", n.Name, st.ExitCode, len(fs))
+			logs[n.Name] = fs
+			continue
+		}
 		fs, _, ferr := n.Frames(context.Background())
 		if ferr != nil {
 			fail("reading %s's frames: %v", n.Name, ferr)

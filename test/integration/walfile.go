@@ -4,9 +4,13 @@ package integration
 
 import (
 	"encoding/binary"
+	"encoding/json"
 	"fmt"
 	"hash/crc32"
 	"os"
+	"time"
+
+	"github.com/autonomyops/orchestrator/api"
 )
 
 // The WAL's byte layout (docs/wal-format.md), for editing a stopped node's
@@ -138,4 +142,36 @@ func tearTail(path string, persistedSafe uint64) (string, error) {
 	}
 	return fmt.Sprintf("appended %d bytes of a frame Seq=%d that never finished (last whole Seq=%d = persisted safe_seq %d)",
 		len(frag), last.Seq+1, last.Seq, persistedSafe), fh.Sync()
+}
+
+// committedFramesOnDisk reads a stopped node's committed frames (up to its
+// persisted safe_seq) from its WAL file, in the API's shape: the checker's
+// view of a node that cannot answer any more.
+func committedFramesOnDisk(n *Node) ([]api.Frame, error) {
+	safe, err := n.PersistedSafeSeq()
+	if err != nil {
+		return nil, err
+	}
+	b, err := os.ReadFile(n.WALPath())
+	if err != nil {
+		return nil, err
+	}
+	fs, _, err := scanWALFile(n.WALPath())
+	if err != nil {
+		return nil, err
+	}
+	var out []api.Frame
+	for _, f := range fs {
+		if f.Seq > safe {
+			break
+		}
+		h := b[f.Offset : f.Offset+f.Len]
+		typ := "event"
+		if f.Type == 2 {
+			typ = "epoch_start"
+		}
+		out = append(out, api.Frame{Seq: f.Seq, Epoch: f.Epoch, TS: time.Unix(0, int64(binary.LittleEndian.Uint64(h[24:]))).UTC(),
+			Type: typ, Event: json.RawMessage(append([]byte(nil), h[frameHeaderSize:]...))})
+	}
+	return out, nil
 }
