@@ -33,5 +33,9 @@
 // (default autonomy-orchestrator:dev), AUTONOMY_IT_SUBNET (default
 // 172.28.61.0/24), AUTONOMY_IT_ARTIFACTS (where logs of failed scenarios go,
 // default $TMPDIR/autonomy-it-artifacts), AUTONOMY_IT_KEEP=1 (leave the
-// containers of a failed scenario running for inspection).
+// containers of a failed scenario running for inspection),
+// AUTONOMY_FLAP_SECONDS (length of the flapping scenario, default 60).
+//
+// The host needs root, Docker, nsenter, iptables and tc; tc netem is used
+// when the kernel has sch_netem, else an NFQUEUE delayer (nfqueue.go).
 package integration
