@@ -423,6 +423,19 @@ func (c *testCluster) proposeAck(a *ackLog, name string, ps [][]byte, d time.Dur
 // Seq.
 func (c *testCluster) checkAcked(a *ackLog, name string) {
 	c.t.Helper()
+	// A node may know a frame is committed (a majority fsynced it) before its
+	// own write of it completes: give its writes a moment before reading.
+	a.mu.Lock()
+	var top uint64
+	for s := range a.acked {
+		top = max(top, s)
+	}
+	a.mu.Unlock()
+	for deadline := time.Now().Add(5 * time.Second); time.Now().Before(deadline); time.Sleep(5 * time.Millisecond) {
+		if w := c.walOf(name); w == nil || w.WrittenSeq() >= top || w.Err() != nil {
+			break
+		}
+	}
 	got := c.frames(name)
 	a.mu.Lock()
 	defer a.mu.Unlock()

@@ -185,7 +185,11 @@ func TestRetention_followerRebasedFromTrimmedLeader(t *testing.T) {
 	_, l := c.mustPropose("n1", "after", 1)
 	waitFor(t, 10*time.Second, "n3 to catch up from the new base", func() bool {
 		w := c.walOf("n3")
-		return w != nil && w.SafeSeq() >= l
+		if w == nil {
+			return false
+		}
+		_, _, durable, safe := w.Positions()
+		return safe >= l && durable >= l
 	})
 	if b, _ := c.walOf("n3").Base(); b != base {
 		t.Fatalf("n3's base is %d, want the leader's %d", b, base)
