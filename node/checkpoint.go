@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 
 	"github.com/autonomyops/orchestrator/api"
+	"github.com/autonomyops/orchestrator/walrepl"
 )
 
 // CheckpointFile keeps what must outlive frames that retention trims: the
@@ -57,7 +58,7 @@ func (n *Node) writeCheckpoint(newBase uint64) error {
 	if err != nil {
 		return err
 	}
-	return writeFileAtomic(filepath.Join(n.wal.Dir(), CheckpointFile), b)
+	return walrepl.WriteFileAtomic(filepath.Join(n.wal.Dir(), CheckpointFile), b, 0o600)
 }
 
 // loadCheckpoint restores the fleet aggregator and the id index.
@@ -91,32 +92,4 @@ func (n *Node) loadCheckpoint() error {
 	x.upTo = cp.IDsUpTo
 	x.mu.Unlock()
 	return nil
-}
-
-func writeFileAtomic(path string, data []byte) error {
-	tmp := path + ".tmp"
-	f, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o600)
-	if err != nil {
-		return err
-	}
-	if _, err := f.Write(data); err != nil {
-		f.Close()
-		return err
-	}
-	if err := f.Sync(); err != nil {
-		f.Close()
-		return err
-	}
-	if err := f.Close(); err != nil {
-		return err
-	}
-	if err := os.Rename(tmp, path); err != nil {
-		return err
-	}
-	d, err := os.Open(filepath.Dir(path))
-	if err != nil {
-		return err
-	}
-	defer d.Close()
-	return d.Sync()
 }

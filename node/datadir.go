@@ -11,6 +11,8 @@ import (
 	"strings"
 	"syscall"
 	"time"
+
+	"github.com/autonomyops/orchestrator/walrepl"
 )
 
 // File names in the data directory (DESIGN §3).
@@ -92,26 +94,5 @@ func checkIdentity(dir, name, cluster string) error {
 
 func writeIdentity(dir, name, cluster string) error {
 	b, _ := json.MarshalIndent(Identity{ClusterName: cluster, Name: name, CreatedAt: time.Now().UTC()}, "", "  ")
-	tmp := filepath.Join(dir, IdentityFile+".tmp")
-	if err := os.WriteFile(tmp, append(b, '\n'), 0o600); err != nil {
-		return err
-	}
-	f, err := os.Open(tmp)
-	if err != nil {
-		return err
-	}
-	err = f.Sync()
-	f.Close()
-	if err != nil {
-		return err
-	}
-	if err := os.Rename(tmp, filepath.Join(dir, IdentityFile)); err != nil {
-		return err
-	}
-	d, err := os.Open(dir)
-	if err != nil {
-		return err
-	}
-	defer d.Close()
-	return d.Sync()
+	return walrepl.WriteFileAtomic(filepath.Join(dir, IdentityFile), append(b, '\n'), 0o600)
 }

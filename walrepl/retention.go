@@ -123,18 +123,10 @@ func (w *WAL) Rebase(newBase, prevEpoch uint64) error {
 		return err
 	}
 	if w.safeSeq > newBase-1 && w.safeSeq <= w.lastSeq {
-		err := fmt.Errorf("%w: rebase to %d would drop committed frames up to safe_seq=%d", ErrTruncateCommitted, newBase, w.safeSeq)
-		w.failLocked(err)
-		w.notifyLocked()
-		return err
+		return w.failNowLocked(fmt.Errorf("%w: rebase to %d would drop committed frames up to safe_seq=%d", ErrTruncateCommitted, newBase, w.safeSeq))
 	}
-	if len(w.pending) > 0 {
-		if _, err := w.f.WriteAt(w.pending, w.pendingFrom); err != nil {
-			w.failLocked(fmt.Errorf("%w: %v", ErrFailed, err))
-			w.notifyLocked()
-			return w.failed
-		}
-		w.pending = w.pending[:0]
+	if err := w.writePendingLocked(); err != nil {
+		return err
 	}
 	end := w.end
 	if err := fdatasync(w.f); err != nil {

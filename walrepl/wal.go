@@ -525,19 +525,10 @@ func (w *WAL) TruncateAfter(seq uint64) error {
 		return nil
 	}
 	if seq < w.safeSeq {
-		err := fmt.Errorf("%w: asked to keep Seq≤%d but safe_seq=%d", ErrTruncateCommitted, seq, w.safeSeq)
-		w.failLocked(err)
-		w.notifyLocked()
-		return err
+		return w.failNowLocked(fmt.Errorf("%w: asked to keep Seq≤%d but safe_seq=%d", ErrTruncateCommitted, seq, w.safeSeq))
 	}
-	// Write out what is queued first so that file and memory agree.
-	if len(w.pending) > 0 {
-		if _, err := w.f.WriteAt(w.pending, w.pendingFrom); err != nil {
-			w.failLocked(fmt.Errorf("%w: %v", ErrFailed, err))
-			w.notifyLocked()
-			return w.failed
-		}
-		w.pending, w.pendingFrom = w.pending[:0], w.end
+	if err := w.writePendingLocked(); err != nil {
+		return err
 	}
 	off, err := w.offsetLocked(seq + 1)
 	if err != nil {
@@ -779,4 +770,31 @@ func (w *WAL) TruncationsSince(seen int) ([]uint64, int) {
 		return nil, len(w.truncs)
 	}
 	return append([]uint64(nil), w.truncs[seen:]...), len(w.truncs)
+}
+
+// failNowLocked fails the WAL with err, wakes every waiter and returns err.
+func (w *WAL) failNowLocked(err error) error {
+	w.failLocked(err)
+	w.notifyLocked()
+	return err
+}
+
+// writePendingLocked writes what is queued (without fsync) so that the file
+// and memory agree before the file is cut; the caller holds flushMu and mu.
+func (w *WAL) writePendingLocked() error {
+	if len(w.pending) == 0 {
+		return nil
+	}
+	if _, err := w.f.WriteAt(w.pending, w.pendingFrom); err != nil {
+		w.failNowLocked(fmt.Errorf("%w: %v", ErrFailed, err))
+		return w.failed
+	}
+	w.pending, w.pendingFrom = w.pending[:0], w.end
+	return nil
+}
+
+// WriteFileAtomic replaces path with data crash-safely: temporary file,
+// fsync, rename, directory fsync. For the small state files beside the WAL.
+func WriteFileAtomic(path string, data []byte, perm os.FileMode) error {
+	return writeFileAtomic(path, data, perm)
 }
