@@ -106,12 +106,15 @@ func (n *Node) watchMembership(ctx context.Context, voters []string, peers map[s
 	}
 }
 
-func mapsEqual(a, b map[string]string) bool {
-	if len(a) != len(b) {
+// mapsEqual compares peer addresses; an address that was not registered when
+// the epoch began (empty) is resolved by the replicator itself, so its
+// appearing is not a change.
+func mapsEqual(was, now map[string]string) bool {
+	if len(was) != len(now) {
 		return false
 	}
-	for k, v := range a {
-		if b[k] != v {
+	for k, v := range was {
+		if v != "" && now[k] != v {
 			return false
 		}
 	}

@@ -531,9 +531,12 @@ func (lr *leaderRun) replicate(p Peer) {
 	backoff := 20 * time.Millisecond
 	warned := false
 	for lr.ctx.Err() == nil {
+		if p.Addr == "" && p.Resolve != nil {
+			p.Addr = p.Resolve()
+		}
 		if p.Addr == "" && !warned {
 			lr.r.log.WithFields(logrus.Fields{"peer": p.Name, "epoch": lr.epoch}).
-				Warn("REPL_PEER_UNREACHABLE: no replication address registered yet; a new epoch starts once it is")
+				Warn("REPL_PEER_UNREACHABLE: no replication address registered yet; retrying")
 			warned = true
 		}
 		err := lr.stream(p)
