@@ -106,15 +106,12 @@ func (n *Node) watchMembership(ctx context.Context, voters []string, peers map[s
 	}
 }
 
-// mapsEqual compares peer addresses; an address that was not registered when
-// the epoch began (empty) is resolved by the replicator itself, so its
-// appearing is not a change.
-func mapsEqual(was, now map[string]string) bool {
-	if len(was) != len(now) {
+func mapsEqual(a, b map[string]string) bool {
+	if len(a) != len(b) {
 		return false
 	}
-	for k, v := range was {
-		if v != "" && now[k] != v {
+	for k, v := range a {
+		if b[k] != v {
 			return false
 		}
 	}

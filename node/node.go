@@ -377,19 +377,7 @@ func (n *Node) peerSet(ctx context.Context) ([]string, []walrepl.Peer, error) {
 			return nil, nil, fmt.Errorf("node: %s and %s register the same --repl-addr %s; each node needs its own", name, other, addr)
 		}
 		seen[addr] = name
-		peer := walrepl.Peer{Name: name, Addr: addr}
-		if addr == "" {
-			peer.Resolve = func() string {
-				rctx, cancel := context.WithTimeout(ctx, time.Second)
-				defer cancel()
-				infos, err := n.member.NodeInfos(rctx)
-				if err != nil {
-					return ""
-				}
-				return infos[name].ReplAddr
-			}
-		}
-		peers = append(peers, peer)
+		peers = append(peers, walrepl.Peer{Name: name, Addr: addr})
 	}
 	sort.Strings(voters)
 	return voters, peers, nil

@@ -531,12 +531,9 @@ func (lr *leaderRun) replicate(p Peer) {
 	backoff := 20 * time.Millisecond
 	warned := false
 	for lr.ctx.Err() == nil {
-		if p.Addr == "" && p.Resolve != nil {
-			p.Addr = p.Resolve()
-		}
 		if p.Addr == "" && !warned {
 			lr.r.log.WithFields(logrus.Fields{"peer": p.Name, "epoch": lr.epoch}).
-				Warn("REPL_PEER_UNREACHABLE: no replication address registered yet; retrying")
+				Warn("REPL_PEER_UNREACHABLE: no replication address registered yet; a new epoch starts once it is")
 			warned = true
 		}
 		err := lr.stream(p)

@@ -9,9 +9,6 @@ import (
 type Peer struct {
 	Name string
 	Addr string // replication address, meaning defined by the Transport
-	// Resolve, if set, looks the address up again while Addr is empty (a
-	// node that registers after the epoch began).
-	Resolve func() string
 }
 
 // EpochStart is one entry of a log's epoch history: the first Seq an epoch's
