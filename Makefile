@@ -5,7 +5,7 @@ VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 LDFLAGS := -s -w -X github.com/autonomyops/orchestrator/node.Version=$(VERSION) -X github.com/autonomyops/orchestrator/ctl.Version=$(VERSION)
 BIN := bin
 
-.PHONY: help build run test test-unit lint bench package image test-integration clean
+.PHONY: help build run test test-unit lint bench package image test-integration test-mutants clean
 
 help:
 	@echo "make build             build bin/autonomy-orchestrator and bin/autonomyctl"
@@ -36,6 +36,11 @@ image:
 
 test-integration: image
 	$(GO) test -tags integration -count=1 -timeout 40m -v ./test/integration/...
+
+# Planted bugs: each scenario of the fault suite must catch at least one
+# (test/integration/mutants.go). About an hour; not part of CI.
+test-mutants: image
+	AUTONOMY_MUTANTS=$${AUTONOMY_MUTANTS:-all} $(GO) test -tags integration -count=1 -timeout 150m -v -run 'TestMutantsApply|TestPlantedBugs' ./test/integration/...
 
 # Side-by-side benchmark against the raw disk and a three-member etcd (issue 7).
 bench: build

@@ -4,6 +4,7 @@ package walrepl
 
 import (
 	"fmt"
+	"math/rand/v2"
 	"os"
 	"strings"
 	"sync"
@@ -13,7 +14,9 @@ import (
 
 // EnvFailpoints configures the test-only failpoints, e.g.
 // AUTONOMY_FAILPOINTS="wal-before-fsync=sleep(200ms);wal-after-fsync=crash".
-// Actions: crash (SIGKILL to self), error, sleep(DURATION).
+// Actions: crash (SIGKILL to self), error, sleep(DURATION), and powerloss at
+// wal-before-fsync: the unsynced bytes of the write are lost from a random
+// point inside them on (a torn write, as after a power cut), then crash.
 const EnvFailpoints = "AUTONOMY_FAILPOINTS"
 
 var (
@@ -37,8 +40,9 @@ func failpoint(name string) error {
 	switch {
 	case act == "crash":
 		fmt.Fprintf(os.Stderr, "failpoint %s: crash\n", name)
-		syscall.Kill(os.Getpid(), syscall.SIGKILL)
-		select {}
+		die()
+	case act == "powerloss":
+		return errPowerLoss
 	case act == "error":
 		return fmt.Errorf("failpoint %s: injected error", name)
 	case strings.HasPrefix(act, "sleep(") && strings.HasSuffix(act, ")"):
@@ -48,4 +52,26 @@ func failpoint(name string) error {
 		}
 	}
 	return nil
+}
+
+// die ends the process at once, like kill -9: no deferred code, no flush.
+// As PID 1 of a container a signal to itself is ignored, so it then exits
+// with the status a SIGKILL would give.
+func die() {
+	syscall.Kill(os.Getpid(), syscall.SIGKILL)
+	syscall.Exit(137)
+}
+
+// powerLoss loses the n unsynced bytes written at syncedEnd from a random
+// point inside them on (a torn write) and dies: what a power cut between
+// write and fdatasync leaves on disk.
+func powerLoss(f *os.File, syncedEnd, n int64) {
+	cut := syncedEnd
+	if n > 1 {
+		cut += 1 + rand.Int64N(n-1)
+	}
+	f.Truncate(cut)
+	fdatasync(f)
+	fmt.Fprintf(os.Stderr, "failpoint: power loss: kept %d of %d unsynced bytes\n", cut-syncedEnd, n)
+	die()
 }

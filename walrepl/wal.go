@@ -339,7 +339,11 @@ func (w *WAL) flushOnce(spare *[]byte) {
 		w.writtenSeq, w.writtenEnd = last, end
 		w.notifyLocked()
 		w.mu.Unlock()
-		if err = w.fault("wal-before-fsync"); err == nil {
+		err = w.fault("wal-before-fsync")
+		if errors.Is(err, errPowerLoss) {
+			powerLoss(w.f, off, int64(len(buf)))
+		}
+		if err == nil {
 			start := time.Now()
 			err = fdatasync(w.f)
 			w.observeFsync(time.Since(start))
@@ -731,6 +735,9 @@ func (w *WAL) WrittenSeq() uint64 {
 	defer w.mu.Unlock()
 	return w.writtenSeq
 }
+
+// errPowerLoss is what the test-only failpoint "powerloss" returns.
+var errPowerLoss = errors.New("walrepl: failpoint: power loss")
 
 // fault runs the build-tagged failpoint and the test seam at a named point.
 func (w *WAL) fault(point string) error {

@@ -351,8 +351,11 @@ func scSlowFsync(s *S) error {
 // 19. crash at each failpoint of the write path, on a follower and on a
 // node that has just become leader.
 func scCrashFailpoints(s *S) error {
-	points := []string{"wal-before-write", "wal-before-fsync", "wal-after-fsync", "safeseq-before-persist"}
-	for _, p := range points {
+	// powerloss also drops what the write put in the page cache (from a
+	// random point inside it: a torn write), as a power cut would.
+	specs := []string{"wal-before-write=crash", "wal-before-fsync=crash", "wal-before-fsync=powerloss",
+		"wal-after-fsync=crash", "safeseq-before-persist=crash"}
+	for _, p := range specs {
 		// A follower crashes at the point with the next replicated batch.
 		stop := s.W.Start(3, WriterOpts{})
 		s.WaitAcks(20, 15*time.Second, "before "+p)
@@ -361,17 +364,17 @@ func scCrashFailpoints(s *S) error {
 			return err
 		}
 		f := fs[rand.Intn(len(fs))]
-		fp := EnvFailpointFP{Node: f, Spec: p + "=crash"}
+		fp := EnvFailpointFP{Node: f, Spec: p}
 		if err := s.Inject(fp); err != nil {
 			return err
 		}
 		code, exited := f.WaitExit(30 * time.Second)
-		s.Expect(exited && code == 137, "follower %s with %s=crash: exited=%v status %d (expected the failpoint's SIGKILL, 137)", f.Name, p, exited, code)
+		s.Expect(exited && code == 137, "follower %s with %s: exited=%v status %d (expected the failpoint's SIGKILL, 137)", f.Name, p, exited, code)
 		s.WaitAcks(20, 10*time.Second, "with the crashed follower down")
 		if err := s.Heal(fp); err != nil {
 			return err
 		}
-		s.Expect(s.waitCaughtUp(f, 30*time.Second) == nil, "%s did not recover and catch up after crashing at %s", f.Name, p)
+		s.Expect(s.waitCaughtUp(f, 30*time.Second) == nil, "%s did not recover and catch up after the failpoint %s", f.Name, p)
 		stop()
 
 		// A node made leader crashes at the point while taking over
@@ -383,7 +386,7 @@ func scCrashFailpoints(s *S) error {
 			return err
 		}
 		x := fs[rand.Intn(len(fs))]
-		fpl := EnvFailpointFP{Node: x, Spec: p + "=crash"}
+		fpl := EnvFailpointFP{Node: x, Spec: p}
 		if err := s.Inject(fpl); err != nil {
 			return err
 		}
@@ -391,18 +394,18 @@ func scCrashFailpoints(s *S) error {
 			return err
 		}
 		if _, ok := waitRole(x, 20*time.Second, "follower"); !ok {
-			return fmt.Errorf("%s with %s=crash did not come up as a follower", x.Name, p)
+			return fmt.Errorf("%s with %s did not come up as a follower", x.Name, p)
 		}
 		herr := s.handOver(x)
 		code, exited = x.WaitExit(20 * time.Second)
 		t0 := time.Now() // about when it crashed
-		s.Expect(exited && code == 137, "%s with %s=crash did not crash taking over as leader (exited=%v status %d, hand-over: %v)", x.Name, p, exited, code, herr)
+		s.Expect(exited && code == 137, "%s with %s did not crash taking over as leader (exited=%v status %d, hand-over: %v)", x.Name, p, exited, code, herr)
 		stop = s.W.Start(3, WriterOpts{})
 		s.Failover(t0, 30*time.Second, x)
 		if err := s.Heal(fpl); err != nil {
 			return err
 		}
-		s.Expect(s.waitCaughtUp(x, 30*time.Second) == nil, "%s did not recover and catch up after crashing at %s as leader", x.Name, p)
+		s.Expect(s.waitCaughtUp(x, 30*time.Second) == nil, "%s did not recover and catch up after the failpoint %s as leader", x.Name, p)
 		stop()
 	}
 	return nil

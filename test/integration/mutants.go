@@ -1,0 +1,244 @@
+//go:build integration
+
+package integration
+
+import (
+	"bytes"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+)
+
+// A Mutant is a planted bug: exact-text edits to the product's source that
+// break one safety rule or behaviour, and the scenarios expected to catch
+// it. `make test-mutants` builds an image from a mutated copy of the tree
+// for each mutant and runs its scenarios against it: a scenario that still
+// passes has missed the bug. The edits live here, not behind switches in the
+// product: the shipped code has no bug to turn on.
+type Mutant struct {
+	Name      string
+	Breaks    string // the rule or behaviour it breaks
+	Scenarios []int
+	Edits     []Edit
+}
+
+// Edit replaces Old, which must occur exactly once in File, by New.
+type Edit struct {
+	File, Old, New string
+}
+
+// Mutants is the catalogue. Every scenario of the suite is named by at
+// least one mutant (TestMutantsCoverEveryScenario).
+func Mutants() []*Mutant {
+	return []*Mutant{
+		{
+			Name:      "quorum-of-one",
+			Breaks:    "DESIGN §6 rule 1: the leader commits (and acknowledges) on its own fsync, without a majority",
+			Scenarios: []int{4, 6, 7, 24},
+			Edits: []Edit{{"walrepl/commitment.go",
+				"func (c *commitment) quorum() int { return len(c.match)/2 + 1 }",
+				"func (c *commitment) quorum() int { return 1 }"}},
+		},
+		{
+			Name:      "quorum-of-all",
+			Breaks:    "availability: commits wait for every voter instead of a majority, so one slow or lost node stops writes",
+			Scenarios: []int{5, 9, 12},
+			Edits: []Edit{{"walrepl/commitment.go",
+				"func (c *commitment) quorum() int { return len(c.match)/2 + 1 }",
+				"func (c *commitment) quorum() int { return len(c.match) }"}},
+		},
+		{
+			Name:      "older-epoch-accepted",
+			Breaks:    "DESIGN §6 rule 2: a follower accepts appends and promises from an epoch below the one it promised",
+			Scenarios: []int{8, 11},
+			Edits: []Edit{{"walrepl/follower.go",
+				"\tif epoch < promised {\n\t\treturn false, promised, nil\n\t}\n",
+				""}},
+		},
+		{
+			Name:      "session-loss-ignored",
+			Breaks:    "fencing: a leader whose etcd session (lease) ended keeps leading",
+			Scenarios: []int{8, 11},
+			Edits: []Edit{{"node/node.go",
+				"\t\t\t\tcase <-l.Done():\n",
+				"\t\t\t\tcase <-make(chan struct{}):\n"}},
+		},
+		{
+			Name:      "tail-not-adopted",
+			Breaks:    "DESIGN §6 rule 3: a new leader keeps its own tail instead of adopting the most advanced one promised",
+			Scenarios: []int{1, 3, 13, 23},
+			Edits: []Edit{{"walrepl/leader.go",
+				"\tif best != self {\n\t\tif err := lr.adopt(self, best); err != nil {",
+				"\tif false && best != self {\n\t\tif err := lr.adopt(self, best); err != nil {"}},
+		},
+		{
+			Name:      "divergent-suffix-kept",
+			Breaks:    "DESIGN §6 rule 4: a follower keeps frames of another epoch where the leader's log differs",
+			Scenarios: []int{4, 10},
+			Edits: []Edit{{"walrepl/follower.go",
+				"\t\tif e == frames[0].Epoch {\n\t\t\tframes = frames[1:]",
+				"\t\tif e == frames[0].Epoch || true {\n\t\t\tframes = frames[1:]"}},
+		},
+		{
+			Name:      "safe-seq-lowered",
+			Breaks:    "DESIGN §6 rule 5: safe_seq moves backwards (a new leader's lagging watermark overwrites a follower's)",
+			Scenarios: []int{1, 10, 13},
+			Edits: []Edit{{"walrepl/wal.go",
+				"\tif seq > w.safeSeq {\n\t\tw.safeSeq = seq",
+				"\tif seq != w.safeSeq {\n\t\tw.safeSeq = seq"}},
+		},
+		{
+			Name:      "no-catch-up",
+			Breaks:    "DESIGN §6 rule 6: on a mismatch the leader resends from its own tail, never from the match point",
+			Scenarios: []int{2, 5, 12, 14, 21, 23},
+			Edits: []Edit{{"walrepl/leader.go",
+				"\t\t\t\t\tnext, acked = m+1, m\n",
+				"\t\t\t\t\tnext, acked = max(m+1, r.wal.WrittenSeq()+1), m\n"}},
+		},
+		{
+			Name:      "learner-counted",
+			Breaks:    "DESIGN §6 rule 7: a learner's promises and acks count toward the majority",
+			Scenarios: []int{14, 22},
+			Edits: []Edit{
+				{"walrepl/leader.go",
+					"\t\t\tif !lr.voters[resp.Node] || resp.Learner {\n",
+					"\t\t\tif !lr.voters[resp.Node] {\n"},
+				{"walrepl/leader.go",
+					"\t\t\tif !resp.Learner && lr.voters[p.Name] {\n",
+					"\t\t\tif lr.voters[p.Name] {\n"},
+			},
+		},
+		{
+			Name:      "rollback-not-detected",
+			Breaks:    "DESIGN §6 rule 7: a WAL that ends below the Seq etcd recorded for it (an old copy restored) votes at once",
+			Scenarios: []int{22},
+			Edits: []Edit{{"node/node.go",
+				"\t\t\t\tWarn(\"WAL_ROLLED_BACK: this WAL ends below what this node was seen to hold; it rejoins as a learner\")\n\t\t\trcfg.JoinAsLearner = true\n",
+				"\t\t\t\tWarn(\"WAL_ROLLED_BACK: this WAL ends below what this node was seen to hold; it rejoins as a learner\")\n"}},
+		},
+		{
+			Name:      "write-error-ignored",
+			Breaks:    "DESIGN §6 rule 8: a failed write or fsync is ignored and the batch counted durable",
+			Scenarios: []int{15, 16},
+			Edits: []Edit{{"walrepl/wal.go",
+				"\tif err != nil {\n\t\tw.failLocked(fmt.Errorf(\"%w: %v\", ErrFailed, err))\n\t} else {\n\t\tw.durableSeq = last\n\t}",
+				"\tif err != nil && false {\n\t\tw.failLocked(fmt.Errorf(\"%w: %v\", ErrFailed, err))\n\t} else {\n\t\tw.durableSeq = last\n\t}"}},
+		},
+		{
+			Name:      "leader-counts-unsynced",
+			Breaks:    "DESIGN §6 rule 1: the leader counts its own frames toward the majority once written, before fsync",
+			Scenarios: []int{18},
+			Edits: []Edit{{"walrepl/leader.go",
+				"\t\t_, _, durable, _ := lr.r.wal.Positions()\n\t\tlr.commit.setMatch(lr.r.cfg.Name, durable)",
+				"\t\tdurable := lr.r.wal.WrittenSeq()\n\t\tlr.commit.setMatch(lr.r.cfg.Name, durable)"}},
+		},
+		{
+			Name:      "quorum-timeout-too-tight",
+			Breaks:    "liveness: a leader steps down when a majority is not heard within 100 ms, less than a slow link's round trip",
+			Scenarios: []int{17},
+			Edits: []Edit{{"walrepl/replica.go",
+				"\t\tQuorumTimeout:     1500 * time.Millisecond,",
+				"\t\tQuorumTimeout:     100 * time.Millisecond,"}},
+		},
+		{
+			Name:      "torn-tail-fatal",
+			Breaks:    "recovery: a torn tail (a write cut by a crash) is treated as corruption, so the node never restarts",
+			Scenarios: []int{19, 21},
+			Edits: []Edit{{"walrepl/recover.go",
+				"\tif rep.TornTail {\n",
+				"\tif rep.TornTail {\n\t\tf.Close()\n\t\treturn nil, nil, fmt.Errorf(\"walrepl: torn tail at offset %d\", rep.TornOffset)\n\t}\n\tif false {\n"}},
+		},
+		{
+			Name:      "checksum-ignored",
+			Breaks:    "recovery and reads: a frame whose CRC-32C does not match is trusted",
+			Scenarios: []int{20},
+			Edits: []Edit{{"walrepl/frame.go",
+				"\tif crc != binary.LittleEndian.Uint32(b[4:]) {\n\t\treturn Frame{}, 0, errBadChecksum",
+				"\tif crc != binary.LittleEndian.Uint32(b[4:]) && false {\n\t\treturn Frame{}, 0, errBadChecksum"}},
+		},
+	}
+}
+
+// apply returns the file contents after the mutant's edits, reading the
+// originals from root. Each Old must occur exactly once: a mutant that no
+// longer applies says so instead of testing nothing.
+func (m *Mutant) apply(root string) (map[string][]byte, error) {
+	out := map[string][]byte{}
+	for _, e := range m.Edits {
+		b, ok := out[e.File]
+		if !ok {
+			var err error
+			if b, err = os.ReadFile(filepath.Join(root, e.File)); err != nil {
+				return nil, fmt.Errorf("mutant %s: %w", m.Name, err)
+			}
+		}
+		if n := bytes.Count(b, []byte(e.Old)); n != 1 {
+			return nil, fmt.Errorf("mutant %s: the text to replace occurs %d times in %s (want once); update the mutant to the current code:\n%s",
+				m.Name, n, e.File, e.Old)
+		}
+		out[e.File] = bytes.Replace(b, []byte(e.Old), []byte(e.New), 1)
+	}
+	return out, nil
+}
+
+// repoRoot is the checkout this package lives in.
+func repoRoot() (string, error) {
+	out, err := exec.Command("git", "rev-parse", "--show-toplevel").Output()
+	if err != nil {
+		return "", fmt.Errorf("finding the repository root with git: %w", err)
+	}
+	return strings.TrimSpace(string(out)), nil
+}
+
+// buildMutantImage copies the working tree (tracked and untracked files, as
+// they are now) to a temporary directory, applies the mutant and builds
+// image from it with build-image.sh.
+func buildMutantImage(root string, m *Mutant, image string) (string, error) {
+	files, err := m.apply(root)
+	if err != nil {
+		return "", err
+	}
+	tmp, err := os.MkdirTemp("", "autonomy-mutant-"+m.Name+"-")
+	if err != nil {
+		return "", err
+	}
+	defer os.RemoveAll(tmp)
+	list, err := exec.Command("git", "-C", root, "ls-files", "-z", "--cached", "--others", "--exclude-standard").Output()
+	if err != nil {
+		return "", fmt.Errorf("listing the tree: %w", err)
+	}
+	for _, rel := range strings.Split(strings.TrimRight(string(list), "\x00"), "\x00") {
+		if rel == "" {
+			continue
+		}
+		src := filepath.Join(root, rel)
+		fi, err := os.Lstat(src)
+		if err != nil || !fi.Mode().IsRegular() {
+			continue // deleted in the working tree, or a link
+		}
+		b, err := os.ReadFile(src)
+		if err != nil {
+			return "", err
+		}
+		if nb, ok := files[rel]; ok {
+			b = nb
+		}
+		dst := filepath.Join(tmp, rel)
+		if err := os.MkdirAll(filepath.Dir(dst), 0o755); err != nil {
+			return "", err
+		}
+		if err := os.WriteFile(dst, b, fi.Mode().Perm()); err != nil {
+			return "", err
+		}
+	}
+	cmd := exec.Command("bash", "test/integration/build-image.sh")
+	cmd.Dir = tmp
+	cmd.Env = append(os.Environ(), "IMAGE="+image, "VERSION=mutant-"+m.Name)
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		return string(out), fmt.Errorf("building %s: %w\n%s", image, err, out)
+	}
+	return string(out), nil
+}
