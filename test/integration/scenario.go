@@ -31,6 +31,7 @@ type Result struct {
 	Scenario  string
 	Rep       int
 	Passed    bool
+	Formed    bool   // the cluster formed at the first try, before the scenario's own steps
 	Skipped   string // not run, and why
 	Duration  time.Duration
 	Acked     int
@@ -243,6 +244,7 @@ func runScenario(t *testing.T, env Env, sc *Scenario, rep int) *Result {
 			return res
 		}
 	}
+	res.Formed = len(res.Errors) == 0 // formed at the first try
 	s.M = StartMonitor(c, 100*time.Millisecond)
 	s.W = NewWorkload(c, fmt.Sprintf("s%02dr%d", sc.Num, rep))
 
