@@ -26,6 +26,7 @@ type Env struct {
 	Root      string // host work directory: data dirs and tmpfs mounts
 	Artifacts string // logs of failed scenarios
 	Keep      bool   // leave a failed scenario's containers running
+	SaveLogs  bool   // save the node logs of passed scenarios too (planted bugs a scenario missed)
 }
 
 func loadEnv() Env {
@@ -348,14 +349,14 @@ func (c *Cluster) WaitConverged(d time.Duration) (Converged, error) {
 // the data directories.
 func (c *Cluster) Close(failed bool) string {
 	var saved string
-	if failed {
+	if failed || c.env.SaveLogs {
 		dir := filepath.Join(c.env.Artifacts, c.Name)
 		os.MkdirAll(dir, 0o755)
 		for _, n := range c.Nodes {
 			os.WriteFile(filepath.Join(dir, n.Name+".log"), []byte(n.Logs()), 0o644)
 		}
 		saved = dir
-		if c.env.Keep {
+		if failed && c.env.Keep {
 			return saved
 		}
 	}

@@ -94,6 +94,7 @@ func TestPlantedBugs(t *testing.T) {
 		env := suiteEnv
 		env.Image = image
 		env.Artifacts = filepath.Join(suiteEnv.Artifacts, "mutant-"+m.Name)
+		env.SaveLogs = true // a missed bug's logs show which defence stopped it
 		for _, num := range m.Scenarios {
 			sc := byNum[num]
 			if sc == nil {
