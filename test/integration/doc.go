@@ -39,7 +39,7 @@
 // Planted bugs (mutants.go): `make test-mutants` builds an image from a copy
 // of the tree with one bug planted (exact-text edits) per mutant and runs the
 // scenarios that must catch it (AUTONOMY_MUTANTS=all or names,
-// AUTONOMY_MUTANT_ATTEMPTS, default 2). Every scenario is named by at least
+// AUTONOMY_MUTANT_ATTEMPTS, default 3). Every scenario is named by at least
 // one mutant; TestMutantsApply checks the edits still apply.
 //
 // The host needs root, Docker, nsenter, iptables and tc; tc netem is used

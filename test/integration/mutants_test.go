@@ -42,7 +42,7 @@ func TestMutantsApply(t *testing.T) {
 
 // TestPlantedBugs builds an image per planted bug (AUTONOMY_MUTANTS: "all"
 // or a comma list of names) and runs each of its scenarios (narrowed by
-// AUTONOMY_SCENARIOS) against it, up to AUTONOMY_MUTANT_ATTEMPTS times (2)
+// AUTONOMY_SCENARIOS) against it, up to AUTONOMY_MUTANT_ATTEMPTS times (3)
 // until the scenario fails. A scenario that passes every attempt missed the
 // bug, and the test fails. `make test-mutants` runs it.
 func TestPlantedBugs(t *testing.T) {
@@ -50,7 +50,7 @@ func TestPlantedBugs(t *testing.T) {
 	if sel == "" {
 		t.Skip("planted bugs run with `make test-mutants` (AUTONOMY_MUTANTS=all or a comma list of names)")
 	}
-	attempts := 2
+	attempts := 3
 	if v := os.Getenv("AUTONOMY_MUTANT_ATTEMPTS"); v != "" {
 		n, err := strconv.Atoi(v)
 		if err != nil || n < 1 {
