@@ -41,8 +41,11 @@ func failpoint(name string) error {
 	case act == "crash":
 		fmt.Fprintf(os.Stderr, "failpoint %s: crash\n", name)
 		die()
-	case act == "powerloss":
+	case act == "powerloss" && name == "wal-before-fsync":
 		return errPowerLoss
+	case act == "powerloss":
+		fmt.Fprintf(os.Stderr, "failpoint %s: powerloss is only simulated at wal-before-fsync; crash\n", name)
+		die()
 	case act == "error":
 		return fmt.Errorf("failpoint %s: injected error", name)
 	case strings.HasPrefix(act, "sleep(") && strings.HasSuffix(act, ")"):
