@@ -38,7 +38,7 @@ test-integration: image
 	$(GO) test -tags integration -count=1 -timeout 40m -v ./test/integration/...
 
 # Planted bugs: each scenario of the fault suite must catch at least one
-# (test/integration/mutants.go). About an hour; not part of CI.
+# (test/integration/mutants.go). About half an hour; not part of CI.
 test-mutants: image
 	AUTONOMY_MUTANTS=$${AUTONOMY_MUTANTS:-all} $(GO) test -tags integration -count=1 -timeout 150m -v -run 'TestMutantsApply|TestPlantedBugs' ./test/integration/...
 
