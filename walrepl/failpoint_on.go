@@ -65,16 +65,17 @@ func die() {
 	syscall.Exit(137)
 }
 
-// powerLoss loses the n unsynced bytes written at syncedEnd from a random
-// point inside them on (a torn write) and dies: what a power cut between
-// write and fdatasync leaves on disk.
-func powerLoss(f *os.File, syncedEnd, n int64) {
-	cut := syncedEnd
+// powerLoss loses the n bytes of this write (at off, not yet fsynced) from a
+// random point inside them on (a torn write) and dies: what a power cut
+// between write and fdatasync leaves on disk. Bytes written unsynced before
+// off (a truncation's pending write) are kept: the loss is a lower bound.
+func powerLoss(f *os.File, off, n int64) {
+	cut := off
 	if n > 1 {
 		cut += 1 + rand.Int64N(n-1)
 	}
 	f.Truncate(cut)
 	fdatasync(f)
-	fmt.Fprintf(os.Stderr, "failpoint: power loss: kept %d of %d unsynced bytes\n", cut-syncedEnd, n)
+	fmt.Fprintf(os.Stderr, "failpoint: power loss: kept %d of %d unsynced bytes\n", cut-off, n)
 	die()
 }
