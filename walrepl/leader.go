@@ -135,12 +135,9 @@ func (r *Replica) Lead(ctx context.Context, epoch uint64, voters []string, peers
 	r.logMu.Lock()
 	// Rule 2 applies to this node too: if it promised a higher epoch while
 	// it was a candidate, it must not start this one.
-	if p := r.promised(); p != epoch || ctx.Err() != nil {
+	if err := lr.stillCandidateLocked(); err != nil {
 		r.logMu.Unlock()
-		if ctx.Err() != nil {
-			return context.Cause(ctx)
-		}
-		return fmt.Errorf("%w: promised epoch %d while a candidate for %d", ErrDeposed, p, epoch)
+		return err
 	}
 	barrier, _, err := r.wal.Append(epoch, FrameEpochStart, r.cfg.Clock.Now().UnixNano(), [][]byte{epochStartPayload(r.cfg.Name, epoch)})
 	if err == nil {
@@ -298,26 +295,84 @@ func (lr *leaderRun) promiseRound(self *PromiseResponse) ([]*PromiseResponse, er
 	return got, nil
 }
 
-// adopt makes this node's log equal to best's: it truncates its own
-// divergent suffix (never below safe_seq) and fetches the frames it lacks.
+// adopt makes this node's log equal to best's: it drops its own divergent
+// suffix (never below safe_seq) and appends the frames it lacks.
+//
+// It acts only on a promise it still holds (DESIGN §6 rule 12). The frames
+// are fetched first, without logMu; then, under logMu, adopt re-checks that
+// this node has promised no higher epoch and that its own log is still the
+// one it reported in the promise round, and only then truncates and appends,
+// in one critical section. A failed fetch therefore changes nothing, and a
+// candidate descheduled between its promise round and adopt (while a higher
+// epoch took over and committed frames of its log) refuses instead of
+// truncating them.
 func (lr *leaderRun) adopt(self, best *PromiseResponse) error {
 	r := lr.r
+	m := matchPoint(self.Epochs, self.LastSeq, self.Base, self.BaseEpoch, best.Epochs, best.LastSeq, best.Base, best.BaseEpoch)
+	rebase := m+1 < best.Base // best no longer holds what this node lacks (trimmed, committed)
+	if rebase {
+		m = best.Base - 1
+	}
+	frames, err := lr.fetchTail(best, m+1)
+	if err != nil {
+		return err
+	}
+
 	r.logMu.Lock()
 	defer r.logMu.Unlock()
-	m := matchPoint(self.Epochs, self.LastSeq, self.Base, self.BaseEpoch, best.Epochs, best.LastSeq, best.Base, best.BaseEpoch)
+	if err := lr.stillCandidateLocked(); err != nil {
+		return err
+	}
+	last, lastEpoch, _, _ := r.wal.Positions()
+	base, baseEpoch := r.wal.Base()
+	if last != self.LastSeq || lastEpoch != self.LastEpoch || base != self.Base || baseEpoch != self.BaseEpoch {
+		return fmt.Errorf("walrepl: this node's log changed during the promise round for epoch %d (tail %d/%d, then %d/%d); not adopting",
+			lr.epoch, self.LastEpoch, self.LastSeq, lastEpoch, last)
+	}
 	switch {
-	case m+1 < best.Base:
-		// best no longer holds what this node lacks (retention trimmed it,
-		// committed): start this log at best's base.
+	case rebase:
 		if err := r.wal.Rebase(best.Base, best.BaseEpoch); err != nil {
 			return fmt.Errorf("walrepl: adopting %s's tail: %w", best.Node, err)
 		}
-		m = best.Base - 1
-	case m < self.LastSeq:
+	case m < last:
 		if err := r.wal.TruncateAfter(m); err != nil {
 			return fmt.Errorf("walrepl: adopting %s's tail: %w", best.Node, err)
 		}
 	}
+	if len(frames) > 0 {
+		if err := r.wal.AppendFrames(frames); err != nil {
+			return fmt.Errorf("walrepl: appending frames fetched from %s: %w", best.Node, err)
+		}
+	}
+	ctx, cancel := context.WithTimeout(lr.ctx, r.cfg.PromiseTimeout)
+	defer cancel()
+	if err := r.wal.WaitDurable(ctx, best.LastSeq); err != nil {
+		return err
+	}
+	r.log.WithFields(logrus.Fields{"epoch": lr.epoch, "from": best.Node, "match_seq": m, "tail_seq": best.LastSeq}).
+		Info("LEADER_ADOPTED_TAIL")
+	return nil
+}
+
+// stillCandidateLocked reports why this node may no longer act as the
+// candidate of lr's epoch: its run ended, or it promised another epoch since
+// the round began. logMu must be held, so the answer holds until it is
+// released.
+func (lr *leaderRun) stillCandidateLocked() error {
+	if lr.ctx.Err() != nil {
+		return context.Cause(lr.ctx)
+	}
+	if p := lr.r.promised(); p != lr.epoch {
+		return fmt.Errorf("%w: promised epoch %d while a candidate for %d", ErrDeposed, p, lr.epoch)
+	}
+	return nil
+}
+
+// fetchTail fetches best's frames from..best.LastSeq, exactly the tail best
+// promised (same Seqs, same epochs). It holds no lock: best answers only for
+// the epoch it promised, and adopt re-checks this node's side under logMu.
+func (lr *leaderRun) fetchTail(best *PromiseResponse, from uint64) ([]Frame, error) {
+	r := lr.r
 	var addr string
 	for _, p := range lr.peers {
 		if p.Name == best.Node {
@@ -326,18 +381,21 @@ func (lr *leaderRun) adopt(self, best *PromiseResponse) error {
 	}
 	ctx, cancel := context.WithTimeout(lr.ctx, r.cfg.PromiseTimeout)
 	defer cancel()
-	for next := m + 1; next <= best.LastSeq; {
+	var out []Frame
+	for next := from; next <= best.LastSeq; {
 		resp, err := r.cfg.Transport.Fetch(ctx, addr, &FetchRequest{Epoch: lr.epoch, From: next, MaxBytes: r.cfg.MaxBatchBytes})
 		if err != nil {
-			return fmt.Errorf("walrepl: fetching frames from %s at Seq=%d: %w", best.Node, next, err)
+			if lr.ctx.Err() != nil {
+				return nil, context.Cause(lr.ctx)
+			}
+			return nil, fmt.Errorf("walrepl: fetching frames from %s at Seq=%d: %w", best.Node, next, err)
 		}
 		if !resp.OK {
-			return fmt.Errorf("%w: %s refused the fetch (promised %d)", ErrDeposed, best.Node, resp.Promised)
+			return nil, fmt.Errorf("%w: %s refused the fetch (promised %d)", ErrDeposed, best.Node, resp.Promised)
 		}
 		if len(resp.Frames) == 0 {
-			return fmt.Errorf("walrepl: %s returned no frames at Seq=%d below its tail %d", best.Node, next, best.LastSeq)
+			return nil, fmt.Errorf("walrepl: %s returned no frames at Seq=%d below its tail %d", best.Node, next, best.LastSeq)
 		}
-		// Only the tail that was promised: same Seqs, same epochs.
 		frames := resp.Frames
 		for i := range frames {
 			f := &frames[i]
@@ -346,21 +404,13 @@ func (lr *leaderRun) adopt(self, best *PromiseResponse) error {
 				break
 			}
 			if f.Seq != next+uint64(i) || f.Epoch != epochAtIn(best.Epochs, f.Seq) {
-				return fmt.Errorf("walrepl: %s's log changed since it promised (frame Seq=%d epoch %d)", best.Node, f.Seq, f.Epoch)
+				return nil, fmt.Errorf("walrepl: %s's log changed since it promised (frame Seq=%d epoch %d)", best.Node, f.Seq, f.Epoch)
 			}
 		}
-		resp.Frames = frames
-		if err := r.wal.AppendFrames(resp.Frames); err != nil {
-			return fmt.Errorf("walrepl: appending frames fetched from %s: %w", best.Node, err)
-		}
-		next += uint64(len(resp.Frames))
+		out = append(out, frames...)
+		next += uint64(len(frames))
 	}
-	if err := r.wal.WaitDurable(ctx, best.LastSeq); err != nil {
-		return err
-	}
-	r.log.WithFields(logrus.Fields{"epoch": lr.epoch, "from": best.Node, "match_seq": m, "tail_seq": best.LastSeq}).
-		Info("LEADER_ADOPTED_TAIL")
-	return nil
+	return out, nil
 }
 
 func (lr *leaderRun) onCommit(c uint64) {
@@ -433,8 +483,9 @@ func (lr *leaderRun) trackSelf() {
 }
 
 func (lr *leaderRun) markHeard(name string) {
+	now := lr.r.cfg.Clock.Now()
 	lr.mu.Lock()
-	lr.heard[name] = lr.r.cfg.Clock.Now()
+	lr.heard[name] = now
 	lr.mu.Unlock()
 }
 
@@ -568,7 +619,6 @@ func (lr *leaderRun) stream(p Peer) error {
 	if err != nil {
 		return err
 	}
-	defer s.Close()
 	lr.mu.Lock()
 	lr.peerSt[p.Name].Connected = true
 	lr.peerSt[p.Name].Error = ""
@@ -587,7 +637,17 @@ func (lr *leaderRun) stream(p Peer) error {
 		default:
 		}
 	}
+	// The receiver is joined before stream returns, and applies nothing
+	// once the stream has ended: a late ack of an old stream (perhaps of a
+	// WAL since replaced) never reaches the commitment.
+	recvDone := make(chan struct{})
+	defer func() {
+		scancel(nil)
+		s.Close() // unblocks Recv (the Stream contract)
+		<-recvDone
+	}()
 	go func() {
+		defer close(recvDone)
 		for {
 			resp, err := s.Recv()
 			if err != nil {
@@ -595,6 +655,9 @@ func (lr *leaderRun) stream(p Peer) error {
 				return
 			}
 			lr.markHeard(p.Name)
+			if sctx.Err() != nil {
+				return
+			}
 			if resp.Error != "" {
 				lr.mu.Lock()
 				lr.peerSt[p.Name].Error = resp.Error
@@ -627,13 +690,30 @@ func (lr *leaderRun) stream(p Peer) error {
 			}
 			lr.mu.Lock()
 			st := lr.peerSt[p.Name]
-			if st.walID != resp.WALID || resp.Learner {
-				// A replaced log forgets what the old one held (rule 7).
-				if st.walID != ([16]byte{}) && st.walID != resp.WALID {
+			if st.retired[resp.WALID] {
+				// An ack of a WAL this peer has since replaced (reset):
+				// what that WAL held is gone, whatever it says (rule 7).
+				lr.mu.Unlock()
+				continue
+			}
+			if st.walID != resp.WALID {
+				// A replaced log forgets what the old one held (rule 7),
+				// and the old one never counts again.
+				if st.walID != ([16]byte{}) {
 					lr.commit.resetMatch(p.Name)
 					st.DurableSeq = 0
+					if st.retired == nil {
+						st.retired = map[[16]byte]bool{}
+					}
+					st.retired[st.walID] = true
 				}
 				st.walID = resp.WALID
+			}
+			if resp.Learner && !st.Learner {
+				// The same WAL restarted as a learner (a rolled-back disk):
+				// it no longer holds what it acked before.
+				lr.commit.resetMatch(p.Name)
+				st.DurableSeq = 0
 			}
 			st.Learner = resp.Learner
 			if resp.DurableSeq > st.DurableSeq {

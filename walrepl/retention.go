@@ -2,6 +2,7 @@ package walrepl
 
 import (
 	"context"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"os"
@@ -84,6 +85,7 @@ func (w *WAL) TrimTo(newBase uint64) (uint64, error) {
 	w.mu.Lock()
 	removed := newBase - w.firstSeq
 	w.index = append([]int64(nil), w.index[k:]...)
+	w.indexSeen = append([]time.Time(nil), w.indexSeen[k:]...)
 	w.frames -= removed
 	w.trimmed += removed
 	i := sort.Search(len(w.epochs), func(i int) bool { return w.epochs[i].FirstSeq > newBase })
@@ -144,7 +146,7 @@ func (w *WAL) Rebase(newBase, prevEpoch uint64) error {
 	w.trimmed += w.frames
 	w.base, w.baseOffset, w.baseEpoch = newBase, end, prevEpoch
 	w.firstSeq, w.lastSeq, w.lastEpoch = newBase, newBase-1, prevEpoch
-	w.frames, w.index, w.epochs = 0, nil, nil
+	w.frames, w.index, w.indexSeen, w.epochs = 0, nil, nil, nil
 	w.pendingFrom, w.writtenEnd = end, end
 	w.writtenSeq, w.durableSeq = newBase-1, newBase-1
 	w.truncs = append(w.truncs, 0) // indexes over the log must start over
@@ -221,13 +223,31 @@ func (w *WAL) retentionBase(r Retention) uint64 {
 		}
 	}
 	if r.MaxAge > 0 {
-		cutoff := time.Now().Add(-r.MaxAge).UnixNano()
+		// Frame timestamps are wall-clock readings (the leader's), so a
+		// clock step must not make young frames look old (DESIGN §6 rule
+		// 13). Two bounds, both required: the timestamp is older than MaxAge
+		// by this process's clock as it would read without steps since
+		// Open; and frames this process appended itself have also been held
+		// MaxAge of monotonic time (a leader whose clock runs behind stamps
+		// new frames in the past). Frames found on disk at Open have only
+		// their timestamps.
+		clk := w.opts.Clock
+		unstepped := w.anchor.Add(clk.Since(w.anchor))
+		if skew := clk.Now().Sub(unstepped); (skew > time.Minute || skew < -time.Minute) && !w.jumpWarned {
+			w.jumpWarned = true
+			w.log.WithFields(logrus.Fields{"dir": w.dir, "skew_ms": skew.Milliseconds()}).
+				Warn("WAL_RETENTION_CLOCK_STEP: the wall clock moved since start; age retention keeps counting monotonic time")
+		}
+		cutoff := unstepped.Add(-r.MaxAge).UnixNano()
 		var hdr [FrameHeaderSize]byte
 		k := sort.Search(len(w.index), func(k int) bool {
+			if seen := w.indexSeen[k]; !seen.IsZero() && clk.Since(seen) < r.MaxAge {
+				return true
+			}
 			if _, err := w.f.ReadAt(hdr[:], w.index[k]); err != nil {
 				return true
 			}
-			return int64(leUint64(hdr[24:])) >= cutoff
+			return int64(binary.LittleEndian.Uint64(hdr[24:])) >= cutoff
 		})
 		if k > 0 {
 			nb = max(nb, w.firstSeq+uint64(k)*indexStride)
@@ -237,11 +257,6 @@ func (w *WAL) retentionBase(r Retention) uint64 {
 		return 0
 	}
 	return nb
-}
-
-func leUint64(b []byte) uint64 {
-	return uint64(b[0]) | uint64(b[1])<<8 | uint64(b[2])<<16 | uint64(b[3])<<24 |
-		uint64(b[4])<<32 | uint64(b[5])<<40 | uint64(b[6])<<48 | uint64(b[7])<<56
 }
 
 // BytesOnDisk returns the WAL file's allocated bytes (what du counts).

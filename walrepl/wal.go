@@ -39,6 +39,9 @@ type Options struct {
 	Logger logrus.FieldLogger
 	// OnFsync, if set, is called with the duration of every WAL fdatasync.
 	OnFsync func(time.Duration)
+	// Clock is read by age retention; tests inject one to step the wall
+	// clock. Defaults to the system clock.
+	Clock Clock
 	// Inject is a test seam: when set, it is called at the named points of
 	// the write path (wal-before-write, wal-before-fsync, wal-after-fsync,
 	// safeseq-before-persist) and an error it returns is treated exactly like
@@ -137,10 +140,18 @@ type WAL struct {
 	persistedSafe uint64
 	frames        uint64
 	index         []int64
-	epochs        []epochStart
-	changed       chan struct{} // closed and replaced whenever a position moves
-	truncs        []uint64      // every TruncateAfter point since Open, in order
-	fsync         FsyncStats
+	// indexSeen[k] is when this process appended the frame index[k] points
+	// at (zero for frames it found on disk at Open): age retention also
+	// waits MaxAge of monotonic time since then (DESIGN §6 rule 13).
+	indexSeen []time.Time
+	// anchor is a reading of the clock at Open: anchor plus the monotonic
+	// time since is the wall clock as it would be without steps.
+	anchor     time.Time
+	jumpWarned bool
+	epochs     []epochStart
+	changed    chan struct{} // closed and replaced whenever a position moves
+	truncs     []uint64      // every TruncateAfter point since Open, in order
+	fsync      FsyncStats
 
 	kick chan struct{}
 	stop chan struct{}
@@ -192,6 +203,11 @@ func Open(opts Options) (*WAL, *Report, error) {
 	if w.firstSeq == 0 {
 		w.firstSeq = w.base
 	}
+	if w.opts.Clock == nil {
+		w.opts.Clock = SystemClock{}
+	}
+	w.anchor = w.opts.Clock.Now()
+	w.indexSeen = make([]time.Time, len(w.index))
 	w.wg.Add(2)
 	go w.flushLoop()
 	go w.persistLoop()
@@ -274,6 +290,7 @@ func (w *WAL) usableLocked() error {
 func (w *WAL) queueLocked(f *Frame) {
 	if w.frames%indexStride == 0 {
 		w.index = append(w.index, w.end)
+		w.indexSeen = append(w.indexSeen, w.opts.Clock.Now())
 	}
 	if w.frames == 0 {
 		w.firstSeq = f.Seq
@@ -553,6 +570,7 @@ func (w *WAL) TruncateAfter(seq uint64) error {
 	removed := w.lastSeq - seq
 	w.frames -= removed
 	w.index = w.index[:(w.frames+indexStride-1)/indexStride]
+	w.indexSeen = w.indexSeen[:len(w.index)]
 	w.lastSeq = seq
 	w.lastEpoch = 0
 	if e, ok := w.epochAtLocked(seq); ok {

@@ -1,0 +1,412 @@
+package walrepl
+
+// Tests for the holes of issue 12, each written as the interleaving that lost
+// (or could lose) acknowledged frames on bacce8a.
+
+import (
+	"context"
+	"errors"
+	"runtime"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+)
+
+// pauseClock is the real clock, except that the first Now() called from a
+// function whose name contains `in` blocks until release: a deterministic
+// way to deschedule one goroutine at one place.
+type pauseClock struct {
+	in string
+
+	mu      sync.Mutex
+	armed   bool
+	paused  chan struct{} // closed once the goroutine is held
+	release chan struct{}
+}
+
+func newPauseClock(in string) *pauseClock {
+	return &pauseClock{in: in, paused: make(chan struct{}), release: make(chan struct{})}
+}
+
+func (c *pauseClock) arm() { c.mu.Lock(); c.armed = true; c.mu.Unlock() }
+
+func (c *pauseClock) Now() time.Time {
+	c.mu.Lock()
+	hold := c.armed && calledFrom(c.in)
+	if hold {
+		c.armed = false
+	}
+	c.mu.Unlock()
+	if hold {
+		close(c.paused)
+		<-c.release
+	}
+	return time.Now()
+}
+
+func (c *pauseClock) Since(t time.Time) time.Duration { return time.Since(t) }
+
+func calledFrom(fn string) bool {
+	pcs := make([]uintptr, 32)
+	frames := runtime.CallersFrames(pcs[:runtime.Callers(2, pcs)])
+	for {
+		f, more := frames.Next()
+		if strings.Contains(f.Function, fn) {
+			return true
+		}
+		if !more {
+			return false
+		}
+	}
+}
+
+// Hole 1: a candidate that was descheduled between its promise round and
+// adopt() must not act on the promise it no longer holds.
+//
+//  1. n1 holds epoch-A frames 1..6; 5..6 are uncommitted.
+//  2. n2's tail is (B, 5), B > A, written by a candidate whose stream never
+//     reached n3.
+//  3. n1 runs for E, gets n2's promise, and is descheduled before adopt.
+//  4. n3 runs for F > E with n1's promise, adopts (A, 6) and commits its
+//     barrier at 7 on {n1, n3}. n1's safe_seq is still 4.
+//  5. n3 dies; n1 resumes. On bacce8a adopt truncated n1 to 4 (its stale
+//     tail said so, and safe_seq 4 allowed it) and {n1, n2} then elected a
+//     leader without Seq 5..7, which n3 had committed.
+//
+// Seen to fail on bacce8a (Seq 5..7 gone from the new leader). adopt now has
+// three guards, each enough here: the fetch runs before any change and ends
+// with the candidacy (lr.ctx); under logMu, stillCandidateLocked; and the own
+// tail compared with the one promised. Seen to fail with all three removed.
+func TestHole1_adoptOnStalePromise(t *testing.T) {
+	clk := newPauseClock("promiseRound")
+	c := makeClusterWith(t, 3, func(name string, rc *ReplicaConfig) {
+		if name == "n1" {
+			rc.Clock = clk
+		}
+		if name == "n3" {
+			// n1 learns F's safe_seq only from a heartbeat; keep the next
+			// one far away so n3 dies before sending it.
+			rc.HeartbeatInterval = 2 * time.Second
+			rc.QuorumTimeout = 10 * time.Second
+		}
+	})
+	// 1. epoch A on n1: barrier + 3 events committed (Seq 1..4).
+	c.elect("n1")
+	c.waitStarted("n1", 5*time.Second)
+	c.mustPropose("n1", "a-committed", 3)
+	waitFor(t, 5*time.Second, "every node to hold Seq 4", func() bool {
+		return c.walOf("n2").SafeSeq() >= 4 && c.walOf("n3").SafeSeq() >= 4
+	})
+	c.net.Isolate("n1", "n2", "n3")
+	if _, _, err := c.propose("n1", "a-uncommitted", 2, 300*time.Millisecond); err == nil {
+		t.Fatal("an isolated leader acknowledged")
+	}
+	c.stepDown("n1")
+	waitFor(t, 5*time.Second, "n1's uncommitted 5..6 to be durable", func() bool {
+		_, _, d, _ := c.walOf("n1").Positions()
+		return d == 6
+	})
+
+	// 2. epoch B on n2: n3 promises, but n3's disk never gets the barrier.
+	g := newGate(t)
+	c.setInject("n3", g.at("wal-before-write", nil))
+	c.elect("n2")
+	waitFor(t, 5*time.Second, "n2 to write its barrier at Seq 5", func() bool {
+		return c.walOf("n2").WrittenSeq() >= 5
+	})
+	c.stepDown("n2")
+	g.kill()
+	c.crash("n3")
+	c.setInject("n3", nil)
+	c.start("n3", false)
+	if last, _, _, _ := c.walOf("n3").Positions(); last != 4 {
+		t.Fatalf("n3 holds Seq %d, want 4", last)
+	}
+	_, eB, _, _ := c.walOf("n2").Positions()
+
+	// 3. n1 runs for E with only n2 reachable, and stops inside the
+	// promise round once n2 promised.
+	c.net.Heal()
+	c.net.Isolate("n1", "n3")
+	clk.arm()
+	epochE := c.elect("n1")
+	select {
+	case <-clk.paused:
+	case <-time.After(5 * time.Second):
+		t.Fatal("n1's promise round never got n2's answer")
+	}
+
+	// 4. n3 runs for F with n1's promise (n2 cut off) and commits its barrier.
+	c.net.Heal()
+	c.net.Isolate("n2", "n1", "n3")
+	c.elect("n3")
+	c.waitStarted("n3", 5*time.Second)
+	committed := c.frames("n3")
+	if len(committed) != 7 || c.walOf("n3").SafeSeq() != 7 {
+		t.Fatalf("n3 has %d frames, safe_seq %d; want its barrier committed at 7", len(committed), c.walOf("n3").SafeSeq())
+	}
+	if s := c.walOf("n1").SafeSeq(); s != 4 {
+		t.Logf("n1 learned safe_seq %d before n3 died (the interleaving wants 4); the check below still applies", s)
+	}
+
+	// 5. n3 dies; n1 resumes with its stale view.
+	c.crash("n3")
+	c.net.Heal()
+	close(clk.release)
+	err, ok := c.leadEnded("n1", 5*time.Second)
+	if !ok {
+		t.Fatal("n1's Lead for the stale epoch did not end")
+	}
+	if !errors.Is(err, ErrDeposed) {
+		t.Errorf("n1's Lead for epoch %d ended with %v, want ErrDeposed (it promised a higher epoch)", epochE, err)
+	}
+	if err := c.walOf("n1").Err(); err != nil {
+		t.Fatalf("n1's WAL failed: %v", err)
+	}
+
+	// 6. {n1, n2} elect a leader: it must hold everything n3 committed.
+	c.elect("n2")
+	c.waitStarted("n2", 5*time.Second)
+	got := c.frames("n2")
+	for i, f := range committed {
+		if i >= len(got) || !sameFrame(got[i], f) {
+			t.Fatalf("frame Seq=%d committed by n3 (epoch %d) is gone or different on the new leader n2 (B was %d)", f.Seq, f.Epoch, eB)
+		}
+	}
+	c.mustPropose("n2", "after", 1)
+	c.start("n3", false)
+	c.waitConverged("n2", 10*time.Second)
+}
+
+// fakePeer is a peer the test plays by hand: it promises every epoch with an
+// empty log and hands each append stream to the test.
+type fakePeer struct {
+	name    string
+	streams chan ServerStream
+}
+
+func (f *fakePeer) HandlePromise(_ context.Context, req *PromiseRequest) *PromiseResponse {
+	return &PromiseResponse{OK: true, Node: f.name, Promised: req.Epoch, WALID: fakeWAL(f.name, 1), Base: 1}
+}
+
+func (f *fakePeer) HandleFetch(context.Context, *FetchRequest) *FetchResponse {
+	return &FetchResponse{OK: false}
+}
+
+func (f *fakePeer) HandleStream(ctx context.Context, s ServerStream) error {
+	select {
+	case f.streams <- s:
+	case <-ctx.Done():
+	}
+	<-ctx.Done()
+	return ctx.Err()
+}
+
+func fakeWAL(name string, gen byte) (id [16]byte) {
+	copy(id[:], name)
+	id[15] = gen
+	return id
+}
+
+// drain reads (and drops) the leader's requests on s until the test ends,
+// reporting the first one's Gen.
+func drain(t *testing.T, s ServerStream) uint64 {
+	req, err := s.Recv()
+	if err != nil {
+		t.Fatalf("fake peer: first request: %v", err)
+	}
+	go func() {
+		for {
+			if _, err := s.Recv(); err != nil {
+				return
+			}
+		}
+	}()
+	return req.Gen
+}
+
+// Hole 4: acks from a follower's WAL that was replaced (reset) must never
+// count again, whether they arrive late on the old stream (the receive
+// goroutine outlived its stream) or carry the old WAL id after the new one
+// was seen.
+//
+// Seen to fail on bacce8a: "retired id" (the WAL-id check noticed a change,
+// not its direction) and "late ack of an old stream" (the receive goroutine
+// was not joined when stream() returned).
+func TestHole4_staleAcks(t *testing.T) {
+	setup := func(t *testing.T, clk Clock) (*testCluster, *fakePeer, uint64) {
+		c := makeClusterWith(t, 3, func(name string, rc *ReplicaConfig) {
+			if clk != nil && name == "n1" {
+				rc.Clock = clk
+			}
+			rc.QuorumTimeout = 5 * time.Second
+		})
+		c.crash("n2")
+		c.crash("n3")
+		fp := &fakePeer{name: "n2", streams: make(chan ServerStream, 4)}
+		c.net.Register("n2", fp)
+		epoch := c.elect("n1")
+		return c, fp, epoch
+	}
+	ack := func(epoch, gen uint64, id [16]byte, durable uint64, learner bool) *AppendResponse {
+		return &AppendResponse{Epoch: epoch, Gen: gen, OK: true, DurableSeq: durable, Learner: learner, WALID: id}
+	}
+	notCommitted := func(t *testing.T, c *testCluster, res chan error) {
+		t.Helper()
+		select {
+		case err := <-res:
+			t.Fatalf("Seq 2..4 acknowledged (err=%v) though n2's only copy of them was replaced by an empty WAL", err)
+		case <-time.After(500 * time.Millisecond):
+		}
+		if s := c.walOf("n1").SafeSeq(); s > 1 {
+			t.Fatalf("safe_seq %d: frames counted on a replaced WAL", s)
+		}
+	}
+	propose := func(c *testCluster) chan error {
+		res := make(chan error, 1)
+		go func() {
+			_, _, err := c.propose("n1", "x", 3, 10*time.Second)
+			res <- err
+		}()
+		return res
+	}
+
+	t.Run("retired id", func(t *testing.T) {
+		c, fp, epoch := setup(t, nil)
+		s := <-fp.streams
+		gen := drain(t, s)
+		old, reset := fakeWAL("n2", 1), fakeWAL("n2", 2)
+		s.Send(ack(epoch, gen, old, 1, false))
+		c.waitStarted("n1", 5*time.Second)
+		res := propose(c)
+		waitFor(t, 5*time.Second, "Seq 2..4 to be written", func() bool { return c.walOf("n1").WrittenSeq() >= 4 })
+		s.Send(ack(epoch, gen, reset, 0, true)) // n2 was reset: a new, empty learner WAL
+		waitFor(t, 5*time.Second, "the leader to see n2's new WAL", func() bool {
+			for _, p := range c.node("n1").rep.Status().Peers {
+				if p.Name == "n2" && p.WALID == IDString(reset) {
+					return true
+				}
+			}
+			return false
+		})
+		s.Send(ack(epoch, gen, old, 4, false)) // a late ack of the old WAL
+		notCommitted(t, c, res)
+	})
+
+	// The same WAL id restarts as a learner (its disk was rolled back); an
+	// ack its old process sent before the restart is applied late.
+	t.Run("late ack of an old stream", func(t *testing.T) {
+		clk := newPauseClock("leaderRun).stream.func")
+		c, fp, epoch := setup(t, clk)
+		s1 := <-fp.streams
+		gen := drain(t, s1)
+		old := fakeWAL("n2", 1)
+		s1.Send(ack(epoch, gen, old, 1, false))
+		c.waitStarted("n1", 5*time.Second)
+		res := propose(c)
+		waitFor(t, 5*time.Second, "Seq 2..4 to be written", func() bool { return c.walOf("n1").WrittenSeq() >= 4 })
+		// The old WAL fsynced 2..4 and acked; the leader's receiver takes
+		// the ack off the stream and is descheduled before applying it.
+		clk.arm()
+		s1.Send(ack(epoch, gen, old, 4, false))
+		select {
+		case <-clk.paused:
+		case <-time.After(5 * time.Second):
+			t.Fatal("the leader never received the ack")
+		}
+		// The stream breaks; n2 restarts with a reset WAL and a new stream.
+		c.net.Cut("n1", "n2")
+		time.Sleep(100 * time.Millisecond)
+		c.net.Heal()
+		var s2 ServerStream
+		select {
+		case s2 = <-fp.streams:
+		case <-time.After(time.Second):
+			// The leader waits for the old stream's receiver before it
+			// opens a new stream: let it go on.
+		}
+		close(clk.release)
+		if s2 == nil {
+			s2 = <-fp.streams
+		}
+		gen2 := drain(t, s2)
+		s2.Send(ack(epoch, gen2, old, 1, true))
+		notCommitted(t, c, res)
+	})
+}
+
+// appendAt appends n committed frames stamped ts.
+func appendAt(t *testing.T, w *WAL, n int, ts int64) {
+	t.Helper()
+	var last uint64
+	for i := 0; i < n; i++ {
+		var err error
+		if _, last, err = w.Append(1, FrameEvent, ts, [][]byte{[]byte(`{"k":"v"}`)}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := w.WaitDurable(context.Background(), last); err != nil {
+		t.Fatal(err)
+	}
+	w.SetSafeSeq(last)
+}
+
+// Hole 3: age retention must not delete telemetry younger than the bound
+// because a wall clock moved: not this node's (stepped forward) and not the
+// leader's that stamped the frames (running behind).
+//
+// Seen to fail on bacce8a (retention.go computed its cutoff from
+// time.Now()): "forward step" trimmed every committed frame.
+func TestHole3_retentionAgeIgnoresClockSteps(t *testing.T) {
+	const maxAge = time.Hour
+	r := Retention{MaxAge: maxAge}
+	open := func(t *testing.T, dir string, clk Clock) *WAL {
+		o := DefaultOptions(dir)
+		o.Logger = quietLogger()
+		o.Clock = clk
+		w, _, err := Open(o)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { w.Close() })
+		return w
+	}
+
+	t.Run("forward step", func(t *testing.T) {
+		clk := &jumpClock{}
+		w := open(t, t.TempDir(), clk)
+		appendAt(t, w, 10*indexStride, clk.Now().UnixNano())
+		clk.mu.Lock()
+		clk.offset += 10 * maxAge // NTP or an operator steps the clock
+		clk.mu.Unlock()
+		if nb := w.retentionBase(r); nb != 0 {
+			t.Fatalf("after a forward clock step, age retention would trim to Seq %d; the frames are seconds old", nb)
+		}
+	})
+
+	t.Run("leader clock behind", func(t *testing.T) {
+		clk := &jumpClock{}
+		w := open(t, t.TempDir(), clk)
+		// Frames replicated from a leader whose clock is two hours behind.
+		appendAt(t, w, 10*indexStride, clk.Now().Add(-2*maxAge).UnixNano())
+		if nb := w.retentionBase(r); nb != 0 {
+			t.Fatalf("frames this node received a moment ago would be trimmed to Seq %d by their stamps", nb)
+		}
+	})
+
+	t.Run("old frames are still trimmed", func(t *testing.T) {
+		dir := t.TempDir()
+		clk := &jumpClock{}
+		w := open(t, dir, clk)
+		appendAt(t, w, 10*indexStride, clk.Now().Add(-2*maxAge).UnixNano())
+		appendAt(t, w, 2*indexStride, clk.Now().UnixNano())
+		w.persistSafeSeq()
+		w.Close()
+		w = open(t, dir, clk) // found on disk: their stamps are all there is
+		nb := w.retentionBase(r)
+		if nb != 1+10*indexStride {
+			t.Fatalf("retention base %d, want %d (the frames stamped two hours ago)", nb, 1+10*indexStride)
+		}
+	})
+}
