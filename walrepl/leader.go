@@ -29,6 +29,7 @@ type leaderRun struct {
 	barrier      uint64
 	started      bool
 	heard        map[string]time.Time
+	retired      map[string]map[[16]byte]bool // per peer, WAL ids it replaced: their acks never count again
 	peerSt       map[string]*PeerStatus
 	lastQuorumOK time.Time
 	quorumOK     bool
@@ -96,7 +97,7 @@ func (r *Replica) Lead(ctx context.Context, epoch uint64, voters []string, peers
 	defer cancel(nil)
 	lr := &leaderRun{
 		r: r, epoch: epoch, voters: map[string]bool{}, peers: peers, ctx: ctx, cancel: cancel,
-		startedCh: make(chan struct{}), heard: map[string]time.Time{}, peerSt: map[string]*PeerStatus{},
+		startedCh: make(chan struct{}), heard: map[string]time.Time{}, retired: map[string]map[[16]byte]bool{}, peerSt: map[string]*PeerStatus{},
 	}
 	for _, v := range voters {
 		lr.voters[v] = true
@@ -690,7 +691,7 @@ func (lr *leaderRun) stream(p Peer) error {
 			}
 			lr.mu.Lock()
 			st := lr.peerSt[p.Name]
-			if st.retired[resp.WALID] {
+			if lr.retired[p.Name][resp.WALID] {
 				// An ack of a WAL this peer has since replaced (reset):
 				// what that WAL held is gone, whatever it says (rule 7).
 				lr.mu.Unlock()
@@ -702,10 +703,10 @@ func (lr *leaderRun) stream(p Peer) error {
 				if st.walID != ([16]byte{}) {
 					lr.commit.resetMatch(p.Name)
 					st.DurableSeq = 0
-					if st.retired == nil {
-						st.retired = map[[16]byte]bool{}
+					if lr.retired[p.Name] == nil {
+						lr.retired[p.Name] = map[[16]byte]bool{}
 					}
-					st.retired[st.walID] = true
+					lr.retired[p.Name][st.walID] = true
 				}
 				st.walID = resp.WALID
 			}

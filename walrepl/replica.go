@@ -82,15 +82,14 @@ func DefaultReplicaConfig(name string, w *WAL, t Transport) ReplicaConfig {
 // PeerStatus is the leader's view of one follower.
 type PeerStatus struct {
 	walID      [16]byte
-	retired    map[[16]byte]bool // WAL ids this peer replaced: their acks never count again
-	Name       string            `json:"name"`
-	WALID      string            `json:"wal_id,omitempty"` // the follower's WAL id, from its acks
-	Connected  bool              `json:"connected"`
-	Learner    bool              `json:"learner"`
-	DurableSeq uint64            `json:"fsynced_seq"`
-	SinceHeard time.Duration     `json:"since_heard_ns"`
-	Heard      bool              `json:"heard"`
-	Error      string            `json:"error,omitempty"`
+	Name       string        `json:"name"`
+	WALID      string        `json:"wal_id,omitempty"` // the follower's WAL id, from its acks
+	Connected  bool          `json:"connected"`
+	Learner    bool          `json:"learner"`
+	DurableSeq uint64        `json:"fsynced_seq"`
+	SinceHeard time.Duration `json:"since_heard_ns"`
+	Heard      bool          `json:"heard"`
+	Error      string        `json:"error,omitempty"`
 }
 
 // ReplicaStatus is a snapshot for health and status endpoints.
