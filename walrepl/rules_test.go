@@ -151,6 +151,13 @@ func TestRule1_commitNeedsMajorityFsync(t *testing.T) {
 	c.mustPropose("n1", "base", 5)
 	leader := c.walOf("n1")
 	safe0 := leader.SafeSeq()
+	// "base" committed on n1 and one follower; n2 may still be fsyncing it.
+	// Gate n2's fsync only once that is done, or the gate stops n2 on the
+	// base batch and it never writes the new frames.
+	waitFor(t, 5*time.Second, "n2 to fsync the base frames", func() bool {
+		_, _, d, _ := c.walOf("n2").Positions()
+		return d >= safe0
+	})
 
 	// n3 is unreachable and n2 receives frames but cannot fsync them: the
 	// leader's own fsync is not a majority.
