@@ -160,6 +160,7 @@ func Run(ctx context.Context, cfg Config, log *logrus.Logger) error {
 	// A reset WAL, or a new one joining a cluster that already has history,
 	// holds none of the committed frames: it starts as a learner.
 	rcfg.JoinAsLearner = rep.Reset || (rep.Created && cfg.InitialClusterState == "existing")
+	rcfg.NewLog = rep.Created
 	// A rolled-back disk (an old copy restored) keeps its WAL id but lacks
 	// frames it acknowledged: etcd remembers the highest Seq the leader saw it
 	// hold. Such a node must not count until it holds them again (rule 7).

@@ -58,12 +58,12 @@ func (r *Replica) HandlePromise(ctx context.Context, req *PromiseRequest) *Promi
 		return &PromiseResponse{OK: false, Node: r.cfg.Name, Promised: promised}
 	}
 	r.mu.Lock()
-	learner := r.st.Learner
+	learner, unconfirmed := r.st.Learner, !r.confirmed
 	r.mu.Unlock()
 	r.log.WithFields(logrus.Fields{"epoch": req.Epoch, "leader": req.Leader, "last_seq": last, "last_epoch": lastEpoch}).
 		Info("PROMISED_EPOCH")
 	base, baseEpoch := r.wal.Base()
-	return &PromiseResponse{OK: true, Node: r.cfg.Name, Promised: req.Epoch, WALID: r.wal.ID(), Learner: learner,
+	return &PromiseResponse{OK: true, Node: r.cfg.Name, Promised: req.Epoch, WALID: r.wal.ID(), Learner: learner, Unconfirmed: unconfirmed,
 		LastSeq: last, LastEpoch: lastEpoch, SafeSeq: r.wal.SafeSeq(), Epochs: epochs, Base: base, BaseEpoch: baseEpoch}
 }
 
@@ -266,7 +266,30 @@ func (r *Replica) applyAppend(req *AppendRequest) (*AppendResponse, error) {
 	if !req.EpochStarted {
 		return nil, nil // its SafeSeq may lag what was committed before it
 	}
+	r.updateConfirmed(req.SafeSeq)
 	return nil, r.updateLearnerLocked(st, req.SafeSeq)
+}
+
+// updateConfirmed confirms this node's log after a restart (DESIGN §6 rule
+// 13): the first leader of a started epoch heard since the restart fixes the
+// safe_seq it must hold; holding it durably, in a log that matches the
+// leader's, makes this node stand for its tail in promise rounds again.
+// logMu must be held.
+func (r *Replica) updateConfirmed(leaderSafe uint64) {
+	_, _, durable, _ := r.wal.Positions()
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.confirmed {
+		return
+	}
+	if r.confirmUntil == 0 {
+		r.confirmUntil = max(leaderSafe, 1)
+	}
+	if have := min(r.matched, durable); have >= r.confirmUntil {
+		r.confirmed = true
+		r.log.WithFields(logrus.Fields{"holds": have, "leader": r.leader, "epoch": r.epoch}).
+			Info("REPL_CONFIRMED: a leader confirmed this log since the restart; it counts in promise rounds again")
+	}
 }
 
 // updateLearnerLocked moves a learner toward voter: the first leader contact

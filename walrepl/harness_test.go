@@ -113,6 +113,7 @@ func (c *testCluster) start(name string, joinAsLearner bool) {
 	rc.QuorumTimeout = 600 * time.Millisecond
 	rc.PromiseTimeout = 2 * time.Second
 	rc.JoinAsLearner = joinAsLearner && (rep.Created || rep.Reset)
+	rc.NewLog = rep.Created
 	if rc.JoinAsLearner {
 		// What node/ does: the promise lost with the WAL is restored from
 		// etcd's current leader epoch (here: the harness's last election).
@@ -648,4 +649,13 @@ func (h *history) check(t *testing.T) bool {
 		}
 	}
 	return ok
+}
+
+// waitConfirmed waits until a leader has confirmed name's log since it
+// started (DESIGN §6 rule 13).
+func waitConfirmed(t *testing.T, c *testCluster, name string) {
+	t.Helper()
+	waitFor(t, 5*time.Second, name+"'s log to be confirmed by a leader", func() bool {
+		return !c.node(name).rep.Status().Unconfirmed
+	})
 }

@@ -164,6 +164,9 @@ func (r *Replica) Lead(ctx context.Context, epoch uint64, voters []string, peers
 	}
 	select {
 	case <-lr.startedCh:
+		r.mu.Lock()
+		r.confirmed = true // this log holds everything committed: it just proved it
+		r.mu.Unlock()
 		log.WithFields(logrus.Fields{"barrier_seq": barrier, "adopted_from": best.Node, "took_ms": r.cfg.Clock.Since(t0).Milliseconds()}).
 			Info("LEADER_EPOCH_STARTED")
 	case <-ctx.Done():
@@ -210,13 +213,17 @@ func (r *Replica) promiseSelf(ctx context.Context, lr *leaderRun, alone bool) (*
 	r.mu.Lock()
 	r.role, r.epoch, r.leader, r.matched = RoleCandidate, epoch, r.cfg.Name, 0
 	r.candidate = lr // a higher epoch's promise cancels it (acceptEpochLocked)
+	if alone {
+		r.confirmed = true // no other copy exists to be missing from
+	}
+	unconfirmed := !r.confirmed
 	r.mu.Unlock()
 	last, lastEpoch, epochs, err := r.tailLocked(ctx)
 	if err != nil {
 		return nil, err
 	}
 	base, baseEpoch := r.wal.Base()
-	return &PromiseResponse{OK: true, Node: r.cfg.Name, Promised: epoch, WALID: r.wal.ID(),
+	return &PromiseResponse{OK: true, Node: r.cfg.Name, Promised: epoch, WALID: r.wal.ID(), Unconfirmed: unconfirmed,
 		LastSeq: last, LastEpoch: lastEpoch, SafeSeq: r.wal.SafeSeq(), Epochs: epochs, Base: base, BaseEpoch: baseEpoch}, nil
 }
 
@@ -236,12 +243,34 @@ func (r *Replica) endLead(lr *leaderRun) {
 }
 
 // promiseRound asks every peer to promise the epoch and returns the answers
-// of voters once a majority of voters (this node included) has promised.
+// of voters once enough voters (this node included) have promised: a
+// majority of confirmed ones, or every voter that is not a learner (DESIGN
+// §6 rules 3 and 13).
+//
+// An unconfirmed node restarted and may run on an old copy of its disk: its
+// tail can lack frames it acknowledged, so it cannot stand for them. Any
+// majority that committed a frame meets a majority of confirmed promisers in
+// a confirmed node, which holds the frame. With every voter promising, the
+// frame's whole majority is asked, and one rolled-back disk among them
+// leaves another copy. A learner lost its log (reset, new disk, detected
+// rollback) and counts toward no commit: whatever it held is gone from it
+// whether or not it answers, so every voter but the learners is enough. So a restart plus the leader's death before the
+// restarted node was confirmed stalls elections until the leader returns;
+// it never elects a leader without an acknowledged frame.
 func (lr *leaderRun) promiseRound(self *PromiseResponse) ([]*PromiseResponse, error) {
 	need := len(lr.voters)/2 + 1
 	got := []*PromiseResponse{}
-	count := 1 // this node
-	if count >= need {
+	count, confirmed := 1, 0 // this node
+	if !self.Unconfirmed {
+		confirmed = 1
+	}
+	var unconfirmed []string
+	if self.Unconfirmed {
+		unconfirmed = append(unconfirmed, self.Node)
+	}
+	learners := 0 // voters that answered as learners: they hold no committed frame to stand for
+	enough := func() bool { return count >= need && (confirmed >= need || count+learners == len(lr.voters)) }
+	if enough() {
 		return got, nil
 	}
 	ctx, cancel := context.WithTimeout(lr.ctx, lr.r.cfg.PromiseTimeout)
@@ -266,7 +295,7 @@ func (lr *leaderRun) promiseRound(self *PromiseResponse) ([]*PromiseResponse, er
 			}
 		}(p)
 	}
-	for count < need {
+	for !enough() {
 		select {
 		case resp := <-ch:
 			if !resp.OK {
@@ -281,14 +310,30 @@ func (lr *leaderRun) promiseRound(self *PromiseResponse) ([]*PromiseResponse, er
 				st.Learner = resp.Learner // DurableSeq comes from acks only
 				lr.mu.Unlock()
 			}
-			if !lr.voters[resp.Node] || resp.Learner {
+			if !lr.voters[resp.Node] {
+				continue
+			}
+			if resp.Learner {
+				learners++
 				continue
 			}
 			got = append(got, resp)
 			count++
+			if resp.Unconfirmed {
+				unconfirmed = append(unconfirmed, resp.Node)
+			} else {
+				confirmed++
+			}
 		case <-ctx.Done():
 			if lr.ctx.Err() != nil {
 				return nil, context.Cause(lr.ctx)
+			}
+			if count >= need {
+				lr.r.log.WithFields(logrus.Fields{"epoch": lr.epoch, "promised": count, "confirmed": confirmed, "voters": len(lr.voters),
+					"unconfirmed": unconfirmed}).
+					Warn("LEADER_WAITING_FOR_CONFIRMED_VOTERS: restarted nodes may run on an old copy of their disk; an epoch needs a majority of confirmed voters or every voter")
+				return nil, fmt.Errorf("%w: %d of %d voters promised epoch %d within %s, but only %d are confirmed since their restart (unconfirmed: %v); waiting for every voter or a confirmed majority",
+					ErrNoQuorum, count, len(lr.voters), lr.epoch, lr.r.cfg.PromiseTimeout, confirmed, unconfirmed)
 			}
 			return nil, fmt.Errorf("%w: %d of %d voters promised epoch %d within %s", ErrNoQuorum, count, len(lr.voters), lr.epoch, lr.r.cfg.PromiseTimeout)
 		}

@@ -53,6 +53,12 @@ type ReplicaConfig struct {
 	// JoinAsLearner marks a freshly created or reset WAL as a learner
 	// (DESIGN §6 rule 7). Persisted; cleared once caught up.
 	JoinAsLearner bool
+	// NewLog says the WAL was created by this process (WAL.Open reported
+	// Created): it holds no frame, so it cannot lack one it acknowledged,
+	// and it starts confirmed (DESIGN §6 rule 13). Every other start is
+	// unconfirmed until a leader confirms its log: the disk may be an old
+	// copy of itself.
+	NewLog bool
 	// MinEpoch is the highest leader epoch the cluster may already have
 	// used (the current leader key's epoch, read from etcd at start). It is
 	// persisted as the promised epoch if higher: a node whose WAL and promise
@@ -103,6 +109,7 @@ type ReplicaStatus struct {
 	Healthy       int           `json:"healthy"`
 	Promised      uint64        `json:"promised_epoch"`
 	Learner       bool          `json:"learner"`
+	Unconfirmed   bool          `json:"unconfirmed,omitempty"` // restarted; no leader has confirmed its log yet
 	LearnerUntil  uint64        `json:"learner_until,omitempty"`
 	LeaderSafeSeq uint64        `json:"leader_safe_seq"` // follower: as last heard from the leader
 	SinceLeader   time.Duration `json:"since_leader_ns"`
@@ -122,16 +129,23 @@ type Replica struct {
 	// with the write it guards.
 	logMu sync.Mutex
 
-	mu          sync.Mutex
-	st          promiseState // persisted; changed under logMu and mu
-	role        string
-	epoch       uint64
-	leader      string
-	lead        *leaderRun // non-nil while leading
-	candidate   *leaderRun // non-nil from this node's own promise until Lead ends
-	matched     uint64     // follower: highest Seq known to match the leader's log
-	leaderSafe  uint64
-	leaderHeard time.Time
+	mu        sync.Mutex
+	st        promiseState // persisted; changed under logMu and mu
+	role      string
+	epoch     uint64
+	leader    string
+	lead      *leaderRun // non-nil while leading
+	candidate *leaderRun // non-nil from this node's own promise until Lead ends
+	matched   uint64     // follower: highest Seq known to match the leader's log
+	// confirmed: since this process started, a leader of a started epoch
+	// has seen this log hold everything committed (confirmUntil, the first
+	// safe_seq such a leader sent), or this node started an epoch itself.
+	// Until then it may be a rolled-back disk (DESIGN §6 rule 13). In memory
+	// only: every restart starts unconfirmed.
+	confirmed    bool
+	confirmUntil uint64
+	leaderSafe   uint64
+	leaderHeard  time.Time
 }
 
 // NewReplica loads the promise state of cfg.WAL's directory.
@@ -161,7 +175,8 @@ func NewReplica(cfg ReplicaConfig) (*Replica, error) {
 			return nil, fmt.Errorf("walrepl: persisting replication state: %w", err)
 		}
 	}
-	r := &Replica{cfg: cfg, wal: cfg.WAL, log: cfg.Logger.WithField("node", cfg.Name), st: st, role: RoleFollower}
+	r := &Replica{cfg: cfg, wal: cfg.WAL, log: cfg.Logger.WithField("node", cfg.Name), st: st, role: RoleFollower,
+		confirmed: cfg.NewLog}
 	if st.Learner {
 		r.role = RoleLearner
 		r.log.WithField("promised_epoch", st.PromisedEpoch).Warn("WAL_LEARNER: this node counts toward no majority until it has caught up")
@@ -178,6 +193,7 @@ func (r *Replica) Status() ReplicaStatus {
 		Leader:        r.leader,
 		Promised:      r.st.PromisedEpoch,
 		Learner:       r.st.Learner,
+		Unconfirmed:   !r.confirmed,
 		LearnerUntil:  r.st.LearnerUntil,
 		LeaderSafeSeq: r.leaderSafe,
 	}

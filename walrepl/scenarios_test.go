@@ -23,6 +23,7 @@ func TestScenario_KIP101_1_restartedFollowerKeepsCommitted(t *testing.T) {
 	h.start(5 * time.Millisecond)
 	c.elect("n1")
 	c.waitStarted("n1", 5*time.Second)
+	waitConfirmed(t, c, "n3")
 	acked := newAckLog()
 	c.net.Isolate("n3", "n1", "n2") // commits need n2
 	if err := c.proposeAck(acked, "n1", payloads("m1", 3), 5*time.Second); err != nil {
@@ -44,6 +45,14 @@ func TestScenario_KIP101_1_restartedFollowerKeepsCommitted(t *testing.T) {
 		t.Fatalf("n2's persisted safe_seq is %d (%v): the scenario needs it behind m2=%d", v, err, m2)
 	}
 	c.start("n2", false)
+	// KIP-101's bug is the truncation to the stale watermark at restart.
+	if last, _, d, _ := c.walOf("n2").Positions(); last < m2 || d < m2 {
+		t.Fatalf("n2 restarted holding Seq %d (durable %d): it dropped frames up to m2=%d it had fsynced", last, d, m2)
+	}
+	// n1 confirms n2's log before it dies (DESIGN §6 rule 13: a restarted
+	// node that no leader has confirmed stands for its tail only beside a
+	// confirmed majority or every voter; TestHole2_* covers that stall).
+	waitConfirmed(t, c, "n2")
 	c.crash("n1")
 	c.net.Heal()
 	c.elect("n2")
@@ -205,16 +214,21 @@ func TestScenario_KAFKA7164_doubleFastFailover(t *testing.T) {
 // Mutation seen to fail: commitment.go recalcLocked, `if q < c.barrier ||
 // q <= c.commit` → `if q <= c.commit`.
 func TestScenario_RaftFigure8(t *testing.T) {
+	clk3 := newPauseClock("promiseRound")
 	c := makeClusterWith(t, 3, func(name string, rc *ReplicaConfig) {
 		if name == "n1" {
 			rc.MaxInflight = 1 // one frame per round trip: X reaches n2 before C's barrier
+		}
+		if name == "n3" {
+			rc.Clock = clk3
 		}
 	})
 	h := newHistory(c)
 	h.start(2 * time.Millisecond)
 	acked := newAckLog()
 
-	// (a)
+	// (a) No node restarts before (c): a subset elects only with confirmed
+	// promisers (DESIGN §6 rule 13), so leaders step down instead of dying.
 	c.elect("n1")
 	c.waitStarted("n1", 5*time.Second)
 	if err := c.proposeAck(acked, "n1", payloads("base", 2), 5*time.Second); err != nil {
@@ -225,33 +239,36 @@ func TestScenario_RaftFigure8(t *testing.T) {
 	waitFor(t, 5*time.Second, "every node to commit the base", func() bool {
 		return c.walOf("n2").SafeSeq() == base && c.walOf("n3").SafeSeq() == base
 	})
+	waitConfirmed(t, c, "n2")
+	waitConfirmed(t, c, "n3")
 	c.net.Isolate("n1", "n2", "n3")
 	if err := c.proposeAck(acked, "n1", [][]byte{[]byte(`{"frame":"X"}`)}, 100*time.Millisecond); err == nil {
 		t.Fatal("isolated n1 acknowledged X")
 	}
 	waitFor(t, 5*time.Second, "n1 to fsync X", func() bool { _, _, d, _ := c.walOf("n1").Positions(); return d >= s })
-	c.crash("n1")
-	c.net.Heal()
+	c.stepDown("n1")
 
-	// (b)
-	g := newGate(t)
-	w2 := c.walOf("n2")
-	c.setInject("n2", g.at("wal-before-write", func() bool { l, _, _, _ := w2.Positions(); return l >= s }))
+	// (b) n3 gets n2's promise, then the link breaks: Y reaches n3's disk only.
+	clk3.arm()
 	epochB := c.elect("n3")
-	waitFor(t, 5*time.Second, "n3 to write Y and n2 to queue it", func() bool {
-		_, _, d, _ := c.walOf("n3").Positions()
-		l, _, _, _ := w2.Positions()
-		return d >= s && l >= s
-	})
-	g.kill()
-	c.crash("n2")
-	c.crash("n3")
+	select {
+	case <-clk3.paused:
+	case <-time.After(5 * time.Second):
+		t.Fatal("n3's promise round never got n2's answer")
+	}
+	c.net.Partition([]string{"n1"}, []string{"n2"}, []string{"n3"})
+	close(clk3.release)
+	waitFor(t, 5*time.Second, "n3 to write Y", func() bool { _, _, d, _ := c.walOf("n3").Positions(); return d >= s })
+	c.stepDown("n3")
+	w2 := c.walOf("n2")
+	if l, _, _, _ := w2.Positions(); l != base {
+		t.Fatalf("n2 holds Seq %d, want %d (neither X nor Y)", l, base)
+	}
 
-	// (c)
-	c.start("n1", false)
-	c.start("n2", false)
+	// (c) n1 gets n2's promise (n3 cut off) and copies X to n2.
+	c.net.Heal()
+	c.net.Partition([]string{"n1", "n2"}, []string{"n3"})
 	g2 := newGate(t)
-	w2 = c.walOf("n2")
 	c.setInject("n2", g2.at("wal-before-write", func() bool { l, _, _, _ := w2.Positions(); return l > s }))
 	c.elect("n1")
 	waitFor(t, 5*time.Second, "X on n2 and n1's barrier queued there", func() bool {
@@ -277,9 +294,14 @@ func TestScenario_RaftFigure8(t *testing.T) {
 	c.crash("n2")
 	c.crash("n1")
 
-	// (d)
+	// (d) n2 restarted, so it is unconfirmed (DESIGN §6 rule 13) and n3
+	// alone is not a confirmed majority: an epoch needs every voter that is
+	// not a learner. n1's disk is replaced (a learner holds nothing to
+	// stand for), so {n2, n3} elect n3 without it, as Figure 8's S5 is
+	// elected without S1.
+	h.reset("n1")
 	c.start("n2", false)
-	c.start("n3", false)
+	c.net.Heal()
 	c.elect("n3")
 	c.waitStarted("n3", 5*time.Second)
 	if e, ok := c.walOf("n3").EpochAt(s); !ok || e != epochB {
@@ -288,10 +310,9 @@ func TestScenario_RaftFigure8(t *testing.T) {
 	if err := c.proposeAck(acked, "n3", payloads("d", 2), 5*time.Second); err != nil {
 		t.Fatal(err)
 	}
-	c.start("n1", false)
 	c.waitConverged("n3", 5*time.Second)
-	if fs := c.frames("n1"); string(fs[s-1].Payload) == `{"frame":"X"}` {
-		t.Fatal("X survived although Y overwrote it on n3: the scenario did not happen")
+	if fs := c.frames("n2"); string(fs[s-1].Payload) == `{"frame":"X"}` {
+		t.Fatal("X survived on n2 although Y overwrote it on n3: the scenario did not happen")
 	}
 	for _, n := range c.names {
 		c.checkAcked(acked, n)

@@ -25,17 +25,22 @@ type PromiseRequest struct {
 // PromiseResponse is a node's answer. OK is false when the node has already
 // promised a higher epoch (Promised says which).
 type PromiseResponse struct {
-	OK        bool
-	Node      string
-	Promised  uint64
-	WALID     [16]byte
-	Learner   bool
-	LastSeq   uint64 // fsynced: the tail is durable before it is reported
-	LastEpoch uint64
-	SafeSeq   uint64
-	Epochs    []EpochStart
-	Base      uint64 // first retained Seq: everything below is committed and trimmed
-	BaseEpoch uint64 // epoch of frame Base-1
+	OK       bool
+	Node     string
+	Promised uint64
+	WALID    [16]byte
+	Learner  bool
+	// Unconfirmed: this node restarted and no leader has confirmed its log
+	// since (DESIGN §6 rule 13). Its disk may be an old copy of itself, so
+	// its tail may lack frames it acknowledged: a candidate counts it only
+	// together with every voter, or beside a majority of confirmed ones.
+	Unconfirmed bool
+	LastSeq     uint64 // fsynced: the tail is durable before it is reported
+	LastEpoch   uint64
+	SafeSeq     uint64
+	Epochs      []EpochStart
+	Base        uint64 // first retained Seq: everything below is committed and trimmed
+	BaseEpoch   uint64 // epoch of frame Base-1
 }
 
 // FetchRequest asks a node for frames of its log from From on; a new leader
