@@ -149,6 +149,9 @@ func (n *Node) recordWALPositions(ctx context.Context) {
 		if !n.replica.Serving() {
 			continue
 		}
+		if walrepl.Failpoint("walpos-record") != nil {
+			continue // test-only: scenario 25 runs without this detector
+		}
 		// Only committed positions: a committed frame is never truncated, so
 		// a node below its record really lost acknowledged data.
 		_, _, durable, safe := n.wal.Positions()

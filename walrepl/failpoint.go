@@ -9,5 +9,9 @@ import "os"
 // nothing.
 func failpoint(string) error { return nil }
 
+// Failpoint is failpoint for the packages above walrepl (node): a test-only
+// seam outside the write path, nothing in normal builds.
+func Failpoint(name string) error { return failpoint(name) }
+
 // powerLoss is the test-only build's simulated power cut; never reached here.
 func powerLoss(*os.File, int64, int64) {}

@@ -24,6 +24,9 @@ var (
 	fpActions map[string]string
 )
 
+// Failpoint is failpoint for the packages above walrepl (node).
+func Failpoint(name string) error { return failpoint(name) }
+
 func failpoint(name string) error {
 	fpOnce.Do(func() {
 		fpActions = map[string]string{}

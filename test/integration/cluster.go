@@ -123,6 +123,8 @@ type Cluster struct {
 type ClusterOptions struct {
 	TmpfsNodes []string // nodes whose telemetry directory is a small tmpfs
 	TmpfsSize  string   // e.g. "8m"
+	// Env is set in every node's environment from the first start.
+	Env map[string]string
 }
 
 // newCluster defines nodes n1..n3 with fresh data directories.
@@ -139,6 +141,9 @@ func newCluster(e Env, name string, logf func(string, ...any), opt ClusterOption
 		name := fmt.Sprintf("n%d", i)
 		n := &Node{c: c, Name: name, IP: ip, Container: Prefix + name, DataDir: filepath.Join(c.dir, name),
 			env: map[string]string{}}
+		for k, v := range opt.Env {
+			n.env[k] = v
+		}
 		if err := os.MkdirAll(n.DataDir, 0o700); err != nil {
 			return nil, err
 		}

@@ -214,6 +214,9 @@ func runScenario(t *testing.T, env Env, sc *Scenario, rep int) *Result {
 	defer func() {
 		res.Duration = time.Since(start)
 		res.Passed = len(res.Errors) == 0
+		if !res.Passed {
+			printFailure(s, c, res)
+		}
 		if dir := c.Close(!res.Passed); dir != "" {
 			res.Artifacts = dir
 			s.Logf("node logs saved in %s", dir)
@@ -386,4 +389,23 @@ func summary(results []*Result) string {
 	}
 	return fmt.Sprintf("partition suite: %d scenarios, %d passed, acked=%d lost=%d duplicated=%d divergent=%d failover_p50_ms=%d failover_max_ms=%d",
 		len(results), passed, acked, lost, dup, div, p50, mx)
+}
+
+// failureLogLines is how much of each node's log a failed run prints: CI
+// keeps only stdout, so the evidence must be there, not only in artifacts.
+const failureLogLines = 50
+
+// printFailure prints what a failed run expected and the last lines of every
+// node's log.
+func printFailure(s *S, c *Cluster, res *Result) {
+	for _, e := range res.Errors {
+		s.Logf("FAILED EXPECTATION: %s", e)
+	}
+	for _, n := range c.Nodes {
+		lines := strings.Split(strings.TrimRight(n.Logs(), "\n"), "\n")
+		if len(lines) > failureLogLines {
+			lines = lines[len(lines)-failureLogLines:]
+		}
+		s.Logf("last %d lines of %s's log:\n%s", len(lines), n.Name, strings.Join(lines, "\n"))
+	}
 }

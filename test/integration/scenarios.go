@@ -30,5 +30,7 @@ func Scenarios() []*Scenario {
 		{Num: 22, Name: "stale-copy", Desc: "an old copy of a follower's WAL restored: never trusted for quorum", Run: scStaleCopy},
 		{Num: 23, Name: "rolling-restart", Desc: "rolling restart of all three under load", Run: scRollingRestart},
 		{Num: 24, Name: "two-stopped", Desc: "two nodes stopped: the third answers 503, acknowledges nothing, recovers", Run: scTwoStopped},
+		{Num: 25, Name: "stale-copy-undetected", Desc: "scenario 22 with the etcd position record off: only the confirmation rule protects",
+			Run: scStaleCopyUndetected, Opts: ClusterOptions{Env: map[string]string{"AUTONOMY_FAILPOINTS": "walpos-record=error"}}},
 	}
 }

@@ -254,7 +254,17 @@ func scTornTail(s *S) error {
 // committed on the leader L and F only; F's old copy is restored and L is
 // killed: F (rolled back) and G (lagging) must not form a majority that
 // forgets those frames.
-func scStaleCopy(s *S) error {
+func scStaleCopy(s *S) error { return staleCopy(s, true) }
+
+// scStaleCopyUndetected is scenario 22 with the etcd position record off
+// (test-only failpoint walpos-record=error on every node): the rolled-back
+// follower is never recognised as one, so only the confirmation rule
+// (DESIGN §6 rule 13) stands between it and a lost acknowledged event. The
+// outcome does not depend on timing: with the detector off, 22's window is
+// the whole run.
+func scStaleCopyUndetected(s *S) error { return staleCopy(s, false) }
+
+func staleCopy(s *S, detector bool) error {
 	s.W.Start(4, WriterOpts{})
 	s.WaitAcks(100, 15*time.Second, "before the copy")
 	l, _, fs, err := s.leaderAndFollowers()
@@ -322,6 +332,12 @@ func scStaleCopy(s *S) error {
 	s.Expect(lerr != nil, "%s became a serving leader with the rolled-back %s and the lagging %s, without %s, the only other holder of the latest committed frames",
 		nl, f.Name, g.Name, l.Name)
 	s.Expect(n == 0, "%d writes were acknowledged by the rolled-back %s and the lagging %s without %s", n, f.Name, g.Name, l.Name)
+	if !detector {
+		s.Expect(!strings.Contains(f.Logs(), "WAL_ROLLED_BACK"),
+			"%s logged WAL_ROLLED_BACK although the position record was off: the scenario did not test the confirmation rule", f.Name)
+		waiting := strings.Contains(f.Logs(), "LEADER_WAITING_FOR_CONFIRMED_VOTERS") || strings.Contains(g.Logs(), "LEADER_WAITING_FOR_CONFIRMED_VOTERS")
+		s.NoteUnless(waiting, "no candidate logged LEADER_WAITING_FOR_CONFIRMED_VOTERS while %s was dead", l.Name)
+	}
 	if err := s.Heal(kill); err != nil {
 		return err
 	}
