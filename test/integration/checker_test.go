@@ -9,6 +9,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/anishathalye/porcupine"
+
 	"github.com/autonomyops/orchestrator/api"
 )
 
@@ -116,5 +118,54 @@ func TestCheck_plantedBugs(t *testing.T) {
 				t.Fatalf("errors do not mention %q:\n%s", tc.want, strings.Join(r.Errors, "\n"))
 			}
 		})
+	}
+}
+
+// The porcupine check must accept a linearizable ingest history and catch
+// each planted violation: an event appended after one that was first sent
+// only once it had been acknowledged, an acknowledgement at a Seq the log
+// does not hold, and a refused event that was written.
+func TestCheckLinearizable_plantedBugs(t *testing.T) {
+	t0 := time.Unix(1700000000, 0)
+	at := func(ms int) time.Time { return t0.Add(time.Duration(ms) * time.Millisecond) }
+	ev := func(seq uint64, id string) api.Frame {
+		return api.Frame{Seq: seq, Epoch: 5, Type: "event", Event: json.RawMessage(fmt.Sprintf(`{"id":%q}`, id))}
+	}
+	log := []api.Frame{{Seq: 1, Epoch: 5, Type: "epoch_start"}, ev(2, "a"), ev(3, "b"), ev(4, "u"), ev(5, "c")}
+	history := func() []Event {
+		return []Event{
+			{ID: "a", Outcome: OK, Seq: 2, FirstSent: at(0), AckAt: at(10)},
+			{ID: "b", Outcome: OK, Seq: 3, FirstSent: at(5), AckAt: at(30)}, // concurrent with a
+			{ID: "u", Outcome: Unknown, FirstSent: at(12)},                  // timed out; in the log
+			{ID: "x", Outcome: Unknown, FirstSent: at(13)},                  // timed out; nowhere
+			{ID: "f", Outcome: Failed, FirstSent: at(14), AckAt: at(15)},
+			{ID: "c", Outcome: OK, Seq: 5, FirstSent: at(40), AckAt: at(50)},
+		}
+	}
+	if res, why := CheckLinearizable(history(), log, 10*time.Second); res != porcupine.Ok {
+		t.Fatalf("clean history: %s %s", res, why)
+	}
+	cases := map[string]func(h []Event, l []api.Frame) ([]Event, []api.Frame){
+		// c was first sent after b was acknowledged, yet sits before b.
+		"real-time order": func(h []Event, l []api.Frame) ([]Event, []api.Frame) {
+			l[2], l[4] = ev(3, "c"), ev(5, "b")
+			h[1].Seq, h[5].Seq = 5, 3
+			return h, l
+		},
+		"acknowledged, then replaced": func(h []Event, l []api.Frame) ([]Event, []api.Frame) {
+			l[4] = ev(5, "other")
+			return h, l
+		},
+		"refused, yet written": func(h []Event, l []api.Frame) ([]Event, []api.Frame) {
+			return h, append(l, ev(6, "f"))
+		},
+	}
+	for name, plant := range cases {
+		h, l := plant(history(), append([]api.Frame(nil), log...))
+		if res, why := CheckLinearizable(h, l, 10*time.Second); res != porcupine.Illegal {
+			t.Errorf("%s: porcupine says %s, want Illegal", name, res)
+		} else {
+			t.Logf("%s: %s", name, why)
+		}
 	}
 }

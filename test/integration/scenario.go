@@ -14,6 +14,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/anishathalye/porcupine"
+
 	"github.com/autonomyops/orchestrator/api"
 )
 
@@ -321,6 +323,17 @@ func runScenario(t *testing.T, env Env, sc *Scenario, rep int) *Result {
 	res.Check = Check(logs, s.W.Events(), ref)
 	for _, e := range res.Check.Errors {
 		fail("checker: %s", e)
+	}
+	if refLog, ok := logs[ref]; ok {
+		t0 := time.Now()
+		lin, why := CheckLinearizable(s.W.Events(), refLog, 2*time.Minute)
+		s.Logf("porcupine: %s over %d events in %s", lin, len(s.W.Events()), time.Since(t0).Round(time.Millisecond))
+		switch lin {
+		case porcupine.Illegal:
+			fail("linearizability (porcupine): the ingest history is not linearizable: %s", why)
+		case porcupine.Unknown:
+			s.NoteUnless(false, "linearizability (porcupine): no verdict within 2m")
+		}
 	}
 	s.Logf("checked against %s's log: safe_seq=%d on all nodes, %d events acked, %d failed, %d unknown, %d safe_seq samples, %d leader epochs seen; lost=%d missing-on-a-node=%d duplicated=%d divergent=%d",
 		ref, conv.SafeSeq, res.Acked, res.Failed, res.Unknown, s.M.Samples(), s.M.LeaderEpochs(), res.Check.Lost, res.Check.Missing, res.Check.Duplicated, res.Check.Divergent)
