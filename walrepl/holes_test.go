@@ -515,3 +515,75 @@ func TestHole2_rolledBackDiskRestoredAtOnce(t *testing.T) {
 		c.checkAcked(acked, n)
 	}
 }
+
+// Hole 2, second path: an ack that an old process of a follower sent must
+// not count toward a commit that the follower's new process was not told
+// of. The new process (here on an old copy of the disk) takes the safe_seq
+// of the first started-epoch message it gets as its confirmation mark
+// (rule 13); a frame committed afterwards on the old process's ack would be
+// on no confirmed node but the leader. The leader's own fsync stalls, so the
+// old ack is all it waits for.
+//
+// Seen to fail before the leader forgot a peer's match at each new stream
+// (commit reached Seq 4 on the old ack after the new stream's first message
+// said 1).
+func TestHole2_oldProcessAckAfterNewStream(t *testing.T) {
+	c := makeClusterWith(t, 3, func(name string, rc *ReplicaConfig) { rc.QuorumTimeout = 5 * time.Second })
+	c.crash("n2")
+	c.crash("n3")
+	fp := &fakePeer{name: "n2", streams: make(chan ServerStream, 4)}
+	c.net.Register("n2", fp)
+	epoch := c.elect("n1")
+	id := fakeWAL("n2", 1)
+	s1 := <-fp.streams
+	gen := drain(t, s1)
+	s1.Send(&AppendResponse{Epoch: epoch, Gen: gen, OK: true, DurableSeq: 1, WALID: id})
+	c.waitStarted("n1", 5*time.Second)
+
+	g := newGate(t)
+	c.setInject("n1", g.at("wal-before-fsync", nil))
+	res := make(chan error, 1)
+	go func() { _, _, err := c.propose("n1", "x", 3, 10*time.Second); res <- err }()
+	waitFor(t, 5*time.Second, "Seq 2..4 to be written on n1", func() bool { return c.walOf("n1").WrittenSeq() >= 4 })
+	s1.Send(&AppendResponse{Epoch: epoch, Gen: gen, OK: true, DurableSeq: 4, WALID: id}) // the old process fsynced 2..4
+	waitFor(t, 5*time.Second, "n1 to take n2's ack of Seq 4", func() bool {
+		for _, p := range c.node("n1").rep.Status().Peers {
+			if p.Name == "n2" && p.DurableSeq >= 4 {
+				return true
+			}
+		}
+		return false
+	})
+
+	// n2 restarts on an old copy: the stream breaks and a new one opens.
+	c.net.Cut("n1", "n2")
+	time.Sleep(50 * time.Millisecond)
+	c.net.Heal()
+	s2 := <-fp.streams
+	first, err := s2.Recv()
+	if err != nil {
+		t.Fatal(err)
+	}
+	go func() {
+		for {
+			if _, err := s2.Recv(); err != nil {
+				return
+			}
+		}
+	}()
+	if !first.EpochStarted {
+		t.Fatalf("the new stream's first message is not of a started epoch: %+v", first)
+	}
+	mark := first.SafeSeq // what n2's new process must hold to be confirmed
+	g.release()           // n1's own fsync of 2..4 completes
+	select {
+	case err := <-res:
+		if s := c.walOf("n1").SafeSeq(); err == nil && s > mark {
+			t.Fatalf("Seq 2..4 acknowledged with safe_seq %d on the old process's ack, after telling the new one %d", s, mark)
+		}
+	case <-time.After(500 * time.Millisecond):
+	}
+	if s := c.walOf("n1").SafeSeq(); s > mark {
+		t.Fatalf("safe_seq %d counts an ack of n2's old process; n2's new process was told %d", s, mark)
+	}
+}

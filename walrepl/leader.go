@@ -659,6 +659,13 @@ func (lr *leaderRun) replicate(p Peer) {
 // mismatch.
 func (lr *leaderRun) stream(p Peer) error {
 	r := lr.r
+	// Forget what p was known to hold: this stream may reach a new process
+	// of p, perhaps on an old copy of its disk, which takes the safe_seq of
+	// the first started-epoch message as what it must hold to be confirmed
+	// (DESIGN §6 rule 13). No commit after this point counts an ack of an
+	// earlier stream, and every commit before it is in that first message's
+	// safe_seq (sent below, read from the commitment under the same lock).
+	lr.commit.resetMatch(p.Name)
 	sctx, scancel := context.WithCancelCause(lr.ctx)
 	defer scancel(nil)
 	s, err := r.cfg.Transport.OpenStream(sctx, p.Addr)
@@ -813,7 +820,7 @@ func (lr *leaderRun) stream(p Peer) error {
 		if len(frames) > 0 || heartbeatDue {
 			prevEpoch, _ := r.wal.EpochAt(n - 1)
 			req := &AppendRequest{Epoch: lr.epoch, Leader: r.cfg.Name, Gen: g, PrevSeq: n - 1, PrevEpoch: prevEpoch,
-				SafeSeq: r.wal.SafeSeq(), Frames: frames, Rebase: rebase, EpochStarted: lr.isStarted()}
+				SafeSeq: max(lr.commit.committed(), r.wal.SafeSeq()), Frames: frames, Rebase: rebase, EpochStarted: lr.isStarted()}
 			if err := s.Send(req); err != nil {
 				return err
 			}
