@@ -85,6 +85,29 @@ func DefaultReplicaConfig(name string, w *WAL, t Transport) ReplicaConfig {
 	}
 }
 
+// Validate reports the first setting that would make a Replica misbehave,
+// saying which and what to set instead. NewReplica calls it.
+func (c *ReplicaConfig) Validate() error {
+	switch {
+	case c.Name == "":
+		return errors.New("walrepl: ReplicaConfig.Name is empty; set the node's name")
+	case c.WAL == nil:
+		return errors.New("walrepl: ReplicaConfig.WAL is nil; open the node's WAL first (walrepl.Open)")
+	case c.HeartbeatInterval <= 0:
+		return fmt.Errorf("walrepl: ReplicaConfig.HeartbeatInterval is %s; it must be positive (default %s)", c.HeartbeatInterval, 50*time.Millisecond)
+	case c.QuorumTimeout <= c.HeartbeatInterval:
+		return fmt.Errorf("walrepl: ReplicaConfig.QuorumTimeout %s must exceed HeartbeatInterval %s, or a leader steps down between two heartbeats",
+			c.QuorumTimeout, c.HeartbeatInterval)
+	case c.PromiseTimeout <= 0:
+		return fmt.Errorf("walrepl: ReplicaConfig.PromiseTimeout is %s; it must be positive (default %s)", c.PromiseTimeout, 3*time.Second)
+	case c.MaxBatchBytes <= 0:
+		return fmt.Errorf("walrepl: ReplicaConfig.MaxBatchBytes is %d; it must be positive (default %d)", c.MaxBatchBytes, 1<<20)
+	case c.MaxInflight == 0:
+		return errors.New("walrepl: ReplicaConfig.MaxInflight is 0; it must be positive (default 16384)")
+	}
+	return nil
+}
+
 // PeerStatus is the leader's view of one follower.
 type PeerStatus struct {
 	walID      [16]byte
@@ -150,8 +173,8 @@ type Replica struct {
 
 // NewReplica loads the promise state of cfg.WAL's directory.
 func NewReplica(cfg ReplicaConfig) (*Replica, error) {
-	if cfg.WAL == nil || cfg.Name == "" {
-		return nil, errors.New("walrepl: ReplicaConfig needs a Name and a WAL")
+	if err := cfg.Validate(); err != nil {
+		return nil, err
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = logrus.StandardLogger()

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"strings"
 	"sync"
 	"testing"
 
@@ -110,5 +111,38 @@ func TestWAL_TruncateAfter(t *testing.T) {
 	}
 	if e, _ := w.EpochAt(120); e != 2 {
 		t.Fatalf("EpochAt(120)=%d", e)
+	}
+}
+
+// A Replica with unusable timings is refused at construction, with the
+// setting named, instead of panicking later in Lead.
+func TestReplicaConfig_Validate(t *testing.T) {
+	o := DefaultOptions(t.TempDir())
+	o.Logger = quietLogger()
+	w, _, err := Open(o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer w.Close()
+	if _, err := NewReplica(DefaultReplicaConfig("n1", w, nil)); err != nil {
+		t.Fatalf("the default config is refused: %v", err)
+	}
+	for name, tc := range map[string]struct {
+		edit func(*ReplicaConfig)
+		want string
+	}{
+		"zero config":      {func(c *ReplicaConfig) { *c = ReplicaConfig{Name: "n1", WAL: w} }, "HeartbeatInterval"},
+		"no name":          {func(c *ReplicaConfig) { c.Name = "" }, "Name"},
+		"no WAL":           {func(c *ReplicaConfig) { c.WAL = nil }, "WAL"},
+		"quorum too short": {func(c *ReplicaConfig) { c.QuorumTimeout = c.HeartbeatInterval }, "QuorumTimeout"},
+		"no promise time":  {func(c *ReplicaConfig) { c.PromiseTimeout = 0 }, "PromiseTimeout"},
+		"no batch":         {func(c *ReplicaConfig) { c.MaxBatchBytes = 0 }, "MaxBatchBytes"},
+		"no inflight":      {func(c *ReplicaConfig) { c.MaxInflight = 0 }, "MaxInflight"},
+	} {
+		c := DefaultReplicaConfig("n1", w, nil)
+		tc.edit(&c)
+		if _, err := NewReplica(c); err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%s: NewReplica = %v, want an error naming %s", name, err, tc.want)
+		}
 	}
 }
