@@ -288,7 +288,7 @@ func TestRule2_oldEpochRefused(t *testing.T) {
 func TestRule2_deposedLeaderCannotCommit(t *testing.T) {
 	c := makeClusterWith(t, 3, func(name string, rc *ReplicaConfig) {
 		if name == "n1" {
-			rc.HeartbeatInterval = time.Hour
+			rc.HeartbeatInterval, rc.QuorumTimeout = time.Hour, 2*time.Hour // no heartbeats, no quorum watch
 		}
 	})
 	e1 := c.elect("n1")

@@ -550,7 +550,7 @@ func TestScenario_learnerPromotedBelowCommitted(t *testing.T) {
 	c := makeClusterWith(t, 3, func(name string, rc *ReplicaConfig) {
 		switch name {
 		case "n1":
-			rc.HeartbeatInterval = time.Hour
+			rc.HeartbeatInterval, rc.QuorumTimeout = time.Hour, 2*time.Hour // no heartbeats, no quorum watch
 		case "n3":
 			rc.MaxInflight = 1
 		}
