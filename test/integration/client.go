@@ -152,3 +152,28 @@ func refused(err error) bool {
 	var op *net.OpError
 	return errors.As(err, &op) && op.Op == "dial"
 }
+
+// PlannedFailover is POST /v1/ha/failover on n (which must lead) with
+// {"to": to}: the product's planned handover, as `autonomyctl ha failover`
+// sends it.
+func (n *Node) PlannedFailover(ctx context.Context, to string, timeout time.Duration) (api.FailoverResponse, error) {
+	var fr api.FailoverResponse
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	body, _ := json.Marshal(api.FailoverRequest{To: to})
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, n.URL()+"/v1/ha/failover", strings.NewReader(string(body)))
+	if err != nil {
+		return fr, err
+	}
+	req.Header.Set("Content-Type", "application/json")
+	resp, err := httpClient.Do(req)
+	if err != nil {
+		return fr, err
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	if resp.StatusCode != http.StatusOK {
+		return fr, fmt.Errorf("POST /v1/ha/failover on %s to %s: status %d: %.300s", n.Name, to, resp.StatusCode, b)
+	}
+	return fr, json.Unmarshal(b, &fr)
+}

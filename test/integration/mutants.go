@@ -117,12 +117,20 @@ func Mutants() []*Mutant {
 			Scenarios: []int{22},
 			Edits: []Edit{
 				{"walrepl/leader.go",
-					"\t\t\tif !lr.voters[resp.Node] || resp.Learner {\n",
-					"\t\t\tif !lr.voters[resp.Node] {\n"},
+					"\t\t\tif resp.Learner {\n\t\t\t\tlearners++\n\t\t\t\tcontinue\n\t\t\t}\n",
+					""},
 				{"walrepl/leader.go",
 					"\t\t\tif !resp.Learner && lr.voters[p.Name] {\n",
 					"\t\t\tif lr.voters[p.Name] {\n"},
 			},
+		},
+		{
+			Name:      "unconfirmed-counted",
+			Breaks:    "DESIGN §6 rule 13: a restarted node no leader has confirmed (perhaps on an old copy of its disk) counts toward a promise majority",
+			Scenarios: []int{25},
+			Edits: []Edit{{"walrepl/leader.go",
+				"\tenough := func() bool { return count >= need && (confirmed >= need || count+learners == len(lr.voters)) }\n",
+				"\tenough := func() bool { return count >= need && (true || confirmed >= need || count+learners == len(lr.voters)) }\n"}},
 		},
 		{
 			Name:      "rollback-not-detected",
