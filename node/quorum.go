@@ -105,13 +105,18 @@ func (n *Node) committingLeader() (*cluster.LeaderInfo, bool) {
 	fresh := !n.quorum.okAt.IsZero() && time.Since(n.quorum.okAt) < quorumFresh
 	probed := n.quorum.leader
 	n.quorum.mu.Unlock()
-	if !fresh || probed == nil {
+	if !fresh {
 		return nil, false
 	}
-	if watched != nil && watched.Epoch >= probed.Epoch {
-		return watched, true // the watch is at least as new as the probe
+	// Both names come from etcd's committed state: the newer epoch wins
+	// (the watch usually sees a new leader before the next probe does).
+	switch {
+	case watched != nil && (probed == nil || watched.Epoch >= probed.Epoch):
+		return watched, true
+	case probed != nil:
+		return probed, true
 	}
-	return probed, true
+	return nil, false
 }
 
 // lastLeader is the last leader this node saw, committing or not.
