@@ -375,5 +375,7 @@ func promtoolCheck(t *testing.T, text string) {
 	out, err := cmd.CombinedOutput()
 	if err != nil || len(bytes.TrimSpace(out)) > 0 {
 		t.Errorf("promtool check metrics: %v\n%s", err, out)
+		return
 	}
+	t.Logf("promtool check metrics: clean on %d autonomy_* lines", strings.Count(ours.String(), "\n"))
 }
