@@ -122,7 +122,7 @@ type Member struct {
 	// in gossip, or heard on the replication stream within the last second.
 	State       string `json:"state,omitempty"`
 	Role        string `json:"role"`
-	GossipState string `json:"gossip_state"` // alive, suspect, dead, unknown
+	GossipState string `json:"gossip_state"` // alive, or unknown once gossip declared it dead or saw it leave
 	LastSeq     uint64 `json:"last_seq"`
 	FsyncedSeq  uint64 `json:"fsynced_seq"`
 	Lag         uint64 `json:"lag"`

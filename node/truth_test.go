@@ -81,28 +81,40 @@ func urls(c *proctest.Cluster) []string {
 	return out
 }
 
-// waitFollowersHearLeader waits until every running non-leader answers
-// /v1/health/replica: the cluster has formed (gossip too, by then).
-func waitFollowersHearLeader(t *testing.T, c *proctest.Cluster, leader *proctest.Node) {
+// waitSteady waits until exactly one node answers /v1/health 200 and every
+// other running node hears it (/v1/health/replica), re-reading the leader
+// each time: an election right after start may move it. It returns the
+// leader.
+func waitSteady(t *testing.T, c *proctest.Cluster) *proctest.Node {
 	t.Helper()
-	for _, n := range c.Nodes {
-		if n == leader || !n.Running() {
-			continue
-		}
-		deadline := time.Now().Add(30 * time.Second)
-		for {
-			resp, err := proctest.Client.Get(n.URL() + "/v1/health/replica?max_lag=1000000")
-			if err == nil {
-				resp.Body.Close()
-				if resp.StatusCode == http.StatusOK {
+	deadline := time.Now().Add(60 * time.Second)
+	for {
+		if ls := c.Leaders(); len(ls) == 1 {
+			heard := true
+			for _, n := range c.Nodes {
+				if n == ls[0] || !n.Running() {
+					continue
+				}
+				resp, err := proctest.Client.Get(n.URL() + "/v1/health/replica?max_lag=1000000")
+				if err != nil {
+					heard = false
 					break
 				}
+				resp.Body.Close()
+				heard = heard && resp.StatusCode == http.StatusOK
 			}
-			if time.Now().After(deadline) {
-				t.Fatalf("%s never heard the leader:\n%s", n.Name, n.Logs())
+			if heard {
+				return ls[0]
 			}
-			time.Sleep(50 * time.Millisecond)
 		}
+		if time.Now().After(deadline) {
+			var logs strings.Builder
+			for _, n := range c.Nodes {
+				fmt.Fprintf(&logs, "--- %s\n%s\n", n.Name, n.Logs())
+			}
+			t.Fatalf("no steady leader heard by every node within 60 s:\n%s", logs.String())
+		}
+		time.Sleep(50 * time.Millisecond)
 	}
 }
 
@@ -132,8 +144,7 @@ func memberStates(out string) map[string]string {
 func TestCluster_QuorumLossTellsTheTruth(t *testing.T) {
 	c := proctest.NewCluster(t, 3)
 	c.Start()
-	leader := c.WaitLeader(60 * time.Second)
-	waitFollowersHearLeader(t, c, leader)
+	leader := waitSteady(t, c)
 	var survivor, other *proctest.Node
 	for _, n := range c.Nodes {
 		switch {
@@ -149,7 +160,8 @@ func TestCluster_QuorumLossTellsTheTruth(t *testing.T) {
 		deadline := time.Now().Add(10 * time.Second)
 		for metric(n, "autonomy_cluster_has_leader") != 1 {
 			if time.Now().After(deadline) {
-				t.Fatalf("%s: autonomy_cluster_has_leader is not 1 before the stop", n.Name)
+				t.Fatalf("%s: autonomy_cluster_has_leader is %v, not 1, before the stop (running %v):\n%s", n.Name,
+					metric(n, "autonomy_cluster_has_leader"), n.Running(), n.Logs())
 			}
 			time.Sleep(20 * time.Millisecond)
 		}
@@ -260,11 +272,9 @@ func TestCluster_QuorumLossTellsTheTruth(t *testing.T) {
 func TestCluster_LeaderChangesCountServedEpochs(t *testing.T) {
 	c := proctest.NewCluster(t, 3)
 	c.Start()
-	leader := c.WaitLeader(60 * time.Second)
-	waitFollowersHearLeader(t, c, leader)
+	leader := waitSteady(t, c)
 	waitConverged(t, c, 30*time.Second)
 	const series = "autonomy_cluster_leader_changes_total"
-	// The first election's epoch counts once on every node.
 	counts := map[string]float64{}
 	waitCounts := func(want func(name string) float64) {
 		t.Helper()
@@ -286,7 +296,27 @@ func TestCluster_LeaderChangesCountServedEpochs(t *testing.T) {
 			time.Sleep(50 * time.Millisecond)
 		}
 	}
-	waitCounts(func(string) float64 { return 1 })
+	// The epochs served since start (one, or more if the first election
+	// moved): the same count on every node, at least 1.
+	deadline := time.Now().Add(15 * time.Second)
+	for {
+		first := metric(c.Nodes[0], series)
+		same := first >= 1
+		for _, n := range c.Nodes {
+			counts[n.Name] = metric(n, series)
+			same = same && counts[n.Name] == first
+		}
+		if same {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s differs across nodes after start: %v", series, counts)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	if l := waitSteady(t, c); l != leader {
+		t.Fatalf("the leader moved from %s to %s while the counts settled", leader.Name, l.Name)
+	}
 
 	for round := 1; round <= 2; round++ {
 		var target *proctest.Node
@@ -308,7 +338,9 @@ func TestCluster_LeaderChangesCountServedEpochs(t *testing.T) {
 			t.Fatalf("round %d: leader is %s, want %s", round, got.Name, target.Name)
 		}
 		leader = target
-		waitFollowersHearLeader(t, c, leader)
+		if l := waitSteady(t, c); l != leader {
+			t.Fatalf("round %d: the leader moved on to %s", round, l.Name)
+		}
 		waitConverged(t, c, 30*time.Second)
 		waitCounts(func(name string) float64 { return before[name] + 1 })
 		// Nothing more arrives late: the count stays at +1.
