@@ -78,7 +78,10 @@ type Config struct {
 	Tokens *Tokens
 	// Metrics serves GET /metrics (Prometheus); nil: no route.
 	Metrics http.Handler
-	Logger  logrus.FieldLogger
+	// Instruments records the API's own series (requests by route and code,
+	// ingest counts and commit latency); nil: none. The caller registers it.
+	Instruments *Metrics
+	Logger      logrus.FieldLogger
 }
 
 // DefaultConfig returns the API defaults.
@@ -99,6 +102,9 @@ func NewHandler(cfg Config, b Backend) http.Handler {
 	s := &Server{cfg: cfg, b: b, log: cfg.Logger}
 	e := gin.New()
 	e.Use(gin.Recovery())
+	if cfg.Instruments != nil {
+		e.Use(cfg.Instruments.countRequests)
+	}
 	e.HandleMethodNotAllowed = true
 	e.NoRoute(func(c *gin.Context) {
 		writeError(c, http.StatusNotFound, "not_found", "no such route: "+c.Request.Method+" "+c.Request.URL.Path)

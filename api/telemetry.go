@@ -74,19 +74,23 @@ func ParseEvents(body []byte, maxEvents int) ([][]byte, error) {
 }
 
 func (s *Server) ingest(c *gin.Context) {
+	start := time.Now()
 	body, err := io.ReadAll(http.MaxBytesReader(c.Writer, c.Request.Body, s.cfg.MaxBodyBytes))
 	if err != nil {
 		var mbe *http.MaxBytesError
 		if errors.As(err, &mbe) {
+			s.cfg.Instruments.ingestDone(start, 0, "too_large")
 			writeError(c, http.StatusRequestEntityTooLarge, "too_large",
 				fmt.Sprintf("the body exceeds %d bytes; send smaller batches (server flag --max-body-bytes)", s.cfg.MaxBodyBytes))
 			return
 		}
+		s.cfg.Instruments.ingestDone(start, 0, "bad_body")
 		writeError(c, http.StatusBadRequest, "bad_body", "reading the body: "+err.Error())
 		return
 	}
 	events, err := ParseEvents(body, s.cfg.MaxEventsPerRequest)
 	if err != nil {
+		s.cfg.Instruments.ingestDone(start, 0, "bad_json")
 		writeError(c, http.StatusBadRequest, "bad_json", err.Error()+"; nothing was written")
 		return
 	}
@@ -95,12 +99,14 @@ func (s *Server) ingest(c *gin.Context) {
 	seqs, safe, err := s.b.Ingest(ctx, events)
 	if err != nil {
 		status, code, msg := errStatus(err)
+		s.cfg.Instruments.ingestDone(start, len(events), code)
 		if status == http.StatusServiceUnavailable {
 			c.Header("Retry-After", "1")
 		}
 		writeError(c, status, code, msg)
 		return
 	}
+	s.cfg.Instruments.ingestDone(start, len(events), "ok")
 	c.JSON(http.StatusOK, IngestResponse{Seqs: seqs, SafeSeq: safe})
 }
 

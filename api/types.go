@@ -20,13 +20,13 @@ type Health struct {
 	Status    string   `json:"status"` // "ok" or "unavailable"
 	Role      string   `json:"role"`   // "leader", "follower", "learner", "candidate"
 	Node      string   `json:"node"`
-	Leader    string   `json:"leader,omitempty"`
+	Leader    string   `json:"leader,omitempty"` // only a leader that can commit, as this node can tell
 	LeaderURL string   `json:"leader_url,omitempty"`
 	Epoch     uint64   `json:"epoch"`
 	SafeSeq   uint64   `json:"safe_seq"`
 	LastSeq   uint64   `json:"last_seq"`
 	WAL       string   `json:"wal"`               // "ok" or "failed"
-	Reasons   []string `json:"reasons,omitempty"` // why not 200: not_leader, no_quorum, epoch_not_started, wal_fail_hard
+	Reasons   []string `json:"reasons,omitempty"` // why not 200; the codes are listed in docs/autonomyctl.md
 	Version   string   `json:"version,omitempty"`
 }
 
@@ -90,12 +90,16 @@ type InspectResponse struct {
 
 // HAStatus answers GET /v1/ha/status on every node.
 type HAStatus struct {
-	Node    string     `json:"node"`
-	Role    string     `json:"role"`
-	Leader  *LeaderRef `json:"leader,omitempty"`
-	Members []Member   `json:"members"`
-	SafeSeq uint64     `json:"safe_seq"`
-	Quorum  Quorum     `json:"quorum"`
+	Node string `json:"node"`
+	Role string `json:"role"`
+	// Leader is the leader that can commit, as the answering node can tell;
+	// nil when it cannot tell that any can (no quorum). LastLeader then
+	// names the last leader it saw.
+	Leader     *LeaderRef `json:"leader,omitempty"`
+	LastLeader *LeaderRef `json:"last_leader,omitempty"`
+	Members    []Member   `json:"members"`
+	SafeSeq    uint64     `json:"safe_seq"`
+	Quorum     Quorum     `json:"quorum"`
 	// Etcd is etcd's view; Members carry gossip's. Disagreements lists every
 	// place where the two (or the replication stream) disagree.
 	Etcd          *EtcdView `json:"etcd,omitempty"`
@@ -112,10 +116,13 @@ type LeaderRef struct {
 
 // Member is one node in ha status.
 type Member struct {
-	Name        string `json:"name"`
-	APIURL      string `json:"api_url"`
+	Name   string `json:"name"`
+	APIURL string `json:"api_url"`
+	// State is "alive" or "unreachable" as the answering node can tell: alive
+	// in gossip, or heard on the replication stream within the last second.
+	State       string `json:"state,omitempty"`
 	Role        string `json:"role"`
-	GossipState string `json:"gossip_state"` // alive, suspect, dead, unknown
+	GossipState string `json:"gossip_state"` // alive, or unknown once gossip declared it dead or saw it leave
 	LastSeq     uint64 `json:"last_seq"`
 	FsyncedSeq  uint64 `json:"fsynced_seq"`
 	Lag         uint64 `json:"lag"`
@@ -123,7 +130,9 @@ type Member struct {
 	FailHard    string `json:"fail_hard,omitempty"`
 }
 
-// Quorum summarises whether the cluster can commit.
+// Quorum summarises whether the cluster can commit: Size voters are needed;
+// Healthy is, on the leader, the voters heard on the replication stream, and
+// on any other node the voters it judges alive (itself included).
 type Quorum struct {
 	Size    int `json:"size"`
 	Healthy int `json:"healthy"`
@@ -141,7 +150,7 @@ type ReplicaHealth struct {
 	Lag           uint64   `json:"lag"`
 	MaxLag        uint64   `json:"max_lag"`
 	SinceLeaderMs int64    `json:"since_leader_ms"`   // since the last message from the leader; -1 if never
-	Reasons       []string `json:"reasons,omitempty"` // not_follower, lagging, leader_not_heard, wal_fail_hard
+	Reasons       []string `json:"reasons,omitempty"` // not_follower, learner, lagging, leader_not_heard, wal_failed
 }
 
 // FailoverRequest is the body of POST /v1/ha/failover.
@@ -222,6 +231,9 @@ type EtcdView struct {
 	Members []EtcdMember `json:"members"`
 	Leader  string       `json:"leader_key_holder,omitempty"`
 	Epoch   uint64       `json:"epoch"`
+	// Stale: etcd has no quorum as the answering node can tell, so Members
+	// is its local copy (the last it saw) and the key holder is unknown.
+	Stale bool `json:"stale,omitempty"`
 }
 
 // EtcdMember is an etcd member.

@@ -278,3 +278,57 @@ func (m *Member) WALPosOf(ctx context.Context, name string) (WALPos, bool, error
 	}
 	return p, true, nil
 }
+
+// CurrentLeader reads the leader key linearizably. It succeeds only while
+// etcd has a raft leader that hears a majority (a linearizable read needs the
+// leader to confirm its term with a quorum), so a success is this node's
+// evidence that the leader it names holds a valid lease right now. It returns
+// nil without error when nobody holds the key.
+func (m *Member) CurrentLeader(ctx context.Context) (*LeaderInfo, error) {
+	resp, err := m.client.Get(ctx, m.leaderPrefix()+"/", append(clientv3.WithFirstCreate(), clientv3.WithPrefix())...)
+	if err != nil {
+		return nil, err
+	}
+	if len(resp.Kvs) == 0 {
+		return nil, nil
+	}
+	kv := resp.Kvs[0]
+	li := &LeaderInfo{Epoch: uint64(kv.CreateRevision), Since: time.Now()}
+	if err := json.Unmarshal(kv.Value, &li.NodeInfo); err != nil {
+		li.Name = string(kv.Value)
+	}
+	return li, nil
+}
+
+// HasRaftLeader reports whether this etcd member currently knows a raft
+// leader. A member cut off from the majority loses it within about one
+// election timeout (pre-vote on a follower, check-quorum on the old leader).
+// It reads local state only and never blocks.
+func (m *Member) HasRaftLeader() bool { return m.etcd.Server.Leader() != 0 }
+
+// LocalMembers lists etcd's members as this member last applied them
+// (a serializable read): it answers without a quorum, possibly stale.
+func (m *Member) LocalMembers(ctx context.Context) ([]*etcdserverpb.Member, error) {
+	resp, err := m.client.MemberList(ctx, clientv3.WithSerializable())
+	if err != nil {
+		return nil, err
+	}
+	return resp.Members, nil
+}
+
+// LocalNodeInfos is NodeInfos from this member's local copy (a serializable
+// read): the last registry it saw, available without a quorum.
+func (m *Member) LocalNodeInfos(ctx context.Context) (map[string]NodeInfo, error) {
+	resp, err := m.client.Get(ctx, m.Prefix()+"members/", clientv3.WithPrefix(), clientv3.WithSerializable())
+	if err != nil {
+		return nil, err
+	}
+	out := map[string]NodeInfo{}
+	for _, kv := range resp.Kvs {
+		var ni NodeInfo
+		if json.Unmarshal(kv.Value, &ni) == nil && ni.Name != "" {
+			out[ni.Name] = ni
+		}
+	}
+	return out, nil
+}

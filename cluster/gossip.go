@@ -49,6 +49,7 @@ type GossipConfig struct {
 // Gossip is this node's memberlist.
 type Gossip struct {
 	ml   *memberlist.Memberlist
+	view *memberView
 	cfg  GossipConfig
 	stop chan struct{}
 	wg   sync.WaitGroup
@@ -105,6 +106,8 @@ func StartGossip(cfg GossipConfig) (*Gossip, error) {
 	mc.SuspicionMult = 2
 	mc.PushPullInterval = 10 * time.Second
 	mc.Delegate = gossipDelegate{self: cfg.Self}
+	view := &memberView{nodes: map[string]PeerHealth{}}
+	mc.Events = view
 	mc.Logger = log.New(&logrusWriter{log: cfg.Logger.WithField("component", "memberlist")}, "", 0)
 	if cfg.Key != "" {
 		key, err := DecodeGossipKey(cfg.Key)
@@ -117,7 +120,7 @@ func StartGossip(cfg GossipConfig) (*Gossip, error) {
 	if err != nil {
 		return nil, fmt.Errorf("cluster: starting gossip on %s: %w", cfg.BindAddr, err)
 	}
-	g := &Gossip{ml: ml, cfg: cfg, stop: make(chan struct{})}
+	g := &Gossip{ml: ml, view: view, cfg: cfg, stop: make(chan struct{})}
 	g.wg.Add(1)
 	go g.refreshMeta()
 	return g, nil
@@ -145,38 +148,53 @@ func (g *Gossip) refreshMeta() {
 // Join contacts the given gossip addresses (from the etcd registry).
 func (g *Gossip) Join(addrs []string) (int, error) { return g.ml.Join(addrs) }
 
-// Peers returns every node memberlist knows, this one included.
+// memberView is memberlist's membership as its event delegate reports it.
+// memberlist's Members() hands out pointers into its own state, which it
+// keeps writing (Meta at every update), so reading them races; the event
+// callbacks run under memberlist's lock, so the copies made there are safe.
+// memberlist reports no suspicion through events, and the State field of its
+// Node is never set: a node is alive from its join until it is declared dead
+// or leaves, when it is dropped (State then says "unknown").
+type memberView struct {
+	mu    sync.Mutex
+	nodes map[string]PeerHealth
+}
+
+func (v *memberView) put(n *memberlist.Node) {
+	var h Health
+	json.Unmarshal(n.Meta, &h)
+	h.Name = n.Name
+	v.mu.Lock()
+	v.nodes[n.Name] = PeerHealth{Health: h, State: "alive"}
+	v.mu.Unlock()
+}
+
+func (v *memberView) NotifyJoin(n *memberlist.Node)   { v.put(n) }
+func (v *memberView) NotifyUpdate(n *memberlist.Node) { v.put(n) }
+func (v *memberView) NotifyLeave(n *memberlist.Node) {
+	v.mu.Lock()
+	delete(v.nodes, n.Name)
+	v.mu.Unlock()
+}
+
+// Peers returns every node memberlist knows alive, this one included.
 func (g *Gossip) Peers() map[string]PeerHealth {
-	out := map[string]PeerHealth{}
-	for _, m := range g.ml.Members() {
-		var h Health
-		json.Unmarshal(m.Meta, &h)
-		h.Name = m.Name
-		out[m.Name] = PeerHealth{Health: h, State: stateName(m.State)}
+	g.view.mu.Lock()
+	defer g.view.mu.Unlock()
+	out := make(map[string]PeerHealth, len(g.view.nodes))
+	for name, p := range g.view.nodes {
+		out[name] = p
 	}
 	return out
 }
 
-// State returns name's gossip state: alive, suspect, dead, left or unknown.
+// State returns name's gossip state: alive, or unknown once memberlist has
+// declared it dead or seen it leave (see memberView).
 func (g *Gossip) State(name string) string {
-	for _, m := range g.ml.Members() {
-		if m.Name == name {
-			return stateName(m.State)
-		}
-	}
-	return "unknown"
-}
-
-func stateName(s memberlist.NodeStateType) string {
-	switch s {
-	case memberlist.StateAlive:
-		return "alive"
-	case memberlist.StateSuspect:
-		return "suspect"
-	case memberlist.StateDead:
-		return "dead"
-	case memberlist.StateLeft:
-		return "left"
+	g.view.mu.Lock()
+	defer g.view.mu.Unlock()
+	if p, ok := g.view.nodes[name]; ok {
+		return p.State
 	}
 	return "unknown"
 }

@@ -20,6 +20,7 @@ const (
 	ExitNotFound    = 4   // the server answered 404
 	ExitHTTP        = 5   // the server answered another error status
 	ExitConflict    = 6   // the server answered 409: a compare-and-set revision mismatch, a refused failover
+	ExitNoLeader    = 7   // `status`, `ha status`: nodes answered, but no leader can commit (no quorum, or no leader elected)
 	ExitWALViolated = 65  // a WAL invariant is violated (= walrepl.ExitFailHard)
 	ExitInterrupted = 130 // SIGINT or SIGTERM cancelled the command
 )

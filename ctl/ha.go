@@ -33,7 +33,10 @@ func (in *invocation) haStatusCmd() *cobra.Command {
 		Long: "GET /v1/ha/status from the leader, or from the first node that answers when no leader is known.\n" +
 			"Each member shows etcd's view (voter or learner, holder of the leader key) next to gossip's (alive,\n" +
 			"suspect, dead) and replication's (role, fsynced Seq, lag); every disagreement the node found is printed as a\n" +
-			"WARNING line. -o json prints the API's answer unchanged.",
+			"WARNING line. -o json prints the API's answer unchanged.\n\n" +
+			"Under quorum loss the answering node shows no leader (and the last one it saw), and every member it knows\n" +
+			"from its last copy of etcd's registry, each marked alive or unreachable. Exit 0 when a leader can commit,\n" +
+			"7 when the answering node cannot tell that any leader can commit, 3 when no endpoint answered.",
 		Args: usageArgs(cobra.NoArgs),
 		RunE: func(*cobra.Command, []string) error {
 			c, err := in.apiClient()
@@ -44,7 +47,15 @@ func (in *invocation) haStatusCmd() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			return in.emit(st, func(w *tabw) { haStatusTable(w, st, rep.URL) })
+			if err := in.emit(st, func(w *tabw) { haStatusTable(w, st, rep.URL) }); err != nil {
+				return err
+			}
+			if st.Leader == nil {
+				fmt.Fprintf(in.cli.Stderr, "ha status: no leader can commit, as %s can tell\n", dash(st.Node))
+				fmt.Fprintln(in.cli.Stderr, "hint: a majority of the voters must be up and reach each other: start the members marked unreachable (systemctl start autonomy-orchestrator)")
+				return &errSilent{code: ExitNoLeader}
+			}
+			return nil
 		},
 	}
 }
@@ -56,10 +67,15 @@ func haStatusTable(w *tabw, st *api.HAStatus, from string) {
 			since = l.Since.UTC().Format(time.RFC3339)
 		}
 		fmt.Fprintf(w, "LEADER\t%s at %s, epoch %d, since %s\n", dash(l.Name), dash(l.APIURL), l.Epoch, since)
+	} else if l := st.LastLeader; l != nil {
+		fmt.Fprintf(w, "LEADER\tnone can commit (no quorum, as %s can tell); last seen %s at %s, epoch %d\n", dash(st.Node),
+			dash(l.Name), dash(l.APIURL), l.Epoch)
 	} else {
-		fmt.Fprintln(w, "LEADER\t(none known)")
+		fmt.Fprintln(w, "LEADER\tnone can commit (none known)")
 	}
-	if e := st.Etcd; e != nil {
+	if e := st.Etcd; e != nil && e.Stale {
+		fmt.Fprintf(w, "ETCD\tno quorum: leader key holder unknown; %d members in this node's last copy\n", len(e.Members))
+	} else if e != nil {
 		holder := "nobody"
 		if e.Leader != "" {
 			holder = e.Leader
@@ -72,14 +88,14 @@ func haStatusTable(w *tabw, st *api.HAStatus, from string) {
 	fmt.Fprintf(w, "QUORUM\tsize %d, healthy %d\n", st.Quorum.Size, st.Quorum.Healthy)
 	fmt.Fprintf(w, "ANSWERED_BY\t%s (%s) at %s\n", dash(st.Node), dash(st.Role), baseURL(from))
 	fmt.Fprintln(w)
-	fmt.Fprintln(w, "MEMBER\tETCD\tGOSSIP\tROLE\tLAST_SEQ\tFSYNCED_SEQ\tLAG\tWAL_LEARNER\tAPI_URL\tFAIL_HARD")
+	fmt.Fprintln(w, "MEMBER\tSTATE\tETCD\tGOSSIP\tROLE\tLAST_SEQ\tFSYNCED_SEQ\tLAG\tWAL_LEARNER\tAPI_URL\tFAIL_HARD")
 	for _, r := range joinViews(st) {
 		if r.m == nil {
-			fmt.Fprintf(w, "%s\t%s\tabsent\t-\t-\t-\t-\t-\t-\t-\n", r.name, r.etcd)
+			fmt.Fprintf(w, "%s\t-\t%s\tabsent\t-\t-\t-\t-\t-\t-\t-\n", r.name, r.etcd)
 			continue
 		}
 		m := r.m
-		fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%d\t%d\t%d\t%t\t%s\t%s\n", m.Name, r.etcd, dash(m.GossipState), dash(m.Role),
+		fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s\t%d\t%d\t%d\t%t\t%s\t%s\n", m.Name, dash(m.State), r.etcd, dash(m.GossipState), dash(m.Role),
 			m.LastSeq, m.FsyncedSeq, m.Lag, m.Learner, dash(m.APIURL), dash(m.FailHard))
 	}
 	if len(st.Disagreements) > 0 {

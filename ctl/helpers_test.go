@@ -171,9 +171,9 @@ func (n *fakeNode) haStatus() api.HAStatus {
 		SafeSeq: 42,
 		Quorum:  api.Quorum{Size: 2, Healthy: 3},
 		Members: []api.Member{
-			{Name: "node-a", APIURL: "http://node-a:8888", Role: "leader", GossipState: "alive", LastSeq: 43, FsyncedSeq: 43},
-			{Name: "node-b", APIURL: "http://node-b:8888", Role: "follower", GossipState: "alive", LastSeq: 41, FsyncedSeq: 41, Lag: 1},
-			{Name: "node-c", APIURL: "http://node-c:8888", Role: "learner", GossipState: "suspect", Learner: true, Lag: 42},
+			{Name: "node-a", APIURL: "http://node-a:8888", State: "alive", Role: "leader", GossipState: "alive", LastSeq: 43, FsyncedSeq: 43},
+			{Name: "node-b", APIURL: "http://node-b:8888", State: "alive", Role: "follower", GossipState: "alive", LastSeq: 41, FsyncedSeq: 41, Lag: 1},
+			{Name: "node-c", APIURL: "http://node-c:8888", State: "unreachable", Role: "learner", GossipState: "suspect", Learner: true, Lag: 42},
 		},
 	}
 }

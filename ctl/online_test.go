@@ -35,9 +35,10 @@ func TestStatus_leaderAndFollower(t *testing.T) {
 		t.Fatalf("exit %d", code)
 	}
 	var res struct {
-		Source string `json:"source"`
-		Leader string `json:"leader"`
-		Nodes  []struct {
+		Source    string `json:"source"`
+		Leader    string `json:"leader"`
+		CanCommit bool   `json:"can_commit"`
+		Nodes     []struct {
 			Endpoint   string      `json:"endpoint"`
 			HTTPStatus int         `json:"http_status"`
 			Health     *api.Health `json:"health"`
@@ -45,7 +46,7 @@ func TestStatus_leaderAndFollower(t *testing.T) {
 		} `json:"nodes"`
 	}
 	decodeJSON(t, out, &res)
-	if res.Source != "--endpoints" || res.Leader != leader.URL() || len(res.Nodes) != 2 {
+	if res.Source != "--endpoints" || res.Leader != leader.URL() || !res.CanCommit || len(res.Nodes) != 2 {
 		t.Fatalf("json: %+v", res)
 	}
 	if n := res.Nodes[0]; n.Endpoint != follower.URL() || n.HTTPStatus != 503 || n.Health.Role != "follower" || n.Health.Leader != "node-a" {

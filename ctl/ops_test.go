@@ -367,13 +367,13 @@ func TestHAStatus_etcdAndGossipSideBySide(t *testing.T) {
 		}
 	}
 	for name, want := range map[string][]string{
-		"node-a": {"voter,leader-key", "alive", "leader"},
-		"node-b": {"voter", "alive", "follower"},
-		"node-c": {"learner", "suspect", "learner"},
-		"node-d": {"voter", "absent", "-"},
+		"node-a": {"alive", "voter,leader-key", "alive", "leader"},
+		"node-b": {"alive", "voter", "alive", "follower"},
+		"node-c": {"unreachable", "learner", "suspect", "learner"},
+		"node-d": {"-", "voter", "absent", "-"},
 	} {
-		if got := rows[name]; len(got) < 4 || strings.Join(got[1:4], " ") != strings.Join(want, " ") {
-			t.Errorf("%s row %v, want ETCD GOSSIP ROLE %v", name, got, want)
+		if got := rows[name]; len(got) < 5 || strings.Join(got[1:5], " ") != strings.Join(want, " ") {
+			t.Errorf("%s row %v, want STATE ETCD GOSSIP ROLE %v", name, got, want)
 		}
 	}
 

@@ -18,9 +18,28 @@ type statusNode struct {
 
 // statusResult is `status -o json`.
 type statusResult struct {
-	Source string       `json:"source"` // where the endpoints came from
-	Leader string       `json:"leader"` // the endpoint that answered 200, or ""
-	Nodes  []statusNode `json:"nodes"`
+	Source string `json:"source"` // where the endpoints came from
+	Leader string `json:"leader"` // the endpoint that answered 200, or ""
+	// CanCommit: an endpoint answered 200, or a node that answered names a
+	// leader that can commit (it does not report no_quorum). False makes
+	// the exit status ExitNoLeader.
+	CanCommit bool         `json:"can_commit"`
+	Nodes     []statusNode `json:"nodes"`
+}
+
+// reportsCommittingLeader: h names a leader and does not say no_quorum.
+// (A node names a leader in /v1/health only while one can commit as it can
+// tell.)
+func reportsCommittingLeader(h *api.Health) bool {
+	if h == nil || h.Leader == "" {
+		return false
+	}
+	for _, r := range h.Reasons {
+		if r == "no_quorum" {
+			return false
+		}
+	}
+	return true
 }
 
 func (in *invocation) statusCmd() *cobra.Command {
@@ -28,7 +47,9 @@ func (in *invocation) statusCmd() *cobra.Command {
 		Use:   "status",
 		Short: "Ask every endpoint for its health: role, leader, epoch, safe_seq",
 		Long: "Ask every endpoint for GET /v1/health and show each node's view. The leader that can commit answers 200,\n" +
-			"every other node 503 with its reasons. Exits 0 when at least one node answered.",
+			"every other node 503 with its reasons (no_quorum, not_leader, learner, ...). Like `etcdctl endpoint health` it\n" +
+			"can gate a script: exit 0 when a leader can commit (an endpoint answered 200, or a node names a leader that\n" +
+			"can commit), 7 when nodes answered but no leader can commit, 3 when no endpoint answered.",
 		Args: usageArgs(cobra.NoArgs),
 		RunE: func(*cobra.Command, []string) error {
 			c, err := in.apiClient()
@@ -52,6 +73,9 @@ func (in *invocation) statusCmd() *cobra.Command {
 				if r.Leading() && res.Leader == "" {
 					res.Leader = r.Endpoint
 				}
+				if r.Leading() || (r.Status != 0 && reportsCommittingLeader(r.Health)) {
+					res.CanCommit = true
+				}
 				res.Nodes[i] = n
 			}
 			if answered == 0 {
@@ -66,6 +90,11 @@ func (in *invocation) statusCmd() *cobra.Command {
 						fmt.Fprintln(in.cli.Stderr, n.Error)
 					}
 				}
+			}
+			if !res.CanCommit {
+				fmt.Fprintln(in.cli.Stderr, "status: no leader can commit: no endpoint answered 200 and no node that answered names a leader that can commit")
+				fmt.Fprintln(in.cli.Stderr, "hint: a majority of the voters must be up and reach each other: start the stopped nodes (systemctl start autonomy-orchestrator), then check `autonomyctl ha status`")
+				return &errSilent{code: ExitNoLeader}
 			}
 			return nil
 		},
@@ -87,9 +116,18 @@ func statusTable(w *tabw, res statusResult) {
 		fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%d\t%d\t%d\t%s\t%s\t%s\n", n.Endpoint, dash(h.Node), dash(h.Role), dash(h.Leader),
 			h.Epoch, h.SafeSeq, h.LastSeq, dash(h.WAL), httpCol, dash(strings.Join(h.Reasons, ",")))
 	}
-	if res.Leader != "" {
+	switch {
+	case res.Leader != "":
 		fmt.Fprintf(w, "\nleader: %s (answers 200 and can commit)\n", res.Leader)
-	} else {
-		fmt.Fprintln(w, "\nno endpoint answered 200: no leader can commit right now, or the leader is not in the endpoint list")
+	case res.CanCommit:
+		for _, n := range res.Nodes {
+			if n.HTTPStatus != 0 && reportsCommittingLeader(n.Health) {
+				fmt.Fprintf(w, "\nno endpoint answered 200, but %s reports leader %s (%s) can commit: the leader is not in the endpoint list\n",
+					dash(n.Health.Node), n.Health.Leader, dash(n.Health.LeaderURL))
+				break
+			}
+		}
+	default:
+		fmt.Fprintln(w, "\nno endpoint answered 200 and no node names a leader that can commit: no leader can commit right now")
 	}
 }

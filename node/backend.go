@@ -2,10 +2,13 @@ package node
 
 import (
 	"context"
+	"sort"
 	"time"
 
 	"github.com/autonomyops/orchestrator/api"
+	"github.com/autonomyops/orchestrator/cluster"
 	"github.com/autonomyops/orchestrator/walrepl"
+	"go.etcd.io/etcd/api/v3/etcdserverpb"
 )
 
 // The node is the API's Backend.
@@ -30,38 +33,51 @@ func (n *Node) WAL() *walrepl.WAL { return n.wal }
 // Fleet implements api.Backend.
 func (n *Node) Fleet() *api.Fleet { return n.fleet }
 
-// Leader implements api.Backend: the leader as etcd records it.
+// Leader implements api.Backend: the leader that can commit, as this node
+// can tell (committingLeader). None while this node cannot tell that any
+// leader can commit, so that a follower cut off from the majority answers
+// 503 no_leader instead of redirecting to a leader that may be gone.
 func (n *Node) Leader() (string, string, bool) {
-	n.mu.Lock()
-	defer n.mu.Unlock()
-	if n.leader == nil {
+	li, ok := n.committingLeader()
+	if !ok {
 		return "", "", false
 	}
-	return n.leader.Name, n.leader.APIURL, true
+	return li.Name, li.APIURL, true
 }
 
 // Health implements api.Backend. It is 200 only on the leader that holds
 // the leader token, has committed its epoch-start frame and hears a majority.
+// Every other node says why it cannot commit, with reason codes
+// (docs/autonomyctl.md): no_quorum first when this node cannot tell that any
+// leader can commit (committingLeader), then its own role's reason.
+// Leader and LeaderURL name only a leader that can commit.
 func (n *Node) Health() (api.Health, bool) {
 	rs := n.replica.Status()
 	last, _, _, safe := n.wal.Positions()
 	h := api.Health{Status: "unavailable", Role: rs.Role, Node: n.cfg.Name, Epoch: rs.Epoch, SafeSeq: safe, LastSeq: last,
 		WAL: "ok", Version: Version}
-	n.mu.Lock()
-	if n.leader != nil {
-		h.Leader, h.LeaderURL = n.leader.Name, n.leader.APIURL
+	li, committing := n.committingLeader()
+	if committing {
+		h.Leader, h.LeaderURL = li.Name, li.APIURL
 		if rs.Role != walrepl.RoleLeader {
-			h.Epoch = n.leader.Epoch
+			h.Epoch = li.Epoch
 		}
 	}
+	n.mu.Lock()
 	holdsToken := n.leader != nil && n.leader.Name == n.cfg.Name && n.leader.Epoch == rs.Epoch
 	n.mu.Unlock()
 	if err := n.wal.Err(); err != nil {
 		h.WAL = "failed"
-		h.Reasons = append(h.Reasons, "wal_fail_hard")
+		h.Reasons = append(h.Reasons, "wal_failed")
+	}
+	leading := rs.Role == walrepl.RoleLeader || rs.Role == walrepl.RoleCandidate
+	if !leading && !committing {
+		h.Reasons = append(h.Reasons, "no_quorum")
 	}
 	switch {
-	case rs.Role != walrepl.RoleLeader && rs.Role != walrepl.RoleCandidate:
+	case rs.Role == walrepl.RoleLearner:
+		h.Reasons = append(h.Reasons, "learner")
+	case !leading:
 		h.Reasons = append(h.Reasons, "not_leader")
 	case !rs.EpochStarted:
 		h.Reasons = append(h.Reasons, "epoch_not_started")
@@ -77,27 +93,43 @@ func (n *Node) Health() (api.Health, bool) {
 	return h, ok
 }
 
-// HAStatus implements api.Backend.
+// HAStatus implements api.Backend. Leader is set only while some leader can
+// commit as this node can tell; otherwise LastLeader names the last one seen.
+// The members come from a quorum read of etcd when there is a quorum, else
+// from this node's local copy (the last registry it saw), so that every known
+// member is listed under quorum loss too, each judged alive or unreachable.
 func (n *Node) HAStatus(ctx context.Context) api.HAStatus {
 	rs := n.replica.Status()
 	last, _, durable, safe := n.wal.Positions()
 	out := api.HAStatus{Node: n.cfg.Name, Role: rs.Role, SafeSeq: safe}
-	n.mu.Lock()
-	if n.leader != nil {
-		out.Leader = &api.LeaderRef{Name: n.leader.Name, APIURL: n.leader.APIURL, Epoch: n.leader.Epoch, Since: n.leader.Since}
+	li, committing := n.committingLeader()
+	if committing {
+		out.Leader = leaderRef(li)
+	} else if ll := n.lastLeader(); ll != nil {
+		out.LastLeader = leaderRef(ll)
 	}
-	n.mu.Unlock()
 	ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
 	defer cancel()
-	voters, _ := n.member.Voters(ctx)
-	infos, _ := n.member.NodeInfos(ctx)
+	ms, infos, stale, merr := n.memberView(ctx, committing)
+	var voters []string
+	for _, m := range ms {
+		if !m.IsLearner && m.Name != "" {
+			voters = append(voters, m.Name)
+		}
+	}
+	sort.Strings(voters)
+	reach := n.reachability(voters)
 	peers := map[string]walrepl.PeerStatus{}
 	for _, p := range rs.Peers {
 		peers[p.Name] = p
 	}
 	gossiped := n.gossip.Peers()
+	alive := 0
 	for _, name := range voters {
-		m := api.Member{Name: name, APIURL: infos[name].APIURL, Role: walrepl.RoleFollower, GossipState: "unknown"}
+		m := api.Member{Name: name, APIURL: infos[name].APIURL, Role: walrepl.RoleFollower, GossipState: "unknown", State: reach[name]}
+		if m.State == "alive" {
+			alive++
+		}
 		if g, ok := gossiped[name]; ok {
 			m.GossipState, m.LastSeq, m.FsyncedSeq, m.FailHard = g.State, g.LastSeq, g.FsyncedSeq, g.FailHard
 			if g.Role != "" {
@@ -125,10 +157,38 @@ func (n *Node) HAStatus(ctx context.Context) api.HAStatus {
 		}
 		out.Members = append(out.Members, m)
 	}
-	out.Quorum = api.Quorum{Size: len(voters)/2 + 1, Healthy: rs.Healthy}
-	if rs.Role != walrepl.RoleLeader {
-		out.Quorum.Healthy = 0 // only the leader measures it
+	out.Quorum = api.Quorum{Size: len(voters)/2 + 1, Healthy: alive}
+	if rs.Role == walrepl.RoleLeader {
+		out.Quorum.Healthy = rs.Healthy // the leader measures it on the replication stream
 	}
-	n.etcdView(ctx, &out)
+	n.etcdView(&out, ms, stale, merr)
 	return out
+}
+
+func leaderRef(li *cluster.LeaderInfo) *api.LeaderRef {
+	return &api.LeaderRef{Name: li.Name, APIURL: li.APIURL, Epoch: li.Epoch, Since: li.Since}
+}
+
+// memberView reads etcd's members and the registry: by quorum reads while a
+// leader can commit, else (or when those fail) from this member's local copy,
+// with stale set.
+func (n *Node) memberView(ctx context.Context, quorum bool) ([]*etcdserverpb.Member, map[string]cluster.NodeInfo, bool, error) {
+	if quorum {
+		qctx, cancel := context.WithTimeout(ctx, quorumProbeTimeout)
+		ms, err := n.member.Members(qctx)
+		var infos map[string]cluster.NodeInfo
+		if err == nil {
+			infos, err = n.member.NodeInfos(qctx)
+		}
+		cancel()
+		if err == nil {
+			return ms, infos, false, nil
+		}
+	}
+	ms, err := n.member.LocalMembers(ctx)
+	if err != nil {
+		return nil, nil, true, err
+	}
+	infos, _ := n.member.LocalNodeInfos(ctx)
+	return ms, infos, true, nil
 }

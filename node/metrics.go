@@ -1,8 +1,10 @@
 package node
 
 import (
+	"context"
 	"runtime"
 	"sync/atomic"
+	"time"
 
 	"github.com/autonomyops/orchestrator/walrepl"
 	"github.com/prometheus/client_golang/prometheus"
@@ -18,9 +20,9 @@ type metrics struct {
 }
 
 var (
-	descHasLeader     = prometheus.NewDesc("autonomy_cluster_has_leader", "1 when a leader holds the leader key, as this node sees it.", nil, nil)
+	descHasLeader     = prometheus.NewDesc("autonomy_cluster_has_leader", "1 while some leader can commit as this node can tell: etcd has a raft leader and the leader key is held under a valid lease.", nil, nil)
 	descIsLeader      = prometheus.NewDesc("autonomy_cluster_is_leader", "1 on the leader whose epoch has started.", nil, nil)
-	descLeaderChanges = prometheus.NewDesc("autonomy_cluster_leader_changes_total", "Leader changes this node observed.", nil, nil)
+	descLeaderChanges = prometheus.NewDesc("autonomy_cluster_leader_changes_total", "Epochs that began serving (their epoch-start frame committed) since this process started, as seen in this node's log.", nil, nil)
 	descMembers       = prometheus.NewDesc("autonomy_cluster_members", "Cluster members by gossip state.", []string{"state"}, nil)
 	descLastSeq       = prometheus.NewDesc("autonomy_wal_last_seq", "Seq of the last frame in this node's WAL.", nil, nil)
 	descSafeSeq       = prometheus.NewDesc("autonomy_wal_safe_seq", "The quorum-committed watermark as this node knows it.", nil, nil)
@@ -30,6 +32,9 @@ var (
 	descBytesOnDisk   = prometheus.NewDesc("autonomy_wal_bytes_on_disk", "Bytes telemetry.wal occupies on disk (allocated; trimmed ranges are holes).", nil, nil)
 	descFirstSeq      = prometheus.NewDesc("autonomy_wal_first_seq", "Seq of the first retained frame.", nil, nil)
 	descTrimmed       = prometheus.NewDesc("autonomy_wal_trimmed_frames_total", "Frames retention trimmed since start.", nil, nil)
+	descWALFailed     = prometheus.NewDesc("autonomy_wal_failed", "1 when this node's WAL has failed (fail-hard): it takes no writes and the node exits.", nil, nil)
+	descLearner       = prometheus.NewDesc("autonomy_wal_learner", "1 while this node's WAL is a learner: catching up, counted in no majority.", nil, nil)
+	descPeers         = prometheus.NewDesc("autonomy_cluster_peers", "Other voters by reachability as this node can tell (gossip alive or heard on replication within 1s).", []string{"state"}, nil)
 )
 
 func newMetrics() *metrics {
@@ -41,7 +46,7 @@ func newMetrics() *metrics {
 }
 
 func (m *metrics) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{descHasLeader, descIsLeader, descLeaderChanges, descMembers, descLastSeq, descSafeSeq, descLag, descUnder, descBuild, descBytesOnDisk, descFirstSeq, descTrimmed} {
+	for _, d := range []*prometheus.Desc{descHasLeader, descIsLeader, descLeaderChanges, descMembers, descLastSeq, descSafeSeq, descLag, descUnder, descBuild, descBytesOnDisk, descFirstSeq, descTrimmed, descWALFailed, descLearner, descPeers} {
 		ch <- d
 	}
 	m.fsync.Describe(ch)
@@ -62,9 +67,7 @@ func (m *metrics) Collect(ch chan<- prometheus.Metric) {
 	if n == nil || n.replica == nil {
 		return
 	}
-	n.mu.Lock()
-	hasLeader := n.leader != nil
-	n.mu.Unlock()
+	_, hasLeader := n.committingLeader()
 	rs := n.replica.Status()
 	last, _, _, safe := n.wal.Positions()
 	ch <- prometheus.MustNewConstMetric(descHasLeader, prometheus.GaugeValue, b2f(hasLeader))
@@ -75,6 +78,28 @@ func (m *metrics) Collect(ch chan<- prometheus.Metric) {
 	ch <- prometheus.MustNewConstMetric(descFirstSeq, prometheus.GaugeValue, float64(base))
 	ch <- prometheus.MustNewConstMetric(descBytesOnDisk, prometheus.GaugeValue, float64(n.wal.BytesOnDisk()))
 	ch <- prometheus.MustNewConstMetric(descTrimmed, prometheus.CounterValue, float64(n.wal.Trimmed()))
+	ch <- prometheus.MustNewConstMetric(descWALFailed, prometheus.GaugeValue, b2f(n.wal.Err() != nil))
+	ch <- prometheus.MustNewConstMetric(descLearner, prometheus.GaugeValue, b2f(rs.Role == walrepl.RoleLearner))
+	if n.member != nil {
+		peers := map[string]int{"alive": 0, "unreachable": 0}
+		ctx, cancel := context.WithTimeout(context.Background(), 500*time.Millisecond)
+		ms, err := n.member.LocalMembers(ctx)
+		cancel()
+		if err == nil {
+			var names []string
+			for _, m := range ms {
+				if !m.IsLearner && m.Name != "" && m.Name != n.cfg.Name {
+					names = append(names, m.Name)
+				}
+			}
+			for _, st := range n.reachability(names) {
+				peers[st]++
+			}
+			for st, c := range peers {
+				ch <- prometheus.MustNewConstMetric(descPeers, prometheus.GaugeValue, float64(c), st)
+			}
+		}
+	}
 	if n.gossip != nil {
 		states := map[string]int{"alive": 0, "suspect": 0, "dead": 0, "left": 0}
 		for _, p := range n.gossip.Peers() {

@@ -34,6 +34,7 @@ type Node struct {
 	ids     *idIndex
 	fleet   *api.Fleet
 	metrics *metrics
+	quorum  quorumView
 
 	mu         sync.Mutex
 	leader     *cluster.LeaderInfo
@@ -215,12 +216,17 @@ func Run(ctx context.Context, cfg Config, log *logrus.Logger) error {
 	acfg := api.DefaultConfig()
 	acfg.MaxBodyBytes, acfg.Logger, acfg.Tokens = cfg.MaxBodyBytes, log, tokens
 	acfg.Metrics = promhttp.Handler()
+	acfg.Instruments = api.NewMetrics()
+	if err := prometheus.Register(acfg.Instruments); err != nil {
+		return fmt.Errorf("node: registering API metrics: %w", err)
+	}
+	defer prometheus.Unregister(acfg.Instruments)
 	srv := &http.Server{Handler: api.NewHandler(acfg, n), ReadHeaderTimeout: 10 * time.Second}
 
 	runCtx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
 	var wg sync.WaitGroup
-	wg.Add(10)
+	wg.Add(12)
 	go func() {
 		// A failed WAL is fatal on every role (DESIGN §6 rule 8): exit so the
 		// supervisor restarts the node and recovery repairs or refuses it.
@@ -260,6 +266,8 @@ func Run(ctx context.Context, cfg Config, log *logrus.Logger) error {
 		}
 	}()
 	go func() { defer wg.Done(); n.watchLeader(runCtx) }()
+	go func() { defer wg.Done(); n.probeQuorum(runCtx) }()
+	go func() { defer wg.Done(); n.countServedEpochs(runCtx) }()
 	go func() { defer wg.Done(); n.campaignLoop(runCtx, me, cancel) }()
 
 	daemon.SdNotify(false, daemon.SdNotifyReady)
@@ -389,7 +397,6 @@ func (n *Node) watchLeader(ctx context.Context) {
 		n.mu.Lock()
 		n.leader = li
 		n.mu.Unlock()
-		n.metrics.leaderChanges.Add(1)
 		if li != nil {
 			n.log.WithFields(logrus.Fields{"leader": li.Name, "epoch": li.Epoch}).Info("LEADER_OBSERVED")
 		} else {

@@ -10,6 +10,7 @@ import (
 
 	"github.com/autonomyops/orchestrator/api"
 	"github.com/autonomyops/orchestrator/walrepl"
+	"go.etcd.io/etcd/api/v3/etcdserverpb"
 	clientv3 "go.etcd.io/etcd/client/v3"
 )
 
@@ -165,7 +166,7 @@ func (n *Node) ReplicaHealth(maxLag uint64) (api.ReplicaHealth, bool) {
 		h.Reasons = append(h.Reasons, "lagging")
 	}
 	if n.wal.Err() != nil {
-		h.Reasons = append(h.Reasons, "wal_fail_hard")
+		h.Reasons = append(h.Reasons, "wal_failed")
 	}
 	ok := len(h.Reasons) == 0
 	if ok {
@@ -174,21 +175,20 @@ func (n *Node) ReplicaHealth(maxLag uint64) (api.ReplicaHealth, bool) {
 	return h, ok
 }
 
-// etcdView reads etcd's members and compares them with gossip and the
-// replication stream.
-func (n *Node) etcdView(ctx context.Context, st *api.HAStatus) {
-	view := &api.EtcdView{}
+// etcdView sets etcd's side of ha status from the member list read by
+// memberView and compares it with gossip and the replication stream.
+func (n *Node) etcdView(st *api.HAStatus, members []*etcdserverpb.Member, stale bool, err error) {
+	view := &api.EtcdView{Stale: stale}
 	if st.Leader != nil {
 		view.Leader, view.Epoch = st.Leader.Name, st.Leader.Epoch
 	}
-	resp, err := n.member.Client().MemberList(ctx)
 	if err != nil {
 		st.Disagreements = append(st.Disagreements, "etcd member list unavailable: "+err.Error())
 		st.Etcd = view
 		return
 	}
 	inEtcd := map[string]bool{}
-	for _, m := range resp.Members {
+	for _, m := range members {
 		view.Members = append(view.Members, api.EtcdMember{Name: m.Name, ID: fmt.Sprintf("%x", m.ID), Learner: m.IsLearner, PeerURLs: m.PeerURLs})
 		inEtcd[m.Name] = true
 	}
