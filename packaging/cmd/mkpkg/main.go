@@ -2,7 +2,7 @@
 // Go library (no external packaging tool). `make package` runs it from the
 // repository root after `make build`:
 //
-//	go run ./packaging/cmd/mkpkg --version "$(git describe --tags --always --dirty)" --bin-dir bin --out dist
+//	go run ./packaging/cmd/mkpkg --version "$(go run ./packaging/cmd/pkgversion)" --bin-dir bin --out dist
 //
 // What goes into the packages is declared in package.go; the maintainer
 // scripts are in packaging/scripts/{deb,rpm}/ and the packaged config files in
@@ -14,10 +14,9 @@ import (
 	"flag"
 	"fmt"
 	"os"
-	"os/exec"
-	"strconv"
-	"strings"
 	"time"
+
+	"github.com/autonomyops/orchestrator/packaging/pkgversion"
 )
 
 func main() {
@@ -29,7 +28,7 @@ func main() {
 
 func run(args []string) error {
 	fs := flag.NewFlagSet("mkpkg", flag.ContinueOnError)
-	version := fs.String("version", "", "version from `git describe --tags --always --dirty` (default: run it); converted to a deb/rpm version")
+	version := fs.String("version", "", "the Makefile's VERSION, or any `git describe --tags --always --dirty` output (default: run it); converted to a deb/rpm version by packaging/pkgversion")
 	binDir := fs.String("bin-dir", "bin", "directory holding autonomy-orchestrator and autonomyctl, built for --arch")
 	out := fs.String("out", "dist", "output directory for the .deb and .rpm")
 	arch := fs.String("arch", "amd64", "target architecture, in Go's naming (amd64, arm64)")
@@ -43,11 +42,11 @@ func run(args []string) error {
 
 	describe := *version
 	if describe == "" {
-		describe = gitDescribe(*src)
+		describe = pkgversion.Describe(*src)
 	}
-	pkgVersion, err := packageVersion(describe, func() (int, bool) { return gitCommitCount(*src) })
+	pkgVersion, err := pkgversion.FromDescribe(describe, func() (int, bool) { return pkgversion.CommitCount(*src) })
 	if err != nil {
-		return err
+		return fmt.Errorf("mkpkg: %w", err)
 	}
 
 	b := build{
@@ -67,28 +66,4 @@ func run(args []string) error {
 		fmt.Printf("mkpkg: wrote %s\n", p)
 	}
 	return nil
-}
-
-// gitDescribe mirrors the Makefile's VERSION: `git describe --tags --always
-// --dirty`, or "dev" outside a git checkout.
-func gitDescribe(dir string) string {
-	out, err := exec.Command("git", "-C", dir, "describe", "--tags", "--always", "--dirty").Output()
-	if err != nil {
-		return "dev"
-	}
-	return strings.TrimSpace(string(out))
-}
-
-// gitCommitCount is the number of commits reachable from HEAD, used to order
-// snapshot versions built before the first tag.
-func gitCommitCount(dir string) (int, bool) {
-	out, err := exec.Command("git", "-C", dir, "rev-list", "--count", "HEAD").Output()
-	if err != nil {
-		return 0, false
-	}
-	n, err := strconv.Atoi(strings.TrimSpace(string(out)))
-	if err != nil {
-		return 0, false
-	}
-	return n, true
 }

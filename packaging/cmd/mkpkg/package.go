@@ -49,7 +49,7 @@ type build struct {
 	src     string // repository root
 	binDir  string // holds autonomy-orchestrator and autonomyctl
 	arch    string // Go architecture name
-	version string // already converted by packageVersion
+	version string // already converted by pkgversion.FromDescribe
 }
 
 // writeAll writes one package per format into out and returns their paths.
@@ -154,7 +154,7 @@ func (b build) info(format, completion string) *nfpm.Info {
 		Arch:          b.arch,
 		Platform:      "linux",
 		Version:       b.version,
-		VersionSchema: "none", // already converted by packageVersion
+		VersionSchema: "none", // already converted by pkgversion.FromDescribe
 		Release:       "1",
 		Section:       "net",
 		Priority:      "optional",
