@@ -25,6 +25,10 @@ func TestGenMan(t *testing.T) {
 			t.Errorf("%s: no NAME section or not dated by SOURCE_DATE_EPOCH:\n%.400s", page, b)
 		}
 	}
+	// "<node>.crt" in certs init's description is text, not an HTML tag.
+	if b, err := os.ReadFile(filepath.Join(dir, "autonomyctl-certs-init.1")); err != nil || !strings.Contains(string(b), "<node>") {
+		t.Errorf("autonomyctl-certs-init.1 lost <node> (%v):\n%s", err, b)
+	}
 	if _, err := os.Stat(filepath.Join(dir, "autonomyctl-__genman.1")); err == nil {
 		t.Error("the hidden __genman command has a man page")
 	}
