@@ -5,8 +5,10 @@
 //	go run ./packaging/cmd/mkpkg --version "$(go run ./packaging/cmd/pkgversion)" --bin-dir bin --out dist
 //
 // What goes into the packages is declared in package.go; the maintainer
-// scripts are in packaging/scripts/{deb,rpm}/ and the packaged config files in
-// packaging/files/.
+// scripts are in packaging/scripts/{deb,rpm}/, the packaged config files in
+// packaging/files/, the release notes in packaging/changelog.yml and the
+// monitoring pack in packaging/monitoring/. Completions (bash, zsh, fish) and
+// man pages are generated from the binaries themselves (man.go).
 package main
 
 import (
@@ -14,6 +16,9 @@ import (
 	"flag"
 	"fmt"
 	"os"
+	"os/exec"
+	"strconv"
+	"strings"
 	"time"
 
 	"github.com/autonomyops/orchestrator/packaging/pkgversion"
@@ -49,11 +54,16 @@ func run(args []string) error {
 		return fmt.Errorf("mkpkg: %w", err)
 	}
 
+	date, err := sourceDate(*src)
+	if err != nil {
+		return err
+	}
 	b := build{
 		src:     *src,
 		binDir:  *binDir,
 		arch:    *arch,
 		version: pkgVersion,
+		date:    date,
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
@@ -66,4 +76,22 @@ func run(args []string) error {
 		fmt.Printf("mkpkg: wrote %s\n", p)
 	}
 	return nil
+}
+
+// sourceDate is the time the packages carry (man pages, the snapshot
+// changelog entry, file times): $SOURCE_DATE_EPOCH when set
+// (reproducible-builds.org), else the time of the last commit, else now.
+func sourceDate(dir string) (time.Time, error) {
+	if s := os.Getenv("SOURCE_DATE_EPOCH"); s != "" {
+		sec, err := strconv.ParseInt(s, 10, 64)
+		if err != nil {
+			return time.Time{}, fmt.Errorf("mkpkg: SOURCE_DATE_EPOCH=%q is not a number of seconds", s)
+		}
+		return time.Unix(sec, 0).UTC(), nil
+	}
+	out, err := exec.Command("git", "-C", dir, "log", "-1", "--format=%ct").Output()
+	if sec, perr := strconv.ParseInt(strings.TrimSpace(string(out)), 10, 64); err == nil && perr == nil {
+		return time.Unix(sec, 0).UTC(), nil
+	}
+	return time.Now().UTC().Truncate(time.Second), nil
 }
