@@ -1,7 +1,15 @@
 # AutonomyOps HA orchestrator. `make help` lists the targets.
 SHELL := /bin/bash
 GO ?= go
-VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
+# VERSION is this build's version, derived from `git describe --tags` by
+# packaging/pkgversion: a tag v0.2.0 gives 0.2.0, three commits later
+# 0.2.0+git3.g<hash> (+.dirty for uncommitted changes). It is linked into both
+# binaries (--version), and mkpkg versions the .deb and .rpm with it.
+# `make VERSION=v1.2.3 ...` is converted the same way.
+override VERSION := $(shell $(GO) run ./packaging/cmd/pkgversion $(VERSION))
+ifeq ($(VERSION),)
+$(error cannot derive VERSION: run `$(GO) run ./packaging/cmd/pkgversion` to see why)
+endif
 LDFLAGS := -s -w -X github.com/autonomyops/orchestrator/node.Version=$(VERSION) -X github.com/autonomyops/orchestrator/ctl.Version=$(VERSION)
 BIN := bin
 

@@ -192,6 +192,7 @@ func (in *invocation) rootCmd() *cobra.Command {
 		in.certsCmd(),
 		in.demoCmd(),
 		in.completionCmd(),
+		in.genManCmd(),
 	)
 	return root
 }

@@ -9,11 +9,12 @@
 # exits non-zero if any check failed. Re-runnable: leftovers of an earlier run
 # are cleaned up first.
 #
-# lintian runs when it installs. These tags are accepted, on purpose:
-#   no-changelog                      vendor package built by nfpm, no Debian changelog
-#   statically-linked-binary          Go binaries built with CGO_ENABLED=0 (lintian only
-#                                     recognises Go through a Debian source package)
-#   no-manual-page                    the binaries document themselves with --help
+# It also installs lintian and fails on any lintian error, and on any warning
+# not accepted below; and it installs prometheus (for promtool) and checks the
+# monitoring pack: `promtool check rules` and `promtool test rules`, on the
+# repository's copy and on the one the package installs.
+#
+# Accepted lintian warnings, on purpose:
 #   maintainer-script-calls-systemctl no debhelper/init-system-helpers dependency: the
 #                                     scripts call systemctl directly, and only when
 #                                     systemd runs
@@ -21,7 +22,8 @@
 #                                     purpose (gossip key, token digests)
 #   recursive-privilege-change        postinst re-owns /var/lib/autonomy after the
 #                                     autonomy user was re-created with another uid
-# Any other error or warning tag fails the check.
+# The only lintian override the package may ship is statically-linked-binary
+# (Go binaries built with CGO_ENABLED=0; packaging/files/lintian-overrides).
 
 # Helpers are passed to check as commands, which shellcheck cannot follow.
 # shellcheck disable=SC2317
@@ -32,8 +34,10 @@ UNIT=/usr/lib/systemd/system/autonomy-orchestrator.service
 DATADIR=/var/lib/autonomy
 CONFDIR=/etc/autonomy
 MARKER=$DATADIR/ci-check.marker
-LINTIAN_ACCEPTED=(no-changelog statically-linked-binary no-manual-page
-	maintainer-script-calls-systemctl non-standard-file-perm recursive-privilege-change)
+LINTIAN_ACCEPTED=(maintainer-script-calls-systemctl non-standard-file-perm recursive-privilege-change)
+LINTIAN_OVERRIDES_ALLOWED=(statically-linked-binary)
+MONITORING=/usr/share/autonomy/monitoring
+DOCDIR=/usr/share/doc/$PKG
 
 passed=0
 failed=0
@@ -116,10 +120,12 @@ RPM=${rpms[0]}
 pass "packages built: $DEB, $RPM"
 
 section "tools"
+# tool -> Debian package
+declare -A tool_pkg=([rpm]=rpm [systemd-analyze]=systemd [lintian]=lintian [promtool]=prometheus)
 missing=()
-command -v rpm >/dev/null || missing+=(rpm)
-command -v systemd-analyze >/dev/null || missing+=(systemd)
-command -v lintian >/dev/null || missing+=(lintian)
+for tool in rpm systemd-analyze lintian promtool; do
+	command -v "$tool" >/dev/null || missing+=("${tool_pkg[$tool]}")
+done
 if [ "${#missing[@]}" -gt 0 ]; then
 	echo "installing: ${missing[*]}"
 	export DEBIAN_FRONTEND=noninteractive
@@ -128,11 +134,19 @@ if [ "${#missing[@]}" -gt 0 ]; then
 		apt-get install -y -qq --no-install-recommends "$p" >/dev/null || echo "could not install $p"
 	done
 fi
-check "rpm is available" command -v rpm
-check "systemd-analyze is available" command -v systemd-analyze
-if ! command -v rpm >/dev/null || ! command -v systemd-analyze >/dev/null; then
-	abort "required tools missing"
-fi
+for tool in rpm systemd-analyze lintian promtool; do
+	check "$tool is available" command -v "$tool"
+done
+for tool in rpm systemd-analyze lintian promtool; do
+	command -v "$tool" >/dev/null || abort "required tools missing"
+done
+
+section "monitoring pack (repository)"
+check "promtool check rules packaging/monitoring/prometheus/autonomy-alerts.yml" \
+	promtool check rules packaging/monitoring/prometheus/autonomy-alerts.yml
+check "promtool test rules packaging/monitoring/prometheus/autonomy-alerts.test.yml" \
+	promtool test rules packaging/monitoring/prometheus/autonomy-alerts.test.yml
+check "the Grafana dashboard is JSON" python3 -m json.tool packaging/monitoring/grafana/autonomy-cluster.json
 
 section "clean up leftovers of an earlier run"
 if pkg_known; then
@@ -153,18 +167,38 @@ check "clean start: no package, user, group, $CONFDIR or $DATADIR" \
 	bash -c "! dpkg-query -W $PKG >/dev/null 2>&1 && ! getent passwd autonomy && ! getent group autonomy && [ ! -e $CONFDIR ] && [ ! -e $DATADIR ]"
 
 section "lintian"
-if command -v lintian >/dev/null; then
-	lintian_out=$(lintian --allow-root "$DEB" 2>&1) || true
-	indent "$lintian_out"
-	unaccepted=$(grep -E '^[EW]: ' <<<"$lintian_out" | awk '{print $3}' | sort -u |
-		grep -vxF -f <(printf '%s\n' "${LINTIAN_ACCEPTED[@]}") || true)
-	if [ -z "$unaccepted" ]; then
-		pass "lintian: no error or warning beyond the accepted ones"
-	else
-		fail "lintian: unaccepted tags: $(tr '\n' ' ' <<<"$unaccepted")"
-	fi
+# Exit status 0: no error tag; 2: error tags (--fail-on error); 1 or anything
+# else: lintian itself failed.
+lintian_out=$(lintian --allow-root --fail-on error "$DEB" 2>&1) && lintian_rc=0 || lintian_rc=$?
+indent "$lintian_out"
+errors=$(grep -c '^E: ' <<<"$lintian_out" || true)
+warnings=$(grep -c '^W: ' <<<"$lintian_out" || true)
+echo "    lintian: $errors error(s), $warnings warning(s)"
+case $lintian_rc in
+0 | 2) ;;
+*) fail "lintian exited $lintian_rc: it did not check the package" ;;
+esac
+if [ "$lintian_rc" -eq 2 ] && [ "$errors" -eq 0 ]; then
+	fail "lintian exited 2 (--fail-on error) but printed no E: tag"
+fi
+expect_eq "lintian: no error" 0 "$errors"
+# The overrides the package ships, as lintian applied them (exit status not
+# meaningful with --show-overrides).
+overrides_out=$(lintian --allow-root --show-overrides "$DEB" 2>&1 || true)
+unaccepted=$(grep -E '^W: ' <<<"$lintian_out" | awk '{print $3}' | sort -u |
+	grep -vxF -f <(printf '%s\n' "${LINTIAN_ACCEPTED[@]}") || true)
+if [ -z "$unaccepted" ]; then
+	pass "lintian: no warning beyond the accepted ones"
 else
-	echo "SKIP: lintian is not installed (apt-get install lintian failed)"
+	fail "lintian: unaccepted warnings: $(tr '\n' ' ' <<<"$unaccepted")"
+fi
+indent "$(grep -E '^O: ' <<<"$overrides_out")"
+overridden=$(grep -E '^O: ' <<<"$overrides_out" | awk '{print $3}' | sort -u |
+	grep -vxF -f <(printf '%s\n' "${LINTIAN_OVERRIDES_ALLOWED[@]}") || true)
+if [ -z "$overridden" ]; then
+	pass "lintian: overrides only for ${LINTIAN_OVERRIDES_ALLOWED[*]}"
+else
+	fail "lintian: overrides not allowed: $(tr '\n' ' ' <<<"$overridden")"
 fi
 
 section "deb contents"
@@ -194,11 +228,38 @@ expect_eq "$CONFDIR/tokens.yaml is 0640 root:autonomy" "640 root autonomy" "$(st
 expect_eq "$CONFDIR/orchestrator.yaml is 0640 root:autonomy" "640 root autonomy" "$(stat_of $CONFDIR/orchestrator.yaml)"
 check "the packaged orchestrator.yaml has no setting (every line is a comment)" no_settings $CONFDIR/orchestrator.yaml
 check "the packaged tokens.yaml has no setting (every line is a comment)" no_settings $CONFDIR/tokens.yaml
+# The deb's version without the Debian revision is what both binaries print.
+upstream=$(dpkg-deb -f "$DEB" Version)
+upstream=${upstream%-*}
 for bin in autonomy-orchestrator autonomyctl; do
-	check "/usr/bin/$bin --version" /usr/bin/$bin --version
-	echo "    $(/usr/bin/$bin --version 2>&1 | head -1)"
+	out=$(/usr/bin/$bin --version 2>&1) || true
+	echo "    $out"
+	# shellcheck disable=SC2016 # awk's $i, not the shell's
+	check "/usr/bin/$bin --version prints the package version $upstream" \
+		awk -v v="$upstream" '{ for (i = 1; i <= NF; i++) if ($i == v) found = 1 } END { exit !found }' <<<"$out"
 done
 check "bash completion installed" test -s /usr/share/bash-completion/completions/autonomyctl
+check "zsh completion installed" grep -q '^#compdef autonomyctl' /usr/share/zsh/vendor-completions/_autonomyctl
+check "fish completion installed" grep -q 'complete -c autonomyctl' /usr/share/fish/vendor_completions.d/autonomyctl.fish
+for page in autonomy-orchestrator autonomy-orchestrator-serve autonomyctl autonomyctl-ha-status autonomyctl-wal-verify; do
+	check "man page $page(1) installed" bash -c "zcat /usr/share/man/man1/$page.1.gz | grep -q '^\\.TH'"
+done
+if command -v man >/dev/null; then
+	man_warnings=$(LC_ALL=C.UTF-8 MANROFFSEQ='' MANWIDTH=80 man --warnings -E UTF-8 -l -Tutf8 -Z /usr/share/man/man1/autonomy*.1.gz 2>&1 >/dev/null)
+	check "man --warnings: the man pages render without warnings" test -z "$man_warnings"
+	indent "$man_warnings"
+fi
+for doc in copyright README.md install.md operations.md autonomyctl.md; do
+	check "$DOCDIR/$doc installed" test -s "$DOCDIR/$doc"
+done
+changelog_top=$(zcat $DOCDIR/changelog.Debian.gz 2>/dev/null | head -1)
+check "changelog.Debian.gz starts with this version ($(dpkg-deb -f "$DEB" Version))" \
+	grep -qF "$PKG ($(dpkg-deb -f "$DEB" Version))" <<<"$changelog_top"
+for f in README.md prometheus/autonomy-alerts.yml prometheus/autonomy-alerts.test.yml grafana/autonomy-cluster.json; do
+	check "monitoring pack: $MONITORING/$f installed" test -s "$MONITORING/$f"
+done
+check "promtool check rules on the installed pack" promtool check rules $MONITORING/prometheus/autonomy-alerts.yml
+check "promtool test rules on the installed pack" bash -c "cd $MONITORING/prometheus && promtool test rules autonomy-alerts.test.yml"
 check "unit installed at $UNIT" test -f $UNIT
 check "unit is not enabled (no auto-start)" not bash -c "ls /etc/systemd/system/*.wants/autonomy-orchestrator.service 2>/dev/null | grep -q ."
 
@@ -255,15 +316,32 @@ check "user autonomy kept" user_exists
 section "purge: dpkg -P"
 check "dpkg -P $PKG" dpkg -P "$PKG"
 check "package unknown to dpkg after purge" not pkg_known
-check "user autonomy removed" not user_exists
-check "group autonomy removed" not group_exists
+check "user autonomy kept (its uid still owns $DATADIR)" user_exists
+check "group autonomy kept" group_exists
+expect_eq "account autonomy expired (expiry day 1)" 1 "$(getent shadow autonomy | cut -d: -f8)"
 check "$CONFDIR removed (conffiles purged)" not test -e $CONFDIR
 check "$DATADIR kept after purge (data is never deleted)" test -d $DATADIR
 check "data in $DATADIR kept after purge" test -f "$MARKER"
+expect_eq "data in $DATADIR still owned by autonomy" "autonomy autonomy" "$(stat -c '%U %G' "$MARKER")"
+
+section "install again after a purge, then purge a node that never ran"
 rm -rf "$DATADIR"
+check "dpkg -i $DEB (after a purge)" dpkg -i "$DEB"
+expect_eq "account autonomy no longer expired" "" "$(getent shadow autonomy | cut -d: -f8)"
+check "user autonomy can run a command again" runuser -u autonomy -- true
+expect_eq "$DATADIR re-created, 0700 autonomy:autonomy" "700 autonomy autonomy" "$(stat_of $DATADIR)"
+check "dpkg -P $PKG" dpkg -P "$PKG"
+check "the empty $DATADIR removed by the purge" not test -e $DATADIR
+check "$CONFDIR removed" not test -e $CONFDIR
+check "no file of the package left in /usr" not bash -c "ls -d /usr/bin/autonomy* /usr/share/autonomy /usr/share/man/man1/autonomy* $DOCDIR 2>/dev/null | grep -q ."
 
 section "rpm"
-deb_files=$(dpkg -c "$DEB" | awk '/^-/ { sub(/^\./, "", $6); print $6 }' | sort)
+# The same files, but for what differs on purpose: zsh's vendor directory
+# (Debian: vendor-completions, Fedora: site-functions), and the deb-only
+# lintian overrides and changelog.Debian.gz (the rpm has a %changelog).
+deb_files=$(dpkg -c "$DEB" | awk '/^-/ { sub(/^\./, "", $6); print $6 }' |
+	sed 's|^/usr/share/zsh/vendor-completions/|/usr/share/zsh/site-functions/|' |
+	grep -vx -e "/usr/share/lintian/overrides/$PKG" -e "$DOCDIR/changelog.Debian.gz" | sort)
 rpm_files=$(rpm -qlpv "$RPM" 2>/dev/null | awk '/^-/ { print $NF }' | sort)
 if [ -n "$deb_files" ] && [ "$deb_files" = "$rpm_files" ]; then
 	pass "rpm -qlp and dpkg -c list the same $(wc -l <<<"$deb_files") regular files"
@@ -271,6 +349,12 @@ else
 	fail "rpm and deb regular files differ (< deb, > rpm)"
 	diff <(echo "$deb_files") <(echo "$rpm_files") | sed 's/^/    /' || true
 fi
+rpm_release=$(rpm -qp --qf '%{VERSION}-%{RELEASE}' "$RPM" 2>/dev/null)
+check "rpm %changelog starts with this version ($rpm_release)" \
+	bash -c "rpm -qp --changelog '$RPM' 2>/dev/null | head -1 | grep -qF -- '- $rpm_release'"
+check "rpm %doc has the docs" bash -c "rpm -qpd '$RPM' 2>/dev/null | grep -qx '$DOCDIR/install.md'"
+check "rpm %license is the copyright" bash -c "rpm -qpL '$RPM' 2>/dev/null | grep -qx '$DOCDIR/copyright'"
+check "rpm has the zsh completion in site-functions" grep -qx /usr/share/zsh/site-functions/_autonomyctl <(rpm -qlp "$RPM" 2>/dev/null)
 check "rpm lists the unit at $UNIT" grep -qx "$UNIT" <(rpm -qlp "$RPM" 2>/dev/null)
 expect_eq "rpm config files" "$(printf '%s\n' $CONFDIR/orchestrator.yaml $CONFDIR/tokens.yaml)" \
 	"$(rpm -qpc "$RPM" 2>/dev/null | sort)"

@@ -130,7 +130,8 @@ dpkg -r $U >/dev/null
 expect "remove: stopped" inactive "$(systemctl is-active $U)"
 [ -e /etc/systemd/system/multi-user.target.wants/$U.service ] && fail "remove: still enabled" || pass "remove: disabled"
 dpkg -P $U >/dev/null
-getent passwd autonomy >/dev/null && fail "purge: user left" || pass "purge: user removed"
+getent passwd autonomy >/dev/null && pass "purge: user kept, its uid owns the data" || fail "purge: user removed"
+expect "purge: account expired" 1 "$(getent shadow autonomy | cut -d: -f8)"
 [ -d /var/lib/autonomy/etcd ] && pass "purge: data kept" || fail "purge: data deleted"
 echo DONE
 systemctl poweroff 2>/dev/null || systemctl --force poweroff

@@ -2,11 +2,13 @@
 // Go library (no external packaging tool). `make package` runs it from the
 // repository root after `make build`:
 //
-//	go run ./packaging/cmd/mkpkg --version "$(git describe --tags --always --dirty)" --bin-dir bin --out dist
+//	go run ./packaging/cmd/mkpkg --version "$(go run ./packaging/cmd/pkgversion)" --bin-dir bin --out dist
 //
 // What goes into the packages is declared in package.go; the maintainer
-// scripts are in packaging/scripts/{deb,rpm}/ and the packaged config files in
-// packaging/files/.
+// scripts are in packaging/scripts/{deb,rpm}/, the packaged config files in
+// packaging/files/, the release notes in packaging/changelog.yml and the
+// monitoring pack in packaging/monitoring/. Completions (bash, zsh, fish) and
+// man pages are generated from the binaries themselves (man.go).
 package main
 
 import (
@@ -18,6 +20,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/autonomyops/orchestrator/packaging/pkgversion"
 )
 
 func main() {
@@ -29,7 +33,7 @@ func main() {
 
 func run(args []string) error {
 	fs := flag.NewFlagSet("mkpkg", flag.ContinueOnError)
-	version := fs.String("version", "", "version from `git describe --tags --always --dirty` (default: run it); converted to a deb/rpm version")
+	version := fs.String("version", "", "the Makefile's VERSION, or any `git describe --tags --always --dirty` output (default: run it); converted to a deb/rpm version by packaging/pkgversion")
 	binDir := fs.String("bin-dir", "bin", "directory holding autonomy-orchestrator and autonomyctl, built for --arch")
 	out := fs.String("out", "dist", "output directory for the .deb and .rpm")
 	arch := fs.String("arch", "amd64", "target architecture, in Go's naming (amd64, arm64)")
@@ -43,18 +47,23 @@ func run(args []string) error {
 
 	describe := *version
 	if describe == "" {
-		describe = gitDescribe(*src)
+		describe = pkgversion.Describe(*src)
 	}
-	pkgVersion, err := packageVersion(describe, func() (int, bool) { return gitCommitCount(*src) })
+	pkgVersion, err := pkgversion.FromDescribe(describe, func() (int, bool) { return pkgversion.CommitCount(*src) })
+	if err != nil {
+		return fmt.Errorf("mkpkg: %w", err)
+	}
+
+	date, err := sourceDate(*src)
 	if err != nil {
 		return err
 	}
-
 	b := build{
 		src:     *src,
 		binDir:  *binDir,
 		arch:    *arch,
 		version: pkgVersion,
+		date:    date,
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
@@ -69,26 +78,20 @@ func run(args []string) error {
 	return nil
 }
 
-// gitDescribe mirrors the Makefile's VERSION: `git describe --tags --always
-// --dirty`, or "dev" outside a git checkout.
-func gitDescribe(dir string) string {
-	out, err := exec.Command("git", "-C", dir, "describe", "--tags", "--always", "--dirty").Output()
-	if err != nil {
-		return "dev"
+// sourceDate is the time the packages carry (man pages, the snapshot
+// changelog entry, file times): $SOURCE_DATE_EPOCH when set
+// (reproducible-builds.org), else the time of the last commit, else now.
+func sourceDate(dir string) (time.Time, error) {
+	if s := os.Getenv("SOURCE_DATE_EPOCH"); s != "" {
+		sec, err := strconv.ParseInt(s, 10, 64)
+		if err != nil {
+			return time.Time{}, fmt.Errorf("mkpkg: SOURCE_DATE_EPOCH=%q is not a number of seconds", s)
+		}
+		return time.Unix(sec, 0).UTC(), nil
 	}
-	return strings.TrimSpace(string(out))
-}
-
-// gitCommitCount is the number of commits reachable from HEAD, used to order
-// snapshot versions built before the first tag.
-func gitCommitCount(dir string) (int, bool) {
-	out, err := exec.Command("git", "-C", dir, "rev-list", "--count", "HEAD").Output()
-	if err != nil {
-		return 0, false
+	out, err := exec.Command("git", "-C", dir, "log", "-1", "--format=%ct").Output()
+	if sec, perr := strconv.ParseInt(strings.TrimSpace(string(out)), 10, 64); err == nil && perr == nil {
+		return time.Unix(sec, 0).UTC(), nil
 	}
-	n, err := strconv.Atoi(strings.TrimSpace(string(out)))
-	if err != nil {
-		return 0, false
-	}
-	return n, true
+	return time.Now().UTC().Truncate(time.Second), nil
 }

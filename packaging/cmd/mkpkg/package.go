@@ -9,6 +9,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"time"
 
 	"github.com/goreleaser/nfpm/v2"
 	_ "github.com/goreleaser/nfpm/v2/deb" // registers the "deb" packager
@@ -32,24 +33,72 @@ const (
 		"enabled nor started."
 )
 
+// pkgRelease is the package release (the Debian revision, the rpm Release).
+const pkgRelease = "1"
+
 // Installed paths.
 const (
 	unitDst       = "/usr/lib/systemd/system/autonomy-orchestrator.service"
 	configDst     = "/etc/autonomy/orchestrator.yaml"
 	tokensDst     = "/etc/autonomy/tokens.yaml"
-	completionDst = "/usr/share/bash-completion/completions/autonomyctl"
 	docDir        = "/usr/share/doc/autonomy-orchestrator"
+	manDir        = "/usr/share/man/man1"
+	monitoringDir = "/usr/share/autonomy/monitoring"
+	overridesDst  = "/usr/share/lintian/overrides/" + pkgName
 )
+
+// completionDst is where each shell's completion of autonomyctl goes, per
+// package format: zsh's vendor directory differs between Debian and Fedora.
+var completionDst = map[string]map[string]string{
+	"bash": {"deb": "/usr/share/bash-completion/completions/autonomyctl", "rpm": "/usr/share/bash-completion/completions/autonomyctl"},
+	"zsh":  {"deb": "/usr/share/zsh/vendor-completions/_autonomyctl", "rpm": "/usr/share/zsh/site-functions/_autonomyctl"},
+	"fish": {"deb": "/usr/share/fish/vendor_completions.d/autonomyctl.fish", "rpm": "/usr/share/fish/vendor_completions.d/autonomyctl.fish"},
+}
+
+// shells are the completions generated, in order.
+var shells = []string{"bash", "zsh", "fish"}
+
+// docs are installed in docDir (rpm: %doc), from the repository root. An
+// optional one is skipped when it does not exist.
+var docs = []struct {
+	src      string
+	optional bool
+}{
+	{"README.md", false},
+	{"docs/install.md", false},
+	{"docs/operations.md", false},
+	{"docs/autonomyctl.md", false},
+	{"docs/metrics.md", true}, // the metrics reference (issue 13)
+	{"docs/wal-format.md", false},
+}
+
+// monitoringFiles are the monitoring pack (packaging/monitoring/), installed
+// in monitoringDir.
+var monitoringFiles = []string{
+	"README.md",
+	"prometheus/autonomy-alerts.yml",
+	"prometheus/autonomy-alerts.test.yml",
+	"grafana/autonomy-cluster.json",
+}
 
 // formats are the packagers mkpkg runs, in order.
 var formats = []string{"deb", "rpm"}
 
 // build describes one packaging run.
 type build struct {
-	src     string // repository root
-	binDir  string // holds autonomy-orchestrator and autonomyctl
-	arch    string // Go architecture name
-	version string // already converted by packageVersion
+	src     string    // repository root
+	binDir  string    // holds autonomy-orchestrator and autonomyctl
+	arch    string    // Go architecture name
+	version string    // already converted by pkgversion.FromDescribe
+	date    time.Time // of the source (SOURCE_DATE_EPOCH or the commit): man pages, changelog, file times
+}
+
+// generated are the files made at package time from the binaries and the
+// repository, shared by both formats.
+type generated struct {
+	completions map[string]string // shell -> file
+	manPages    []string          // gzipped pages
+	changelog   string            // chglog YAML for nfpm
 }
 
 // writeAll writes one package per format into out and returns their paths.
@@ -66,8 +115,8 @@ func (b build) writeAll(ctx context.Context, out string) ([]string, error) {
 		return nil, fmt.Errorf("mkpkg: %w", err)
 	}
 	defer os.RemoveAll(tmp)
-	completion := filepath.Join(tmp, "autonomyctl.bash")
-	if err := b.generateCompletion(ctx, completion); err != nil {
+	g, err := b.generate(ctx, tmp)
+	if err != nil {
 		return nil, err
 	}
 
@@ -79,7 +128,7 @@ func (b build) writeAll(ctx context.Context, out string) ([]string, error) {
 	}
 	var written []string
 	for _, format := range formats {
-		p, err := b.write(format, completion, out)
+		p, err := b.write(format, g, out)
 		if err != nil {
 			return written, err
 		}
@@ -88,13 +137,45 @@ func (b build) writeAll(ctx context.Context, out string) ([]string, error) {
 	return written, nil
 }
 
+// generate makes the completions, man pages and changelog in dir.
+func (b build) generate(ctx context.Context, dir string) (generated, error) {
+	g := generated{completions: map[string]string{}}
+	for _, shell := range shells {
+		p := filepath.Join(dir, "autonomyctl."+shell)
+		if err := b.generateCompletion(ctx, shell, p); err != nil {
+			return g, err
+		}
+		g.completions[shell] = p
+	}
+	man := filepath.Join(dir, "man")
+	if err := os.Mkdir(man, 0o755); err != nil {
+		return g, fmt.Errorf("mkpkg: %w", err)
+	}
+	for _, bin := range []string{"autonomy-orchestrator", "autonomyctl"} {
+		pages, err := generateMan(ctx, filepath.Join(b.binDir, bin), b.version, man, b.date)
+		if err != nil {
+			return g, err
+		}
+		g.manPages = append(g.manPages, pages...)
+	}
+	g.changelog = filepath.Join(dir, "changelog.yml")
+	if err := b.writeChangelog(filepath.Join(b.src, "packaging", "changelog.yml"), g.changelog, b.date); err != nil {
+		return g, err
+	}
+	return g, nil
+}
+
 // write builds the package of one format into dir.
-func (b build) write(format, completion, dir string) (string, error) {
+func (b build) write(format string, g generated, dir string) (string, error) {
 	packager, err := nfpm.Get(format)
 	if err != nil {
 		return "", fmt.Errorf("mkpkg: %w", err)
 	}
-	info := nfpm.WithDefaults(b.info(format, completion))
+	info, err := b.info(format, g)
+	if err != nil {
+		return "", err
+	}
+	info = nfpm.WithDefaults(info)
 	if err := nfpm.PrepareForPackager(info, format); err != nil {
 		return "", fmt.Errorf("mkpkg: %s: %w", format, err)
 	}
@@ -118,13 +199,18 @@ func (b build) write(format, completion, dir string) (string, error) {
 
 // info declares the package for one format. A fresh Info per format, since
 // packaging rewrites info.Contents.
-func (b build) info(format, completion string) *nfpm.Info {
+func (b build) info(format string, g generated) (*nfpm.Info, error) {
 	src := func(p string) string { return filepath.Join(b.src, filepath.FromSlash(p)) }
 	rootAutonomy := func(mode os.FileMode) *files.ContentFileInfo {
 		return &files.ContentFileInfo{Owner: "root", Group: "autonomy", Mode: mode}
 	}
 	root := func(mode os.FileMode) *files.ContentFileInfo {
 		return &files.ContentFileInfo{Owner: "root", Group: "root", Mode: mode}
+	}
+	// Documentation: %doc and %license in the rpm, plain files in the deb.
+	docType, licenseType := "", ""
+	if format == "rpm" {
+		docType, licenseType = files.TypeRPMDoc, files.TypeRPMLicense
 	}
 
 	contents := files.Contents{
@@ -139,13 +225,32 @@ func (b build) info(format, completion string) *nfpm.Info {
 		// and the tokens file the token digests.
 		{Source: src("packaging/files/orchestrator.yaml"), Destination: configDst, Type: files.TypeConfigNoReplace, FileInfo: rootAutonomy(0o640)},
 		{Source: src("packaging/files/tokens.yaml"), Destination: tokensDst, Type: files.TypeConfigNoReplace, FileInfo: rootAutonomy(0o640)},
-		{Source: completion, Destination: completionDst, FileInfo: root(0o644)},
-		{Source: src("docs/install.md"), Destination: docDir + "/install.md", FileInfo: root(0o644)},
-		{Source: src("packaging/files/copyright"), Destination: docDir + "/copyright", FileInfo: root(0o644)},
+		{Source: src("packaging/files/copyright"), Destination: docDir + "/copyright", Type: licenseType, FileInfo: root(0o644)},
 		// /var/lib/autonomy is deliberately not in the package: dpkg and rpm
 		// delete a directory they own when it is empty on removal, and the data
 		// directory must outlive the package. The install scripts create it
 		// (0700 autonomy:autonomy) and nothing ever deletes it.
+	}
+	for _, shell := range shells {
+		contents = append(contents, &files.Content{Source: g.completions[shell], Destination: completionDst[shell][format], FileInfo: root(0o644)})
+	}
+	for _, p := range g.manPages {
+		contents = append(contents, &files.Content{Source: p, Destination: manDir + "/" + filepath.Base(p), FileInfo: root(0o644)})
+	}
+	for _, d := range docs {
+		if _, err := os.Stat(src(d.src)); err != nil {
+			if d.optional && errors.Is(err, os.ErrNotExist) {
+				continue
+			}
+			return nil, fmt.Errorf("mkpkg: documentation: %w", err)
+		}
+		contents = append(contents, &files.Content{Source: src(d.src), Destination: docDir + "/" + filepath.Base(d.src), Type: docType, FileInfo: root(0o644)})
+	}
+	for _, m := range monitoringFiles {
+		contents = append(contents, &files.Content{Source: src("packaging/monitoring/" + m), Destination: monitoringDir + "/" + m, FileInfo: root(0o644)})
+	}
+	if format == "deb" {
+		contents = append(contents, &files.Content{Source: src("packaging/files/lintian-overrides"), Destination: overridesDst, FileInfo: root(0o644)})
 	}
 
 	scripts := func(name string) string { return src("packaging/scripts/" + format + "/" + name) }
@@ -154,8 +259,8 @@ func (b build) info(format, completion string) *nfpm.Info {
 		Arch:          b.arch,
 		Platform:      "linux",
 		Version:       b.version,
-		VersionSchema: "none", // already converted by packageVersion
-		Release:       "1",
+		VersionSchema: "none", // already converted by pkgversion.FromDescribe
+		Release:       pkgRelease,
 		Section:       "net",
 		Priority:      "optional",
 		Maintainer:    maintainer,
@@ -163,6 +268,8 @@ func (b build) info(format, completion string) *nfpm.Info {
 		Vendor:        vendor,
 		Homepage:      homepage,
 		License:       license,
+		Changelog:     g.changelog,
+		MTime:         b.date,
 		Overridables: nfpm.Overridables{
 			Contents: contents,
 			Umask:    0o022,
@@ -189,23 +296,23 @@ func (b build) info(format, completion string) *nfpm.Info {
 			Scripts: nfpm.RPMScripts{PostTrans: scripts("posttrans")},
 		}
 	}
-	return info
+	return info, nil
 }
 
-// generateCompletion writes autonomyctl's bash completion to dst by running
-// the binary that goes into the package.
-func (b build) generateCompletion(ctx context.Context, dst string) error {
+// generateCompletion writes autonomyctl's completion for shell to dst by
+// running the binary that goes into the package.
+func (b build) generateCompletion(ctx context.Context, shell, dst string) error {
 	ctl := filepath.Join(b.binDir, "autonomyctl")
 	var stdout, stderr bytes.Buffer
-	cmd := exec.CommandContext(ctx, ctl, "completion", "bash")
+	cmd := exec.CommandContext(ctx, ctl, "completion", shell)
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
 	if err := cmd.Run(); err != nil {
-		return fmt.Errorf("mkpkg: generating the bash completion with `%s completion bash` failed: %w\n%s"+
+		return fmt.Errorf("mkpkg: generating the %s completion with `%s completion %s` failed: %w\n%s"+
 			"(the binaries in --bin-dir must run on this machine: build them for its architecture first)",
-			ctl, err, indent(stderr.String()))
+			shell, ctl, shell, err, indent(stderr.String()))
 	}
 	if !strings.Contains(stdout.String(), "autonomyctl") {
-		return fmt.Errorf("mkpkg: `%s completion bash` printed no completion script (%d bytes of output)", ctl, stdout.Len())
+		return fmt.Errorf("mkpkg: `%s completion %s` printed no completion script (%d bytes of output)", ctl, shell, stdout.Len())
 	}
 	if err := os.WriteFile(dst, stdout.Bytes(), 0o644); err != nil {
 		return fmt.Errorf("mkpkg: %w", err)
