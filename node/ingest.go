@@ -26,6 +26,10 @@ type idIndex struct {
 	epochStart func() uint64
 	// window is the idempotency window (setting ingest/idempotency_window).
 	window int
+	// forgotten is the highest Seq whose id the window dropped: a later
+	// scan over that frame (a leader catching up over frames it indexed as
+	// it appended them) must not bring the id back.
+	forgotten uint64
 }
 
 type idEntry struct {
@@ -73,7 +77,7 @@ func eventID(payload []byte) string {
 }
 
 func (x *idIndex) addLocked(id string, seq, epoch uint64) {
-	if _, dup := x.seqs[id]; dup {
+	if _, dup := x.seqs[id]; dup || seq <= x.forgotten {
 		return
 	}
 	x.seqs[id] = idPos{seq, epoch}
@@ -91,6 +95,7 @@ func (x *idIndex) pruneLocked() {
 		if x.seqs[e.id].seq == e.seq {
 			delete(x.seqs, e.id)
 		}
+		x.forgotten = max(x.forgotten, e.seq)
 	}
 	x.order = append([]idEntry(nil), x.order[drop:]...)
 }
@@ -134,6 +139,7 @@ func (x *idIndex) catchUpLocked(w *walrepl.WAL) error {
 			x.order = x.order[:len(x.order)-1]
 		}
 		x.upTo = min(x.upTo, t)
+		x.forgotten = min(x.forgotten, t) // frames above t are new frames
 	}
 	x.truncs = n
 	st := w.Status()
