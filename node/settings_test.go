@@ -370,7 +370,7 @@ func TestSettings_LiveOnEveryNode(t *testing.T) {
 	}
 	for _, n := range c.Nodes {
 		if code := n.Stop(); code != 0 {
-			t.Fatalf("%s: SIGTERM exit %d", n.Name, code)
+			t.Fatalf("%s: SIGTERM exit %d\n%s", n.Name, code, n.Logs())
 		}
 	}
 	for _, n := range c.Nodes {
