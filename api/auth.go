@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"os"
 	"strings"
+	"sync/atomic"
 
 	"github.com/gin-gonic/gin"
 	"sigs.k8s.io/yaml"
@@ -48,10 +49,18 @@ func parseRole(s string) (Role, error) {
 }
 
 // Tokens maps the SHA-256 of a bearer token to who holds it. The tokens
-// themselves are never stored or logged.
+// themselves are never stored or logged. The set can be replaced while the
+// API serves (Replace, on SIGHUP); a request is checked against the set in
+// effect when it arrives.
 type Tokens struct {
-	byDigest map[string]tokenEntry
+	byDigest atomic.Pointer[map[string]tokenEntry]
 }
+
+// Replace makes t accept exactly the tokens of from.
+func (t *Tokens) Replace(from *Tokens) { t.byDigest.Store(from.byDigest.Load()) }
+
+// Len returns how many tokens t accepts.
+func (t *Tokens) Len() int { return len(*t.byDigest.Load()) }
 
 type tokenEntry struct {
 	name string
@@ -78,7 +87,7 @@ func LoadTokens(path string) (*Tokens, error) {
 	if err := yaml.UnmarshalStrict(b, &f); err != nil {
 		return nil, fmt.Errorf("--tokens-file %s: %v (expected tokens: [{name, role, sha256}])", path, err)
 	}
-	t := &Tokens{byDigest: map[string]tokenEntry{}}
+	byDigest := map[string]tokenEntry{}
 	for i, e := range f.Tokens {
 		role, err := parseRole(e.Role)
 		if err != nil {
@@ -91,21 +100,23 @@ func LoadTokens(path string) (*Tokens, error) {
 		if e.Name == "" {
 			return nil, fmt.Errorf("--tokens-file %s: token %d has no name (names appear in the audit log)", path, i)
 		}
-		if _, dup := t.byDigest[d]; dup {
+		if _, dup := byDigest[d]; dup {
 			return nil, fmt.Errorf("--tokens-file %s: token %d (%q) repeats another token's sha256", path, i, e.Name)
 		}
-		t.byDigest[d] = tokenEntry{name: e.Name, role: role}
+		byDigest[d] = tokenEntry{name: e.Name, role: role}
 	}
-	if len(t.byDigest) == 0 {
+	if len(byDigest) == 0 {
 		return nil, fmt.Errorf("--tokens-file %s lists no tokens; every request would be refused", path)
 	}
+	t := &Tokens{}
+	t.byDigest.Store(&byDigest)
 	return t, nil
 }
 
 // lookup returns who holds token.
 func (t *Tokens) lookup(token string) (tokenEntry, bool) {
 	sum := sha256.Sum256([]byte(token))
-	e, ok := t.byDigest[hex.EncodeToString(sum[:])]
+	e, ok := (*t.byDigest.Load())[hex.EncodeToString(sum[:])]
 	return e, ok
 }
 

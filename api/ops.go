@@ -2,6 +2,7 @@ package api
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -11,6 +12,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/autonomyops/orchestrator/settings"
 	"github.com/autonomyops/orchestrator/walrepl"
 	"github.com/gin-gonic/gin"
 )
@@ -171,7 +173,8 @@ func (s *Server) getSetting(c *gin.Context) {
 		if list == nil {
 			list = []Setting{}
 		}
-		c.JSON(http.StatusOK, SettingsList{Settings: list, Revision: rev})
+		r := s.resolveStored(list)
+		c.JSON(http.StatusOK, SettingsList{Settings: list, Revision: rev, Known: SettingInfos(r), Unknown: r.Unknown})
 		return
 	}
 	st, err := s.b.Settings().Get(c.Request.Context(), key)
@@ -205,9 +208,16 @@ func (s *Server) putSetting(c *gin.Context) {
 		Value json.RawMessage `json:"value"`
 	}
 	if err := json.Unmarshal(body, &req); err != nil || len(req.Value) == 0 {
-		writeError(c, http.StatusBadRequest, "bad_json", `body must be {"value": <any JSON>}; nothing was written`)
+		writeError(c, http.StatusBadRequest, "bad_json", `body must be {"value": <JSON>}; nothing was written`)
 		return
 	}
+	if err := settings.Validate(key, req.Value); err != nil {
+		s.settingRefused(c, err)
+		return
+	}
+	var compact bytes.Buffer
+	json.Compact(&compact, req.Value) // valid JSON: Unmarshal accepted it
+	req.Value = compact.Bytes()
 	st, err := s.b.Settings().Put(c.Request.Context(), key, req.Value, rev)
 	if err != nil {
 		fail(c, err)

@@ -9,6 +9,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/autonomyops/orchestrator/settings"
 	"github.com/autonomyops/orchestrator/walrepl"
 	"github.com/gin-gonic/gin"
 	"github.com/sirupsen/logrus"
@@ -68,12 +69,18 @@ var (
 
 // Config configures the HTTP API.
 type Config struct {
-	// MaxBodyBytes bounds a request body; larger bodies get 413.
+	// MaxBodyBytes bounds an ingest body; larger bodies get 413. It is the
+	// default of Settings when Settings is nil.
 	MaxBodyBytes int64
 	// IngestTimeout bounds how long an ingest waits for commit before 503.
 	IngestTimeout time.Duration
-	// MaxEventsPerRequest bounds a batch.
+	// MaxEventsPerRequest bounds a batch; the default of Settings when
+	// Settings is nil.
 	MaxEventsPerRequest int
+	// Settings are the node's live settings (ingest limits, and the
+	// defaults that GET /v1/config/ reports). Nil: fixed at MaxBodyBytes
+	// and MaxEventsPerRequest.
+	Settings *settings.Live
 	// Tokens enables RBAC; nil means auth is off.
 	Tokens *Tokens
 	// Metrics serves GET /metrics (Prometheus); nil: no route.
@@ -99,9 +106,13 @@ type Server struct {
 // NewHandler returns the API's http.Handler.
 func NewHandler(cfg Config, b Backend) http.Handler {
 	gin.SetMode(gin.ReleaseMode)
+	if cfg.Settings == nil {
+		cfg.Settings = settings.NewLive(settings.Values{IdempotencyWindow: settings.DefaultIdempotencyWindow,
+			MaxBatch: cfg.MaxEventsPerRequest, MaxBodyBytes: cfg.MaxBodyBytes, LogLevel: "info"})
+	}
 	s := &Server{cfg: cfg, b: b, log: cfg.Logger}
 	e := gin.New()
-	e.Use(gin.Recovery())
+	e.Use(gin.Recovery(), s.accessLog)
 	if cfg.Instruments != nil {
 		e.Use(cfg.Instruments.countRequests)
 	}
@@ -127,6 +138,7 @@ func NewHandler(cfg Config, b Backend) http.Handler {
 	e.GET("/v1/ha/status", viewer, s.haStatus)
 	e.GET("/v1/wal/status", viewer, s.walStatus)
 	e.GET("/v1/wal/inspect", viewer, s.walInspect)
+	e.GET("/v1/node/settings", viewer, s.nodeSettings)
 
 	// The leader answers these; followers redirect.
 	e.POST("/v1/telemetry/events", operator, s.leaderOnly, s.ingest)

@@ -35,7 +35,7 @@ func ParseEvents(body []byte, maxEvents int) ([][]byte, error) {
 		}
 		out = append(out, buf.Bytes())
 		if len(out) > maxEvents {
-			return fmt.Errorf("more than %d events in one request; split the batch", maxEvents)
+			return fmt.Errorf("more than %d events in one request; split the batch (setting ingest/max_batch)", maxEvents)
 		}
 		return nil
 	}
@@ -75,20 +75,21 @@ func ParseEvents(body []byte, maxEvents int) ([][]byte, error) {
 
 func (s *Server) ingest(c *gin.Context) {
 	start := time.Now()
-	body, err := io.ReadAll(http.MaxBytesReader(c.Writer, c.Request.Body, s.cfg.MaxBodyBytes))
+	lim := s.cfg.Settings.Values()
+	body, err := io.ReadAll(http.MaxBytesReader(c.Writer, c.Request.Body, lim.MaxBodyBytes))
 	if err != nil {
 		var mbe *http.MaxBytesError
 		if errors.As(err, &mbe) {
 			s.cfg.Instruments.ingestDone(start, 0, "too_large")
 			writeError(c, http.StatusRequestEntityTooLarge, "too_large",
-				fmt.Sprintf("the body exceeds %d bytes; send smaller batches (server flag --max-body-bytes)", s.cfg.MaxBodyBytes))
+				fmt.Sprintf("the body exceeds %d bytes; send smaller batches (setting ingest/max_body_bytes)", lim.MaxBodyBytes))
 			return
 		}
 		s.cfg.Instruments.ingestDone(start, 0, "bad_body")
 		writeError(c, http.StatusBadRequest, "bad_body", "reading the body: "+err.Error())
 		return
 	}
-	events, err := ParseEvents(body, s.cfg.MaxEventsPerRequest)
+	events, err := ParseEvents(body, lim.MaxBatch)
 	if err != nil {
 		s.cfg.Instruments.ingestDone(start, 0, "bad_json")
 		writeError(c, http.StatusBadRequest, "bad_json", err.Error()+"; nothing was written")

@@ -12,6 +12,9 @@ import (
 type ErrorResponse struct {
 	Error   string `json:"error"`
 	Message string `json:"message"`
+	// Settings lists every settings key with its bounds when a settings
+	// write was refused (unknown_setting, bad_setting).
+	Settings []SettingInfo `json:"settings,omitempty"`
 }
 
 // Health is the body of GET /v1/health (200 only on the leader that can
@@ -208,8 +211,41 @@ type Setting struct {
 
 // SettingsList answers GET /v1/config/ (every setting).
 type SettingsList struct {
+	// Settings are the keys stored in etcd, as stored.
 	Settings []Setting `json:"settings"`
 	Revision int64     `json:"revision"`
+	// Known is every key of the schema as the answering node (the leader)
+	// resolves it against what etcd stores: its value, default and source.
+	Known []SettingInfo `json:"known"`
+	// Unknown are stored keys outside the schema: they have no effect.
+	Unknown []string `json:"unknown,omitempty"`
+}
+
+// SettingInfo is one key of the settings schema (docs/autonomyctl.md,
+// "settings") as a node resolves it.
+type SettingInfo struct {
+	Key   string          `json:"key"`
+	Value json.RawMessage `json:"value"` // in effect
+	// Default is the value without a stored one: the node's serve flag
+	// (Flag), or the built-in default.
+	Default  json.RawMessage `json:"default"`
+	Source   string          `json:"source"`             // "etcd" or "default"
+	Revision int64           `json:"revision,omitempty"` // etcd ModRevision of the stored value
+	Type     string          `json:"type"`               // integer, duration or string
+	Bounds   string          `json:"bounds"`
+	Flag     string          `json:"flag,omitempty"`
+	Help     string          `json:"help"`
+	// Refused says why a stored value is not applied (the default is).
+	Refused string `json:"refused,omitempty"`
+}
+
+// NodeSettings answers GET /v1/node/settings on every node: the settings it
+// applies now, as of the etcd revision its watch has reached.
+type NodeSettings struct {
+	Node     string        `json:"node"`
+	Revision int64         `json:"revision"`
+	Settings []SettingInfo `json:"settings"`
+	Unknown  []string      `json:"unknown,omitempty"`
 }
 
 // AuditRecord is one operator action.

@@ -10,6 +10,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/hashicorp/memberlist"
@@ -54,6 +55,7 @@ type Gossip struct {
 	stop chan struct{}
 	wg   sync.WaitGroup
 	once sync.Once
+	logw *logrusWriter
 }
 
 // DecodeGossipKey validates a --gossip-key value.
@@ -108,7 +110,8 @@ func StartGossip(cfg GossipConfig) (*Gossip, error) {
 	mc.Delegate = gossipDelegate{self: cfg.Self}
 	view := &memberView{nodes: map[string]PeerHealth{}}
 	mc.Events = view
-	mc.Logger = log.New(&logrusWriter{log: cfg.Logger.WithField("component", "memberlist")}, "", 0)
+	lw := &logrusWriter{log: cfg.Logger.WithField("component", "memberlist")}
+	mc.Logger = log.New(lw, "", 0)
 	if cfg.Key != "" {
 		key, err := DecodeGossipKey(cfg.Key)
 		if err != nil {
@@ -120,7 +123,7 @@ func StartGossip(cfg GossipConfig) (*Gossip, error) {
 	if err != nil {
 		return nil, fmt.Errorf("cluster: starting gossip on %s: %w", cfg.BindAddr, err)
 	}
-	g := &Gossip{ml: ml, view: view, cfg: cfg, stop: make(chan struct{})}
+	g := &Gossip{ml: ml, view: view, cfg: cfg, stop: make(chan struct{}), logw: lw}
 	g.wg.Add(1)
 	go g.refreshMeta()
 	return g, nil
@@ -202,6 +205,7 @@ func (g *Gossip) State(name string) string {
 // Close leaves the cluster and stops memberlist. Idempotent.
 func (g *Gossip) Close() {
 	g.once.Do(func() {
+		g.logw.closing.Store(true)
 		close(g.stop)
 		g.wg.Wait()
 		g.ml.Leave(500 * time.Millisecond)
@@ -210,11 +214,20 @@ func (g *Gossip) Close() {
 }
 
 // logrusWriter turns memberlist's log.Logger lines ("[WARN] memberlist: ...")
-// into logrus entries at the matching level.
-type logrusWriter struct{ log logrus.FieldLogger }
+// into logrus entries at the matching level. Once the node is leaving
+// (closing), memberlist's complaints about its own sockets being closed are
+// expected and logged at debug: a clean stop logs no error.
+type logrusWriter struct {
+	log     logrus.FieldLogger
+	closing atomic.Bool
+}
 
 func (w *logrusWriter) Write(p []byte) (int, error) {
 	s := strings.TrimRight(string(p), "\r\n")
+	if w.closing.Load() && strings.Contains(s, "use of closed network connection") {
+		w.log.WithField("memberlist_line", s).Debug("memberlist: socket closed while leaving")
+		return len(p), nil
+	}
 	if m, ok := strings.CutPrefix(s, "[ERR] "); ok {
 		w.log.Error(m)
 	} else if m, ok := strings.CutPrefix(s, "[WARN] "); ok {

@@ -14,7 +14,6 @@ import (
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.etcd.io/etcd/server/v3/embed"
 	"go.etcd.io/etcd/server/v3/etcdserver/api/v3client"
-	"go.uber.org/zap/zapcore"
 )
 
 // Config configures this node's etcd member and election.
@@ -46,7 +45,8 @@ type Config struct {
 	// PeerTLS, when set, makes etcd's peer (and client) traffic mutual TLS
 	// with these PEM files; the URLs must then be https.
 	PeerTLS *TLSFiles
-	// Logger receives etcd's logs (at Warn and above unless Debug).
+	// Logger receives etcd's logs (at Warn and above unless Debug; see
+	// Member.SetDebug).
 	Logger logrus.FieldLogger
 	Debug  bool
 }
@@ -137,6 +137,7 @@ type Member struct {
 	etcd   *embed.Etcd
 	client *clientv3.Client
 	log    logrus.FieldLogger
+	zap    *zapState
 	once   sync.Once
 }
 
@@ -164,11 +165,9 @@ func StartMember(ctx context.Context, cfg Config) (*Member, error) {
 	ec.QuotaBackendBytes = cfg.QuotaBackendBytes
 	ec.AutoCompactionMode = "revision"
 	ec.AutoCompactionRetention = "10000"
-	level := zapcore.WarnLevel
-	if cfg.Debug {
-		level = zapcore.DebugLevel
-	}
-	ec.ZapLoggerBuilder = embed.NewZapLoggerBuilder(newZapLogger(cfg.Logger, level))
+	zst := &zapState{}
+	zst.debug.Store(cfg.Debug)
+	ec.ZapLoggerBuilder = embed.NewZapLoggerBuilder(newZapLogger(cfg.Logger, zst))
 
 	if t := cfg.PeerTLS; t != nil {
 		ec.PeerTLSInfo = transport.TLSInfo{CertFile: t.Cert, KeyFile: t.Key, TrustedCAFile: t.CA, ClientCertAuth: true}
@@ -190,7 +189,7 @@ func StartMember(ctx context.Context, cfg Config) (*Member, error) {
 		e.Close()
 		return nil, fmt.Errorf("cluster: etcd member %q did not become ready (is a quorum of --initial-cluster reachable?): %w", cfg.Name, ctx.Err())
 	}
-	return &Member{cfg: cfg, etcd: e, client: v3client.New(e.Server), log: cfg.Logger}, nil
+	return &Member{cfg: cfg, etcd: e, client: v3client.New(e.Server), log: cfg.Logger, zap: zst}, nil
 }
 
 // Client returns the in-process etcd client.
@@ -202,9 +201,16 @@ func (m *Member) Err() <-chan error { return m.etcd.Err() }
 // Prefix is the root of this cluster's keys.
 func (m *Member) Prefix() string { return "/autonomy/" + m.cfg.ClusterName + "/" }
 
-// Close stops the member. It is idempotent.
+// SetDebug passes etcd's debug and info logs to the Logger (on), or only its
+// warnings and errors (off), from now on.
+func (m *Member) SetDebug(on bool) { m.zap.debug.Store(on) }
+
+// Close stops the member. It is idempotent. The errors etcd logs about its
+// own listeners closing are logged at debug level: a clean stop logs no
+// error.
 func (m *Member) Close() {
 	m.once.Do(func() {
+		m.zap.closing.Store(true)
 		m.client.Close()
 		m.etcd.Close()
 	})

@@ -18,21 +18,70 @@ import (
 // `config`, e.g. orchestrator.url).
 
 func (in *invocation) settingsCmd() *cobra.Command {
-	cmd := groupCommand("settings", "Cluster settings stored in etcd (get, set, delete with compare-and-set)")
-	cmd.Long = "Cluster settings, stored in etcd and served by the leader (GET/PUT/DELETE /v1/config/<key>). Every answer\n" +
-		"carries the key's revision; --if-revision R makes a write apply only if the key is still at revision R\n" +
-		"(0: only if it does not exist yet), else it fails with exit status 6. Writes need the admin role.\n\n" +
+	cmd := groupCommand("settings", "Cluster settings stored in etcd, applied live on every node (list, get, set, delete)")
+	cmd.Long = "Cluster settings, stored in etcd and served by the leader (GET/PUT/DELETE /v1/config/<key>). Every node\n" +
+		"watches them and applies a change within a second, with no restart. Only the keys that `settings list`\n" +
+		"shows exist; a write of another key or of a value out of bounds is refused (exit status 5) and nothing\n" +
+		"is written. Deleting a key returns every node to its default (its serve flag, or the built-in default).\n\n" +
+		"Every answer carries the key's revision; --if-revision R makes a write apply only if the key is still at\n" +
+		"revision R (0: only if it does not exist yet), else it fails with exit status 6. Writes need the admin role.\n\n" +
 		"This is not autonomyctl's own configuration (`autonomyctl config set orchestrator.url URL`)."
-	cmd.AddCommand(in.settingsGetCmd(), in.settingsSetCmd(), in.settingsDeleteCmd())
+	cmd.AddCommand(in.settingsListCmd(), in.settingsGetCmd(), in.settingsSetCmd(), in.settingsDeleteCmd())
 	return cmd
+}
+
+func (in *invocation) settingsListCmd() *cobra.Command {
+	return &cobra.Command{
+		Use:   "list",
+		Short: "Every settings key: its value, default, source (etcd or default) and bounds",
+		Long: "GET /v1/config/: every key of the settings schema as the leader resolves it. VALUE is in effect; DEFAULT\n" +
+			"is what applies without a stored value (the leader's serve flag, or the built-in default); SOURCE is\n" +
+			"etcd when a stored value applies, default otherwise. A stored value outside the bounds (written around\n" +
+			"the API) is reported and not applied. Keys in etcd that are not settings are listed: they have no\n" +
+			"effect. One node's own view: GET /v1/node/settings on that node. -o json prints api.SettingsList.",
+		Args: usageArgs(cobra.NoArgs),
+		RunE: func(_ *cobra.Command, _ []string) error {
+			c, err := in.apiClient()
+			if err != nil {
+				return err
+			}
+			l, _, err := c.Settings(in.ctx)
+			if err != nil {
+				return err
+			}
+			return in.emit(l, func(w *tabw) { settingsInfoTable(w, l) })
+		},
+	}
+}
+
+// settingsInfoTable prints the schema keys as resolved, then what etcd
+// holds that has no effect.
+func settingsInfoTable(w *tabw, l *api.SettingsList) {
+	fmt.Fprintln(w, "KEY\tVALUE\tDEFAULT\tSOURCE\tBOUNDS")
+	var refused []string
+	for _, s := range l.Known {
+		fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s\n", s.Key, dash(compactEvent(s.Value)), dash(compactEvent(s.Default)), s.Source, s.Bounds)
+		if s.Refused != "" {
+			refused = append(refused, fmt.Sprintf("%s: etcd holds a value that is not applied (%s); the default applies", s.Key, s.Refused))
+		}
+	}
+	if len(l.Known) == 0 {
+		fmt.Fprintln(w, "(the server lists no settings schema: it predates live settings)")
+	}
+	for _, r := range refused {
+		fmt.Fprintln(w, r)
+	}
+	for _, k := range l.Unknown {
+		fmt.Fprintf(w, "%s: stored in etcd but not a setting; it has no effect (autonomyctl settings delete %s)\n", k, k)
+	}
 }
 
 func (in *invocation) settingsGetCmd() *cobra.Command {
 	return &cobra.Command{
 		Use:   "get [KEY]",
-		Short: "Print one setting with its revision, or every setting",
-		Long: "Without KEY: every setting (GET /v1/config/). With KEY: that one (exit 4 if it does not exist).\n" +
-			"-o json prints api.SettingsList or api.Setting.",
+		Short: "Print what etcd stores: one setting with its revision, or every stored one",
+		Long: "Without KEY: every stored setting (GET /v1/config/). With KEY: that one (exit 4 if it is not stored:\n" +
+			"the default applies; `settings list` shows it). -o json prints api.SettingsList or api.Setting.",
 		Args: usageArgs(cobra.MaximumNArgs(1)),
 		RunE: func(_ *cobra.Command, args []string) error {
 			c, err := in.apiClient()
@@ -68,11 +117,12 @@ func (in *invocation) settingsSetCmd() *cobra.Command {
 	var ifRev string
 	cmd := &cobra.Command{
 		Use:   "set KEY VALUE [--if-revision R]",
-		Short: "Write a setting; VALUE is JSON when it parses as JSON, else a string",
-		Long: "PUT /v1/config/KEY with {\"value\": VALUE}. VALUE is taken as JSON when it is valid JSON (42, true,\n" +
-			"{\"a\":1}, \"quoted\"), else as a string (so '\"42\"' stores the string \"42\"). --if-revision R applies the write\n" +
-			"only if the key is at revision R (0: only if it does not exist); on a mismatch nothing is written and the\n" +
-			"exit status is 6. -o json prints the answer (api.Setting).",
+		Short: "Write a setting, applied live on every node; VALUE is JSON when it parses as JSON, else a string",
+		Long: "PUT /v1/config/KEY with {\"value\": VALUE}. VALUE is taken as JSON when it is valid JSON (500, \"720h\"),\n" +
+			"else as a string (720h stores \"720h\", debug stores \"debug\"). KEY must be a key of `settings list` and\n" +
+			"VALUE within its bounds, else nothing is written and the exit status is 5. --if-revision R applies the\n" +
+			"write only if the key is at revision R (0: only if it does not exist); on a mismatch nothing is written\n" +
+			"and the exit status is 6. -o json prints the answer (api.Setting).",
 		Args: usageArgs(cobra.ExactArgs(2)),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			key, err := settingKey(args[0])
@@ -111,9 +161,11 @@ func (in *invocation) settingsDeleteCmd() *cobra.Command {
 	var ifRev string
 	cmd := &cobra.Command{
 		Use:   "delete KEY [--if-revision R]",
-		Short: "Delete a setting",
-		Long: "DELETE /v1/config/KEY. --if-revision R deletes only if the key is at revision R; on a mismatch nothing is\n" +
-			"deleted and the exit status is 6. An absent key is exit status 4. -o json prints the answer (api.Setting).",
+		Short: "Delete a setting: every node returns to its default",
+		Long: "DELETE /v1/config/KEY: every node applies its default again (its serve flag, or the built-in default).\n" +
+			"Any stored key can be deleted, also one that is not a setting. --if-revision R deletes only if the key is\n" +
+			"at revision R; on a mismatch nothing is deleted and the exit status is 6. An absent key is exit status 4.\n" +
+			"-o json prints the answer (api.Setting).",
 		Args: usageArgs(cobra.ExactArgs(1)),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			key, err := settingKey(args[0])
@@ -175,9 +227,15 @@ func parseIfRevision(cmd *cobra.Command, v string) (*int64, error) {
 	return &n, nil
 }
 
-// settingsWriteError explains a refused compare-and-set.
+// settingsWriteError explains a refused write: a compare-and-set mismatch,
+// or a key or value the schema refuses.
 func (in *invocation) settingsWriteError(key string, err error) error {
 	var he *api.HTTPError
+	if errors.As(err, &he) && he.Status == http.StatusBadRequest && (he.Code == "unknown_setting" || he.Code == "bad_setting") {
+		fmt.Fprintf(in.cli.Stderr, "settings: %s not written: %s\n", key, he.Message)
+		fmt.Fprintln(in.cli.Stderr, "hint: `autonomyctl settings list` shows every key with its value, default and bounds")
+		return &errSilent{code: ExitHTTP}
+	}
 	if errors.As(err, &he) && he.Status == http.StatusConflict {
 		msg := he.Message
 		if msg == "" {

@@ -112,10 +112,10 @@ func (c *Config) BindFlags(fs *pflag.FlagSet) {
 	fs.StringVar(&c.PeerTLSCert, "peer-tls-cert", c.PeerTLSCert, "PEM certificate for mutual TLS with peers (replication, etcd peers)")
 	fs.StringVar(&c.PeerTLSKey, "peer-tls-key", c.PeerTLSKey, "PEM key of --peer-tls-cert")
 	fs.StringVar(&c.PeerTLSCA, "peer-tls-ca", c.PeerTLSCA, "PEM cluster CA: peers must present a certificate it signed")
-	fs.Int64Var(&c.WALRetentionBytes, "wal-retention-bytes", c.WALRetentionBytes, "keep at most this many bytes of WAL frames; the oldest are trimmed (0: no size bound)")
-	fs.DurationVar(&c.WALRetentionAge, "wal-retention-age", c.WALRetentionAge, "trim frames older than this, e.g. 720h (0: no age bound)")
-	fs.Int64Var(&c.MaxBodyBytes, "max-body-bytes", c.MaxBodyBytes, "largest accepted request body in bytes (larger: 413)")
-	fs.StringVar(&c.LogLevel, "log-level", c.LogLevel, "debug, info, warn or error")
+	fs.Int64Var(&c.WALRetentionBytes, "wal-retention-bytes", c.WALRetentionBytes, "keep at most this many bytes of WAL frames; the oldest are trimmed (0: no size bound; the setting retention/max_bytes overrides it live)")
+	fs.DurationVar(&c.WALRetentionAge, "wal-retention-age", c.WALRetentionAge, "trim frames older than this, e.g. 720h (0: no age bound; the setting retention/max_age overrides it live)")
+	fs.Int64Var(&c.MaxBodyBytes, "max-body-bytes", c.MaxBodyBytes, "largest accepted ingest body in bytes (larger: 413; the setting ingest/max_body_bytes overrides it live)")
+	fs.StringVar(&c.LogLevel, "log-level", c.LogLevel, "debug, info, warn or error (the cluster setting log/level overrides it live)")
 	fs.StringVar(&c.LogFormat, "log-format", c.LogFormat, "json (default, for journald and collectors) or text")
 }
 
@@ -177,6 +177,9 @@ func (c *Config) Validate() error {
 	case "json", "text":
 	default:
 		return fmt.Errorf("--log-format=%q must be json or text", c.LogFormat)
+	}
+	if _, err := ParseLogLevel(c.LogLevel); err != nil {
+		return err
 	}
 	return nil
 }

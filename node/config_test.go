@@ -40,3 +40,13 @@ func TestConfig_ValidateNamesFlag(t *testing.T) {
 		t.Fatalf("got %v", err)
 	}
 }
+
+func TestConfig_ValidateRefusesUnknownLogLevel(t *testing.T) {
+	for _, lvl := range []string{"verbose", "warning", "trace", ""} {
+		cfg := DefaultConfig()
+		cfg.LogLevel = lvl
+		if err := cfg.Validate(); err == nil || !strings.Contains(err.Error(), "--log-level") || !strings.Contains(err.Error(), "debug, info, warn, error") {
+			t.Errorf("--log-level=%q: %v", lvl, err)
+		}
+	}
+}

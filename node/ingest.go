@@ -24,6 +24,12 @@ type idIndex struct {
 	inflight map[string]chan struct{}
 	// epochStart reports the leader's epoch-start Seq (0 when not leading).
 	epochStart func() uint64
+	// window is the idempotency window (setting ingest/idempotency_window).
+	window int
+	// forgotten is the highest Seq whose id the window dropped: a later
+	// scan over that frame (a leader catching up over frames it indexed as
+	// it appended them) must not bring the id back.
+	forgotten uint64
 }
 
 type idEntry struct {
@@ -34,14 +40,23 @@ type idEntry struct {
 // idPos is where an id's frame sits: its Seq and epoch identify the frame.
 type idPos struct{ seq, epoch uint64 }
 
-func newIDIndex() *idIndex {
-	return &idIndex{seqs: map[string]idPos{}, inflight: map[string]chan struct{}{}}
+// newIDIndex returns an empty index with the given window.
+//
+// The window bounds the idempotency index: a retry is recognised while its
+// original is among the last window events that carried an id (the index
+// holds between window and 2×window of them). Retries come within seconds or
+// minutes; the bound keeps memory flat.
+func newIDIndex(window int) *idIndex {
+	return &idIndex{seqs: map[string]idPos{}, inflight: map[string]chan struct{}{}, window: window}
 }
 
-// idWindow bounds the idempotency index: a retry is recognised while its
-// original is among the last idWindow events that carried an id. Retries
-// come within seconds or minutes; the bound keeps memory flat.
-const idWindow = 200_000
+// setWindow changes the window live; a smaller one forgets the oldest ids now.
+func (x *idIndex) setWindow(window int) {
+	x.mu.Lock()
+	defer x.mu.Unlock()
+	x.window = window
+	x.pruneLocked()
+}
 
 // eventID extracts the optional "id" of an event.
 func eventID(payload []byte) string {
@@ -62,20 +77,27 @@ func eventID(payload []byte) string {
 }
 
 func (x *idIndex) addLocked(id string, seq, epoch uint64) {
-	if _, dup := x.seqs[id]; dup {
+	if _, dup := x.seqs[id]; dup || seq <= x.forgotten {
 		return
 	}
 	x.seqs[id] = idPos{seq, epoch}
 	x.order = append(x.order, idEntry{seq, id})
-	if len(x.order) > 2*idWindow {
-		drop := len(x.order) - idWindow
-		for _, e := range x.order[:drop] {
-			if x.seqs[e.id].seq == e.seq {
-				delete(x.seqs, e.id)
-			}
-		}
-		x.order = append([]idEntry(nil), x.order[drop:]...)
+	x.pruneLocked()
+}
+
+// pruneLocked keeps the newest window ids once more than 2×window are held.
+func (x *idIndex) pruneLocked() {
+	if len(x.order) <= 2*x.window {
+		return
 	}
+	drop := len(x.order) - x.window
+	for _, e := range x.order[:drop] {
+		if x.seqs[e.id].seq == e.seq {
+			delete(x.seqs, e.id)
+		}
+		x.forgotten = max(x.forgotten, e.seq)
+	}
+	x.order = append([]idEntry(nil), x.order[drop:]...)
 }
 
 // follow keeps the index caught up in the background, on followers too, so
@@ -117,6 +139,7 @@ func (x *idIndex) catchUpLocked(w *walrepl.WAL) error {
 			x.order = x.order[:len(x.order)-1]
 		}
 		x.upTo = min(x.upTo, t)
+		x.forgotten = min(x.forgotten, t) // frames above t are new frames
 	}
 	x.truncs = n
 	st := w.Status()

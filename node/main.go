@@ -24,6 +24,14 @@ const (
 
 // Main runs the daemon's command line and returns the exit status.
 func Main(args []string, stderr io.Writer) int {
+	// SIGHUP (systemctl reload) re-reads the tokens file and the TLS
+	// files. Caught from the start: its default action would end the process.
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
+	f, _ := stderr.(*os.File)
+	journal := JournalStream(f)
+	errOut := errorWriter{w: stderr, journal: journal}
 	cfg := DefaultConfig()
 	var configFile string
 	code := ExitOK
@@ -45,13 +53,17 @@ func Main(args []string, stderr io.Writer) int {
 					return err
 				}
 			}
-			log := newLogger(stderr, cfg)
+			if err := cfg.Validate(); err != nil {
+				code = ExitUsage
+				return err
+			}
+			log := newLogger(stderr, cfg, journal)
 			ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, os.Interrupt)
 			defer stop()
-			err := Run(ctx, cfg, log)
+			err := run(ctx, cfg, log, hup)
 			var rerr *walrepl.RecoveryError
 			if errors.As(err, &rerr) {
-				fmt.Fprintln(stderr, rerr.Error())
+				fmt.Fprintln(errOut, rerr.Error())
 				log.WithFields(logrus.Fields{"cause": string(rerr.Cause), "dir": rerr.Dir, "error": rerr.Error()}).
 					Error("WAL_RECOVERY_FAIL_HARD")
 				code = ExitFailHard
@@ -72,24 +84,10 @@ func Main(args []string, stderr io.Writer) int {
 	root.SetOut(os.Stdout)
 	root.SetErr(stderr)
 	if err := root.Execute(); err != nil {
-		fmt.Fprintln(stderr, "autonomy-orchestrator:", err)
+		fmt.Fprintln(errOut, "autonomy-orchestrator:", err)
 		if code == ExitOK {
 			code = ExitUsage
 		}
 	}
 	return code
-}
-
-func newLogger(w io.Writer, cfg Config) *logrus.Logger {
-	log := logrus.New()
-	log.SetOutput(w)
-	if cfg.LogFormat == "text" {
-		log.SetFormatter(&logrus.TextFormatter{FullTimestamp: true})
-	} else {
-		log.SetFormatter(&logrus.JSONFormatter{})
-	}
-	if lvl, err := logrus.ParseLevel(cfg.LogLevel); err == nil {
-		log.SetLevel(lvl)
-	}
-	return log
 }

@@ -15,6 +15,7 @@ import (
 
 	"github.com/autonomyops/orchestrator/api"
 	"github.com/autonomyops/orchestrator/cluster"
+	"github.com/autonomyops/orchestrator/settings"
 	"github.com/autonomyops/orchestrator/walrepl"
 	"github.com/coreos/go-systemd/v22/daemon"
 	"github.com/prometheus/client_golang/prometheus"
@@ -35,6 +36,9 @@ type Node struct {
 	fleet   *api.Fleet
 	metrics *metrics
 	quorum  quorumView
+	live    *settings.Live // the cluster settings this node applies (settings.go)
+	tokens  *api.Tokens    // nil: auth off; replaced in place on reload
+	tls     *tlsConfigs
 
 	mu         sync.Mutex
 	leader     *cluster.LeaderInfo
@@ -55,6 +59,12 @@ func (n *Node) stepDown() {
 // fatal error. A *walrepl.RecoveryError means the WAL failed its recovery
 // checks: the caller must exit with walrepl.ExitFailHard.
 func Run(ctx context.Context, cfg Config, log *logrus.Logger) error {
+	return run(ctx, cfg, log, nil)
+}
+
+// run is Run; every receive on reload re-reads the tokens file and the TLS
+// files (SIGHUP).
+func run(ctx context.Context, cfg Config, log *logrus.Logger, reload <-chan os.Signal) error {
 	if err := cfg.Validate(); err != nil {
 		return err
 	}
@@ -101,7 +111,8 @@ func Run(ctx context.Context, cfg Config, log *logrus.Logger) error {
 		}
 	}
 
-	n := &Node{cfg: cfg, log: log, wal: wal, ids: newIDIndex(), fleet: api.NewFleet(), metrics: met}
+	n := &Node{cfg: cfg, log: log, wal: wal, fleet: api.NewFleet(), metrics: met, live: settings.NewLive(settingsDefaults(cfg))}
+	n.ids = newIDIndex(n.live.Values().IdempotencyWindow)
 	if rep.Reset || rep.Created {
 		// A new log: a checkpoint left in the directory describes another one.
 		os.Remove(filepath.Join(wal.Dir(), CheckpointFile))
@@ -114,9 +125,8 @@ func Run(ctx context.Context, cfg Config, log *logrus.Logger) error {
 		return fmt.Errorf("node: registering metrics: %w", err)
 	}
 	defer prometheus.Unregister(met)
-	var tokens *api.Tokens
 	if cfg.TokensFile != "" {
-		if tokens, err = api.LoadTokens(cfg.TokensFile); err != nil {
+		if n.tokens, err = api.LoadTokens(cfg.TokensFile); err != nil {
 			return err
 		}
 	} else {
@@ -126,6 +136,7 @@ func Run(ctx context.Context, cfg Config, log *logrus.Logger) error {
 	if err != nil {
 		return err
 	}
+	n.tls = tlsc
 	replLn, err := net.Listen("tcp", cfg.ReplAddr)
 	if err != nil {
 		return fmt.Errorf("node: --repl-addr %s: %w", cfg.ReplAddr, err)
@@ -206,6 +217,8 @@ func Run(ctx context.Context, cfg Config, log *logrus.Logger) error {
 		n.audit(ctx, "wal_reset", "operator", map[string]any{"via": rep.ResetVia, "dir": rep.Dir})
 	}
 
+	stored, storedRev := n.loadSettings(ctx)
+
 	ln, err := net.Listen("tcp", cfg.Listen)
 	if err != nil {
 		return fmt.Errorf("node: --listen %s: %w", cfg.Listen, err)
@@ -214,7 +227,7 @@ func Run(ctx context.Context, cfg Config, log *logrus.Logger) error {
 		ln = tls.NewListener(ln, tlsc.api)
 	}
 	acfg := api.DefaultConfig()
-	acfg.MaxBodyBytes, acfg.Logger, acfg.Tokens = cfg.MaxBodyBytes, log, tokens
+	acfg.MaxBodyBytes, acfg.Logger, acfg.Tokens, acfg.Settings = cfg.MaxBodyBytes, log, n.tokens, n.live
 	acfg.Metrics = promhttp.Handler()
 	acfg.Instruments = api.NewMetrics()
 	if err := prometheus.Register(acfg.Instruments); err != nil {
@@ -247,8 +260,8 @@ func Run(ctx context.Context, cfg Config, log *logrus.Logger) error {
 	go func() { defer wg.Done(); n.recordWALPositions(runCtx) }()
 	go func() {
 		defer wg.Done()
-		wal.RunRetention(runCtx, walrepl.Retention{MaxBytes: cfg.WALRetentionBytes, MaxAge: cfg.WALRetentionAge,
-			BeforeTrim: n.writeCheckpoint})
+		wal.RunRetention(runCtx, walrepl.Retention{BeforeTrim: n.writeCheckpoint,
+			Bounds: func() (int64, time.Duration) { v := n.live.Values(); return v.RetentionBytes, v.RetentionAge }})
 	}()
 	go func() { defer wg.Done(); n.ids.follow(runCtx, wal, n.replica) }()
 	go func() { defer wg.Done(); n.joinGossip(runCtx) }()
@@ -269,6 +282,9 @@ func Run(ctx context.Context, cfg Config, log *logrus.Logger) error {
 	go func() { defer wg.Done(); n.probeQuorum(runCtx) }()
 	go func() { defer wg.Done(); n.countServedEpochs(runCtx) }()
 	go func() { defer wg.Done(); n.campaignLoop(runCtx, me, cancel) }()
+	wg.Add(2)
+	go func() { defer wg.Done(); n.watchSettings(runCtx, stored, storedRev) }()
+	go func() { defer wg.Done(); n.serveReloads(runCtx, reload) }()
 
 	daemon.SdNotify(false, daemon.SdNotifyReady)
 	log.WithFields(logrus.Fields{"node": cfg.Name, "api": cfg.APIURL(), "listen": cfg.Listen, "version": Version}).Info("NODE_READY")

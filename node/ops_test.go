@@ -167,25 +167,25 @@ func TestOps_OperatorSurface(t *testing.T) {
 		}
 	})
 	t.Run("settings compare-and-set", func(t *testing.T) {
-		code, _, b := do(t, "PUT", leader.URL()+"/v1/config/retention/days", admin, `{"value":30}`, map[string]string{"If-Match": "0"})
+		code, _, b := do(t, "PUT", leader.URL()+"/v1/config/ingest/max_batch", admin, `{"value":9000}`, map[string]string{"If-Match": "0"})
 		var s1 api.Setting
 		json.Unmarshal(b, &s1)
 		if code != 200 || s1.Revision == 0 {
 			t.Fatalf("create: %d %s", code, b)
 		}
-		if code, _, _ := do(t, "PUT", leader.URL()+"/v1/config/retention/days", op, `{"value":31}`, nil); code != 403 {
+		if code, _, _ := do(t, "PUT", leader.URL()+"/v1/config/ingest/max_batch", op, `{"value":9001}`, nil); code != 403 {
 			t.Errorf("operator wrote a setting: %d", code)
 		}
-		code, _, b = do(t, "PUT", leader.URL()+"/v1/config/retention/days", admin, `{"value":31}`, map[string]string{"If-Match": fmt.Sprint(s1.Revision)})
+		code, _, b = do(t, "PUT", leader.URL()+"/v1/config/ingest/max_batch", admin, `{"value":9001}`, map[string]string{"If-Match": fmt.Sprint(s1.Revision)})
 		if code != 200 {
 			t.Fatalf("update: %d %s", code, b)
 		}
-		code, _, b = do(t, "PUT", leader.URL()+"/v1/config/retention/days", admin, `{"value":32}`, map[string]string{"If-Match": fmt.Sprint(s1.Revision)})
+		code, _, b = do(t, "PUT", leader.URL()+"/v1/config/ingest/max_batch", admin, `{"value":9002}`, map[string]string{"If-Match": fmt.Sprint(s1.Revision)})
 		if code != 409 {
 			t.Fatalf("stale revision: %d %s", code, b)
 		}
-		code, _, b = do(t, "GET", leader.URL()+"/v1/config/retention/days", view, "", nil)
-		if code != 200 || !strings.Contains(string(b), `"value":31`) {
+		code, _, b = do(t, "GET", leader.URL()+"/v1/config/ingest/max_batch", view, "", nil)
+		if code != 200 || !strings.Contains(string(b), `"value":9001`) {
 			t.Fatalf("get: %d %s", code, b)
 		}
 	})

@@ -170,11 +170,14 @@ type Retention struct {
 	// dropped, so derived state (fleet summary, idempotency ids) can be
 	// checkpointed. An error cancels this trim.
 	BeforeTrim func(newBase uint64) error
+	// Bounds, if set, is read at every check and replaces MaxBytes and
+	// MaxAge: bounds that change while the node runs (live settings).
+	Bounds func() (maxBytes int64, maxAge time.Duration)
 }
 
 // RunRetention trims w within r's bounds until ctx ends.
 func (w *WAL) RunRetention(ctx context.Context, r Retention) {
-	if r.MaxBytes <= 0 && r.MaxAge <= 0 {
+	if r.Bounds == nil && r.MaxBytes <= 0 && r.MaxAge <= 0 {
 		return
 	}
 	if r.Interval <= 0 {
@@ -188,7 +191,14 @@ func (w *WAL) RunRetention(ctx context.Context, r Retention) {
 		case <-ctx.Done():
 			return
 		}
-		nb := w.retentionBase(r)
+		cur := r
+		if r.Bounds != nil {
+			cur.MaxBytes, cur.MaxAge = r.Bounds()
+		}
+		if cur.MaxBytes <= 0 && cur.MaxAge <= 0 {
+			continue
+		}
+		nb := w.retentionBase(cur)
 		if nb == 0 {
 			continue
 		}
