@@ -8,6 +8,7 @@ import (
 	"math/rand"
 	"net/http"
 	"sort"
+	"strings"
 	"time"
 )
 
@@ -400,10 +401,17 @@ func scCrashFailpoints(s *S) error {
 		// is unconfirmed until a leader confirms it (DESIGN §6 rule 13),
 		// and a restart of the old leader plus x's crash would be the
 		// double fault that rule lets stall until x returns.
-		l, _, lerr := s.Leader()
-		herr := lerr
-		if lerr == nil {
-			_, herr = l.PlannedFailover(context.Background(), x.Name, 20*time.Second)
+		// The leader refuses (409) until x's replication stream is back
+		// after its restart with the failpoint: ask again until it accepts.
+		var herr error
+		for deadline := time.Now().Add(20 * time.Second); time.Now().Before(deadline); time.Sleep(500 * time.Millisecond) {
+			l, _, lerr := s.Leader()
+			if herr = lerr; lerr == nil {
+				_, herr = l.PlannedFailover(context.Background(), x.Name, 20*time.Second)
+			}
+			if herr == nil || !strings.Contains(herr.Error(), "failover_refused") {
+				break
+			}
 		}
 		code, exited = x.WaitExit(20 * time.Second)
 		t0 := time.Now() // about when it crashed
