@@ -136,7 +136,11 @@ func (m *Member) PutNodeInfo(ctx context.Context, me NodeInfo) error {
 
 // NodeInfos returns every registered node, by name.
 func (m *Member) NodeInfos(ctx context.Context) (map[string]NodeInfo, error) {
-	resp, err := m.client.Get(ctx, m.Prefix()+"members/", clientv3.WithPrefix())
+	return m.nodeInfos(ctx)
+}
+
+func (m *Member) nodeInfos(ctx context.Context, opts ...clientv3.OpOption) (map[string]NodeInfo, error) {
+	resp, err := m.client.Get(ctx, m.Prefix()+"members/", append(opts, clientv3.WithPrefix())...)
 	if err != nil {
 		return nil, err
 	}
@@ -319,16 +323,5 @@ func (m *Member) LocalMembers(ctx context.Context) ([]*etcdserverpb.Member, erro
 // LocalNodeInfos is NodeInfos from this member's local copy (a serializable
 // read): the last registry it saw, available without a quorum.
 func (m *Member) LocalNodeInfos(ctx context.Context) (map[string]NodeInfo, error) {
-	resp, err := m.client.Get(ctx, m.Prefix()+"members/", clientv3.WithPrefix(), clientv3.WithSerializable())
-	if err != nil {
-		return nil, err
-	}
-	out := map[string]NodeInfo{}
-	for _, kv := range resp.Kvs {
-		var ni NodeInfo
-		if json.Unmarshal(kv.Value, &ni) == nil && ni.Name != "" {
-			out[ni.Name] = ni
-		}
-	}
-	return out, nil
+	return m.nodeInfos(ctx, clientv3.WithSerializable())
 }
