@@ -149,6 +149,7 @@ func (c *testCluster) crash(name string) {
 		tn.leadCancel = nil
 	}
 	tn.wal.crash()
+	tn.rep.Close()
 	c.mu.Lock()
 	tn.wal = nil
 	c.mu.Unlock()

@@ -19,6 +19,7 @@ type InmemNetwork struct {
 	cut      map[[2]string]bool
 	delay    time.Duration
 	streams  map[*inmemStream]struct{}
+	hook     func(kind, from, to string)
 }
 
 // NewInmemNetwork returns an empty network.
@@ -103,6 +104,24 @@ func (n *InmemNetwork) SetDelay(d time.Duration) {
 	n.delay = d
 }
 
+// SetHook installs f (nil removes it), called before each message of kind
+// "promise", "fetch" or "stream" (a stream's opening) from → to is routed. It
+// may block: a test holds one message there to order events exactly.
+func (n *InmemNetwork) SetHook(f func(kind, from, to string)) {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	n.hook = f
+}
+
+func (n *InmemNetwork) runHook(kind, from, to string) {
+	n.mu.Lock()
+	f := n.hook
+	n.mu.Unlock()
+	if f != nil {
+		f(kind, from, to)
+	}
+}
+
 func (n *InmemNetwork) route(from, to string) (Handler, time.Duration, error) {
 	n.mu.Lock()
 	defer n.mu.Unlock()
@@ -143,8 +162,9 @@ func sleepOrDone(ctx context.Context, d time.Duration) error {
 }
 
 // call delivers a request and its answer, both subject to cuts and delay.
-func call[Req, Resp any](ctx context.Context, t *inmemTransport, to string, req Req, h func(Handler, context.Context, Req) Resp) (Resp, error) {
+func call[Req, Resp any](ctx context.Context, t *inmemTransport, kind, to string, req Req, h func(Handler, context.Context, Req) Resp) (Resp, error) {
 	var zero Resp
+	t.net.runHook(kind, t.from, to)
 	hd, d, err := t.net.route(t.from, to)
 	if err != nil {
 		return zero, err
@@ -163,14 +183,15 @@ func call[Req, Resp any](ctx context.Context, t *inmemTransport, to string, req 
 }
 
 func (t *inmemTransport) Promise(ctx context.Context, to string, req *PromiseRequest) (*PromiseResponse, error) {
-	return call(ctx, t, to, req, Handler.HandlePromise)
+	return call(ctx, t, "promise", to, req, Handler.HandlePromise)
 }
 
 func (t *inmemTransport) Fetch(ctx context.Context, to string, req *FetchRequest) (*FetchResponse, error) {
-	return call(ctx, t, to, req, Handler.HandleFetch)
+	return call(ctx, t, "fetch", to, req, Handler.HandleFetch)
 }
 
 func (t *inmemTransport) OpenStream(ctx context.Context, to string) (Stream, error) {
+	t.net.runHook("stream", t.from, to)
 	h, _, err := t.net.route(t.from, to)
 	if err != nil {
 		return nil, err

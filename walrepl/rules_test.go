@@ -314,8 +314,8 @@ func TestRule2_deposedLeaderCannotCommit(t *testing.T) {
 			}
 		}
 	}
-	// n3's disk stalls with a frame of n2's queued, and n3 answers a promise
-	// of epoch B: it holds its log lock until that frame is durable.
+	// n3's disk stalls with a frame of n2's queued, and n3 is asked for a
+	// promise of epoch B: it answers only once that frame is durable.
 	g := newGate(t)
 	w3 := c.walOf("n3")
 	c.setInject("n3", g.at("wal-before-fsync", nil))
@@ -328,13 +328,14 @@ func TestRule2_deposedLeaderCannotCommit(t *testing.T) {
 		defer cancel()
 		promised <- c.node("n3").rep.HandlePromise(ctx, &PromiseRequest{Epoch: e2, Leader: "n2"})
 	}()
-	waitFor(t, 5*time.Second, "n3's log lock to be held", func() bool {
-		if c.node("n3").rep.logMu.TryLock() {
-			c.node("n3").rep.logMu.Unlock()
-			return false
-		}
-		return true
-	})
+	// A promise reports only a durable tail: n3 must not answer before the
+	// stalled fsync completes.
+	time.Sleep(100 * time.Millisecond)
+	select {
+	case resp := <-promised:
+		t.Fatalf("n3 answered a promise (%+v) while its tail was not fsynced", resp)
+	default:
+	}
 	if err := c.proposeAck(acked, "n1", payloads("deposed", 2), 500*time.Millisecond); err == nil {
 		t.Errorf("the deposed leader of epoch %d acknowledged frames that only it holds", e1)
 	}

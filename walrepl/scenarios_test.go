@@ -214,13 +214,9 @@ func TestScenario_KAFKA7164_doubleFastFailover(t *testing.T) {
 // Mutation seen to fail: commitment.go recalcLocked, `if q < c.barrier ||
 // q <= c.commit` → `if q <= c.commit`.
 func TestScenario_RaftFigure8(t *testing.T) {
-	clk3 := newPauseClock("promiseRound")
 	c := makeClusterWith(t, 3, func(name string, rc *ReplicaConfig) {
 		if name == "n1" {
 			rc.MaxInflight = 1 // one frame per round trip: X reaches n2 before C's barrier
-		}
-		if name == "n3" {
-			rc.Clock = clk3
 		}
 	})
 	h := newHistory(c)
@@ -249,15 +245,11 @@ func TestScenario_RaftFigure8(t *testing.T) {
 	c.stepDown("n1")
 
 	// (b) n3 gets n2's promise, then the link breaks: Y reaches n3's disk only.
-	clk3.arm()
+	h3 := holdOnce(c.net, "stream", "n3", "n2")
 	epochB := c.elect("n3")
-	select {
-	case <-clk3.paused:
-	case <-time.After(5 * time.Second):
-		t.Fatal("n3's promise round never got n2's answer")
-	}
+	h3.wait(t, "n3's promise round never got n2's answer")
 	c.net.Partition([]string{"n1"}, []string{"n2"}, []string{"n3"})
-	close(clk3.release)
+	close(h3.release)
 	waitFor(t, 5*time.Second, "n3 to write Y", func() bool { _, _, d, _ := c.walOf("n3").Positions(); return d >= s })
 	c.stepDown("n3")
 	w2 := c.walOf("n2")

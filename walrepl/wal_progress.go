@@ -1,0 +1,37 @@
+package walrepl
+
+import (
+	"encoding/json"
+	"fmt"
+)
+
+// progress reads, under one lock, what the replication core learns from
+// the log: what is readable and fsynced, where it begins, and whether it
+// failed or closed.
+func (w *WAL) progress() (written, durable, base, baseEpoch uint64, closed bool, err error) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.writtenSeq, w.durableSeq, w.base, w.baseEpoch, w.closed, w.failed
+}
+
+// view is the log as the replication core starts from it.
+func (w *WAL) view() logView {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return logView{id: w.id, base: w.base, baseEpoch: w.baseEpoch, last: w.lastSeq, lastEpoch: w.lastEpoch,
+		epochs: append([]EpochStart(nil), w.epochs...), written: w.writtenSeq, durable: w.durableSeq, safe: w.safeSeq}
+}
+
+// CheckPayloads reports why payloads cannot become frames of this WAL:
+// too large, or not JSON.
+func (w *WAL) CheckPayloads(payloads [][]byte) error {
+	for _, p := range payloads {
+		if len(p) > w.opts.MaxPayload {
+			return fmt.Errorf("%w: %d bytes (bound %d)", ErrTooLarge, len(p), w.opts.MaxPayload)
+		}
+		if !json.Valid(p) {
+			return ErrInvalidPayload
+		}
+	}
+	return nil
+}
