@@ -267,8 +267,8 @@ func (c *core) op(o logOp) {
 	c.rd.ops = append(c.rd.ops, o)
 }
 
-func (c *core) send(m outMsg)     { c.rd.msgs = append(c.rd.msgs, m) }
-func (c *core) emit(e coreEvent)  { c.rd.events = append(c.rd.events, e) }
+func (c *core) send(m outMsg)    { c.rd.msgs = append(c.rd.msgs, m) }
+func (c *core) emit(e coreEvent) { c.rd.events = append(c.rd.events, e) }
 func (c *core) reply(id uint64, ok bool, err error) {
 	c.emit(coreEvent{kind: evReply, id: id, ok: ok, err: err})
 }
