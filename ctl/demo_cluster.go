@@ -112,6 +112,7 @@ func (c *demoCluster) crash(name string) {
 	}
 	c.net.Unregister(name)
 	c.endLead(n)
+	n.rep.Close()
 	n.wal.Close()
 	c.mu.Lock()
 	n.wal = nil

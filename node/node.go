@@ -202,6 +202,7 @@ func run(ctx context.Context, cfg Config, log *logrus.Logger, reload <-chan os.S
 	if n.replica, err = walrepl.NewReplica(rcfg); err != nil {
 		return err
 	}
+	defer n.replica.Close() // before the WAL closes (deferred earlier)
 
 	me := cluster.NodeInfo{Name: cfg.Name, APIURL: cfg.APIURL(), ReplAddr: cfg.ReplAddr, GossipAddr: cfg.GossipAddr}
 	if err := n.member.PutNodeInfo(ctx, me); err != nil {
