@@ -2,6 +2,7 @@ package walrepl
 
 import (
 	"fmt"
+	"maps"
 	"slices"
 	"time"
 
@@ -310,7 +311,7 @@ func (c *core) fail(err error) {
 	if c.ld != nil {
 		c.endLead(err)
 	}
-	for id := range c.conns {
+	for _, id := range slices.Sorted(maps.Keys(c.conns)) {
 		c.send(outMsg{kind: msgAppendResp, conn: id, resp: &AppendResponse{Epoch: c.epoch, Error: err.Error()}})
 		c.send(outMsg{kind: msgServerClose, conn: id, err: err})
 		delete(c.conns, id)
@@ -508,7 +509,8 @@ func (c *core) serverClosed(conn uint64) { delete(c.conns, conn) }
 // a heartbeat asked.
 func (c *core) flushAcks() {
 	ack := min(c.matched, c.lv.durable)
-	for id, sc := range c.conns {
+	for _, id := range slices.Sorted(maps.Keys(c.conns)) { // deterministic order
+		sc := c.conns[id]
 		switch {
 		case sc.epoch == 0:
 		case sc.epoch < c.epoch && sc.ackDue:

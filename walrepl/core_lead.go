@@ -145,8 +145,8 @@ func (c *core) endLead(cause error) {
 		return
 	}
 	c.ld = nil
-	for _, p := range ld.peers {
-		if p.conn != 0 {
+	for _, name := range ld.order {
+		if p := ld.peers[name]; p.conn != 0 {
 			c.send(outMsg{kind: msgClose, conn: p.conn})
 		}
 	}
