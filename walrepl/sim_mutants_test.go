@@ -45,7 +45,14 @@ func simMutants() []simMutant {
 				"\tp.old = append(p.old, p.conn)\n\tp.conn, p.dialing, p.connected, p.sending = 0, false, false, false\n"},
 			{"core_lead.go", "\t\tif p.conn == conn {\n", "\t\tif p.conn == conn || (p.conn != 0 && slices.Contains(p.old, conn)) {\n"},
 		}},
-		{"hole4-retired-id", "rule 7: an ack of a WAL the peer replaced (reset) counts again", []simEdit{
+		// The WAL-id check alone is unreachable in this core: only the
+		// current stream's answers are applied, and a stream reaches one
+		// process. Planted with the late ack, as on bacce8a.
+		{"hole4-late-ack-of-replaced-wal", "rule 7: a late ack of a WAL the peer since replaced (reset) flips the id back and counts", []simEdit{
+			{"core_lead.go", "\tconn      uint64 // current stream; 0 while none\n", "\tconn      uint64 // current stream; 0 while none\n\told       []uint64\n"},
+			{"core_lead.go", "\tp.conn, p.dialing, p.connected, p.sending = 0, false, false, false\n",
+				"\tp.old = append(p.old, p.conn)\n\tp.conn, p.dialing, p.connected, p.sending = 0, false, false, false\n"},
+			{"core_lead.go", "\t\tif p.conn == conn {\n", "\t\tif p.conn == conn || (p.conn != 0 && slices.Contains(p.old, conn)) {\n"},
 			{"core_lead.go", "\tif p.retired[resp.WALID] {\n", "\tif false && p.retired[resp.WALID] {\n"},
 		}},
 		{"rule1-quorum-of-one", "rule 1: the leader commits on its own fsync", []simEdit{

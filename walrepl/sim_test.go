@@ -196,6 +196,11 @@ type simNode struct {
 	heard    map[int]time.Duration // leader: when each peer's answer was last handed to it
 	ledEpoch uint64                // the epoch it was last seen leading, since
 	ledSince time.Duration
+	// backing: as leader, per peer, the highest durable Seq acked on its
+	// newest stream to that peer, by a voter that is not a learner, for its
+	// epoch (the simulator's own account of rule 1, independent of the core's).
+	backing map[int]uint64
+	newest  map[int]uint64 // peer → conn of the newest stream opened to it
 }
 
 // simOp is one client event: an id, sent until its outcome is known.
@@ -235,6 +240,7 @@ type sim struct {
 	log   logrus.FieldLogger
 
 	epoch   uint64 // etcd: the last epoch handed out
+	floor   uint64 // what a starting node reads as the current epoch: the last or, racing a campaign, the one before
 	elected int    // etcd: the node holding the leader key, -1 none
 	leading map[int]uint64
 
@@ -245,15 +251,15 @@ type sim struct {
 	tokens  map[uint64]*simMsg
 	nextTok uint64
 
-	committed map[uint64]Frame
+	committed   map[uint64]Frame
 	committedAt map[string]uint64 // payload → Seq, for events committed
-	committer map[uint64]int
-	checked   map[[2]uint64]uint64 // (node, epoch) → commit checked up to
-	ops       []*simOp
-	pend      []simPending
-	reqs      map[uint64]*simOp // core request id → op
-	nextReq   uint64
-	retryable []*simOp
+	committer   map[uint64]int
+	checked     map[[2]uint64]uint64 // (node, epoch) → commit checked up to
+	ops         []*simOp
+	pend        []simPending
+	reqs        map[uint64]*simOp // core request id → op
+	nextReq     uint64
+	retryable   []*simOp
 
 	trace     []string
 	violation error
@@ -320,11 +326,21 @@ func (s *sim) start(n *simNode, created, learner bool) {
 	if learner {
 		st.Learner, st.LearnerUntil = true, 0
 	}
-	st.PromisedEpoch = max(st.PromisedEpoch, s.epoch)
+	// The floor is defence in depth; the core must be safe without it, so
+	// the simulator also starts nodes with a stale floor or none.
+	floor := s.epoch
+	switch s.rng.Intn(3) {
+	case 1:
+		floor = s.floor
+	case 2:
+		floor = 0
+	}
+	st.PromisedEpoch = max(st.PromisedEpoch, floor)
 	n.disk.st = st
 	n.inc++
 	n.up, n.paused, n.stalled = true, false, false
 	n.heard = map[int]time.Duration{}
+	n.backing, n.newest = map[int]uint64{}, map[int]uint64{}
 	n.c = newCore(n.name, s.ccfg, s.log.WithField("node", n.name), st, n.disk.view(), created)
 	n.c.now, n.c.wall = s.now, int64(s.now+n.skew)
 	n.lastSafe = n.disk.safe
@@ -527,6 +543,9 @@ func (s *sim) event(n *simNode, ev coreEvent) {
 		if op != nil && ev.ok {
 			op.pending = true
 			s.pend = append(s.pend, simPending{op: op, node: n.idx, epoch: int(ev.epoch), seq: op.seq})
+			if ld := n.c.ld; ld != nil && ld.commit >= op.seq {
+				s.ackPending(n, ev.epoch, ld.commit) // already committed: the driver answers at once
+			}
 		}
 	case evCommitted:
 		s.commit(n, ev.epoch, ev.seq)
@@ -552,6 +571,25 @@ func (s *sim) commit(n *simNode, epoch, seq uint64) {
 		return
 	}
 	s.committer[epoch] = n.idx
+	if f, ok := n.disk.frame(seq); ok && f.Epoch != epoch {
+		s.violate("%s committed Seq=%d, a frame of epoch %d, in epoch %d: only a frame of its own epoch commits what is below it (Raft's Figure 8)",
+			n.name, seq, f.Epoch, epoch)
+		return
+	}
+	backed := 0
+	if n.disk.durable >= seq {
+		backed++
+	}
+	for j := range s.nodes {
+		if j != n.idx && n.backing[j] >= seq {
+			backed++
+		}
+	}
+	if backed < len(s.nodes)/2+1 {
+		s.violate("%s committed Seq=%d in epoch %d with %d of %d voters holding it fsynced by their acks on its current streams",
+			n.name, seq, epoch, backed, len(s.nodes))
+		return
+	}
 	key := [2]uint64{uint64(n.idx), epoch}
 	for q := max(s.checked[key]+1, n.disk.base); q <= seq; q++ {
 		f, ok := n.disk.frame(q)
@@ -570,6 +608,11 @@ func (s *sim) commit(n *simNode, epoch, seq uint64) {
 		}
 	}
 	s.checked[key] = seq
+	s.ackPending(n, epoch, seq)
+}
+
+// ackPending acknowledges the writes waiting on n in epoch up to seq.
+func (s *sim) ackPending(n *simNode, epoch, seq uint64) {
 	keep := s.pend[:0]
 	for _, p := range s.pend {
 		if p.node == n.idx && uint64(p.epoch) == epoch && p.seq <= seq {
@@ -769,6 +812,9 @@ func (s *sim) deliver() {
 	s.tracef("%s→%s ack e%d gen%d ok=%v mismatch=%v durable=%d learner=%v err=%q", b.name, a.name, resp.Epoch, resp.Gen,
 		resp.OK, resp.Mismatch, resp.DurableSeq, resp.Learner, resp.Error)
 	a.heard[st.b] = a.c.now
+	if a.newest[st.b] == st.conn && resp.OK && !resp.Mismatch && !resp.Learner && resp.Error == "" && a.c.ld != nil && resp.Epoch == a.c.ld.epoch {
+		a.backing[st.b] = max(a.backing[st.b], resp.DurableSeq)
+	}
 	a.c.recvAppendResp(st.conn, resp)
 	s.process(a)
 }
@@ -833,6 +879,9 @@ func (s *sim) deliverMsg(m *simMsg) {
 		st := &simStream{a: m.from, b: m.to, aInc: from.inc, bInc: to.inc, conn: m.conn, sconn: to.served}
 		s.streams = append(s.streams, st)
 		s.tracef("%s→%s stream %d opened", from.name, to.name, m.conn)
+		if m.conn > from.newest[m.to] { // conns only grow: a late dial of an older leadership is not the newest
+			from.newest[m.to], from.backing[m.to] = m.conn, 0
+		}
 		from.c.streamOpened(m.conn)
 		s.process(from)
 	}
@@ -937,6 +986,7 @@ func (s *sim) elect(i int) {
 			s.process(s.nodes[old])
 		}
 	}
+	s.floor = s.epoch
 	s.epoch += uint64(1 + s.rng.Intn(3))
 	s.elected = i
 	s.leading[i] = s.epoch
