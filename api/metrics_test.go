@@ -71,7 +71,11 @@ func TestMetrics_countRoutesCodesAndIngest(t *testing.T) {
 	reg.MustRegister(m)
 	cfg := DefaultConfig()
 	cfg.Instruments = m
-	srv := httptest.NewServer(NewHandler(cfg, ingestBackend{}))
+	h, err := NewHandler(cfg, ingestBackend{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewServer(h)
 	defer srv.Close()
 	post := func(body string) int {
 		resp, err := http.Post(srv.URL+"/v1/telemetry/events", "application/json", strings.NewReader(body))

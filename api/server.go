@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"net/http"
 	"net/url"
 	"strings"
@@ -88,12 +89,29 @@ type Config struct {
 	// Instruments records the API's own series (requests by route and code,
 	// ingest counts and commit latency); nil: none. The caller registers it.
 	Instruments *Metrics
-	Logger      logrus.FieldLogger
+	// Logger receives the access log and the API's own events; required.
+	Logger logrus.FieldLogger
 }
 
 // DefaultConfig returns the API defaults.
 func DefaultConfig() Config {
 	return Config{MaxBodyBytes: 1 << 20, IngestTimeout: 10 * time.Second, MaxEventsPerRequest: 10000, Logger: logrus.StandardLogger()}
+}
+
+// Validate names the first bad field and its value. It has no side
+// effects; NewHandler calls it.
+func (c *Config) Validate() error {
+	switch {
+	case c.MaxBodyBytes <= 0:
+		return fmt.Errorf("api: MaxBodyBytes=%d must be positive (--max-body-bytes)", c.MaxBodyBytes)
+	case c.IngestTimeout <= 0:
+		return fmt.Errorf("api: IngestTimeout=%s must be positive", c.IngestTimeout)
+	case c.MaxEventsPerRequest <= 0:
+		return fmt.Errorf("api: MaxEventsPerRequest=%d must be positive", c.MaxEventsPerRequest)
+	case c.Logger == nil:
+		return errors.New("api: Logger is nil")
+	}
+	return nil
 }
 
 // Server is the gin REST API of one node.
@@ -103,8 +121,11 @@ type Server struct {
 	log logrus.FieldLogger
 }
 
-// NewHandler returns the API's http.Handler.
-func NewHandler(cfg Config, b Backend) http.Handler {
+// NewHandler returns the API's http.Handler, or the error of cfg.Validate.
+func NewHandler(cfg Config, b Backend) (http.Handler, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
 	gin.SetMode(gin.ReleaseMode)
 	if cfg.Settings == nil {
 		cfg.Settings = settings.NewLive(settings.Values{IdempotencyWindow: settings.DefaultIdempotencyWindow,
@@ -153,7 +174,7 @@ func NewHandler(cfg Config, b Backend) http.Handler {
 	e.GET("/v1/members", viewer, s.members)
 	e.POST("/v1/members", admin, s.leaderOnly, s.addMember)
 	e.DELETE("/v1/members/:name", admin, s.leaderOnly, s.removeMember)
-	return e
+	return e, nil
 }
 
 func writeError(c *gin.Context, status int, code, msg string) {

@@ -234,7 +234,11 @@ func run(ctx context.Context, cfg Config, log *logrus.Logger, reload <-chan os.S
 		return fmt.Errorf("node: registering API metrics: %w", err)
 	}
 	defer prometheus.Unregister(acfg.Instruments)
-	srv := &http.Server{Handler: api.NewHandler(acfg, n), ReadHeaderTimeout: 10 * time.Second}
+	handler, err := api.NewHandler(acfg, n)
+	if err != nil {
+		return err
+	}
+	srv := &http.Server{Handler: handler, ReadHeaderTimeout: 10 * time.Second}
 
 	runCtx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
