@@ -12,17 +12,8 @@ import (
 	"time"
 
 	"github.com/autonomyops/orchestrator/api"
+	"github.com/autonomyops/orchestrator/node/datadir"
 	"github.com/autonomyops/orchestrator/walrepl"
-)
-
-// Names inside a node's data directory (DESIGN §3). Public interface.
-const (
-	TelemetryDirName = "telemetry"
-	NodeFileName     = "node.json" // its presence means the node was initialised
-	LockFileName     = "LOCK"      // flock held by the running node
-	// BackupPrefix names the copies `wal reset` moves the telemetry
-	// directory to: telemetry.corrupt-YYYYMMDD-HHMMSS (UTC).
-	BackupPrefix = TelemetryDirName + ".corrupt-"
 )
 
 // walCheck is what the offline recovery checks found: `wal verify -o json`
@@ -75,7 +66,7 @@ func telemetryDirOf(dataDir string) (string, error) {
 	if !st.IsDir() {
 		return "", fmt.Errorf("data dir %s is not a directory", dataDir)
 	}
-	tdir := filepath.Join(dataDir, TelemetryDirName)
+	tdir := filepath.Join(dataDir, datadir.TelemetryDir)
 	if fileExists(filepath.Join(dataDir, walrepl.WALFile)) && !fileExists(tdir) {
 		return "", usagef("%s holds %s: it is the telemetry directory itself; pass the node's data directory, its parent: --data-dir %s",
 			dataDir, walrepl.WALFile, filepath.Dir(filepath.Clean(dataDir)))
@@ -99,7 +90,7 @@ func checkWAL(dataDir string) (*walCheck, error) {
 	c := &walCheck{
 		DataDir:      dataDir,
 		Dir:          tdir,
-		Initialized:  fileExists(filepath.Join(dataDir, NodeFileName)),
+		Initialized:  fileExists(filepath.Join(dataDir, datadir.IdentityFile)),
 		WALExists:    fileExists(filepath.Join(tdir, walrepl.WALFile)),
 		ResetPending: fileExists(filepath.Join(tdir, walrepl.ResetMarkerFile)),
 		Offset:       -1,
@@ -127,16 +118,7 @@ func checkWAL(dataDir string) (*walCheck, error) {
 
 // nodeName reads the node's name from DIR/node.json, best effort.
 func nodeName(dataDir string) string {
-	b, err := os.ReadFile(filepath.Join(dataDir, NodeFileName))
-	if err != nil {
-		return ""
-	}
-	var id struct {
-		Name string `json:"name"`
-	}
-	if json.Unmarshal(b, &id) != nil {
-		return ""
-	}
+	id, _, _ := datadir.ReadIdentity(dataDir)
 	return id.Name
 }
 
@@ -158,7 +140,7 @@ func listFiles(dir string) []fileEn {
 
 func listBackups(dataDir string) []string {
 	out := []string{}
-	m, _ := filepath.Glob(filepath.Join(dataDir, BackupPrefix+"*"))
+	m, _ := filepath.Glob(filepath.Join(dataDir, datadir.BackupPrefix+"*"))
 	for _, p := range m {
 		out = append(out, filepath.Base(p))
 	}
@@ -193,7 +175,7 @@ func (in *invocation) walStatusOffline(dataDir string) error {
 		fmt.Fprintf(w, "DATA_DIR\t%s\n", c.DataDir)
 		fmt.Fprintf(w, "TELEMETRY_DIR\t%s\n", c.Dir)
 		fmt.Fprintf(w, "STATE\t%s\n", c.state())
-		fmt.Fprintf(w, "INITIALIZED\t%t\t(%s %s)\n", c.Initialized, NodeFileName, map[bool]string{true: "exists", false: "absent"}[c.Initialized])
+		fmt.Fprintf(w, "INITIALIZED\t%t\t(%s %s)\n", c.Initialized, datadir.IdentityFile, map[bool]string{true: "exists", false: "absent"}[c.Initialized])
 		if c.OK && c.WALExists {
 			fmt.Fprintf(w, "WAL_ID\t%s\n", c.WALID)
 			fmt.Fprintf(w, "FIRST_SEQ\t%d\n", c.FirstSeq)

@@ -15,6 +15,7 @@ import (
 
 	"github.com/autonomyops/orchestrator/api"
 	"github.com/autonomyops/orchestrator/ctl"
+	"github.com/autonomyops/orchestrator/node/datadir"
 	"github.com/autonomyops/orchestrator/walrepl"
 	"github.com/sirupsen/logrus"
 )
@@ -34,9 +35,9 @@ type testWAL struct {
 func makeWAL(t *testing.T, payloads []string, ts []time.Time) *testWAL {
 	t.Helper()
 	w := &testWAL{dataDir: t.TempDir()}
-	w.tdir = filepath.Join(w.dataDir, ctl.TelemetryDirName)
+	w.tdir = filepath.Join(w.dataDir, datadir.TelemetryDir)
 	w.walPath = filepath.Join(w.tdir, walrepl.WALFile)
-	if err := os.WriteFile(filepath.Join(w.dataDir, ctl.NodeFileName), []byte(`{"name":"node-a"}`+"\n"), 0o600); err != nil {
+	if err := os.WriteFile(filepath.Join(w.dataDir, datadir.IdentityFile), []byte(`{"name":"node-a"}`+"\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	log := logrus.New()

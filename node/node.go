@@ -15,6 +15,7 @@ import (
 
 	"github.com/autonomyops/orchestrator/api"
 	"github.com/autonomyops/orchestrator/cluster"
+	"github.com/autonomyops/orchestrator/node/datadir"
 	"github.com/autonomyops/orchestrator/settings"
 	"github.com/autonomyops/orchestrator/walrepl"
 	"github.com/coreos/go-systemd/v22/daemon"
@@ -71,22 +72,17 @@ func run(ctx context.Context, cfg Config, log *logrus.Logger, reload <-chan os.S
 	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
 		return fmt.Errorf("node: creating --data-dir %s: %w", cfg.DataDir, err)
 	}
-	lock, err := LockDataDir(cfg.DataDir)
+	lock, err := lockDataDir(cfg.DataDir)
 	if err != nil {
 		return err
 	}
 	defer lock.Unlock()
 
-	initialized, err := identityExists(cfg.DataDir)
+	initialized, err := checkIdentity(cfg.DataDir, cfg.Name, cfg.ClusterName)
 	if err != nil {
 		return err
 	}
-	if initialized {
-		if err := checkIdentity(cfg.DataDir, cfg.Name, cfg.ClusterName); err != nil {
-			return err
-		}
-	}
-	wopts := walrepl.DefaultOptions(filepath.Join(cfg.DataDir, TelemetryDir))
+	wopts := walrepl.DefaultOptions(filepath.Join(cfg.DataDir, datadir.TelemetryDir))
 	wopts.Initialized = initialized
 	wopts.NewAsLearner = cfg.InitialClusterState == "existing"
 	wopts.Logger = log
@@ -107,7 +103,7 @@ func run(ctx context.Context, cfg Config, log *logrus.Logger, reload <-chan os.S
 		"bytes": rep.FileSize, "created": rep.Created}).Info("WAL_RECOVERED")
 	if !initialized {
 		if err := writeIdentity(cfg.DataDir, cfg.Name, cfg.ClusterName); err != nil {
-			return fmt.Errorf("node: writing %s: %w", IdentityFile, err)
+			return fmt.Errorf("node: writing %s: %w", datadir.IdentityFile, err)
 		}
 	}
 
@@ -148,7 +144,7 @@ func run(ctx context.Context, cfg Config, log *logrus.Logger, reload <-chan os.S
 	transport := walrepl.NewTCPTransport(tlsc.peerClient)
 	ccfg := cluster.DefaultConfig()
 	ccfg.Name, ccfg.ClusterName = cfg.Name, cfg.ClusterName
-	ccfg.DataDir = filepath.Join(cfg.DataDir, EtcdDir)
+	ccfg.DataDir = filepath.Join(cfg.DataDir, datadir.EtcdDir)
 	ccfg.ClientURL, ccfg.PeerURL = cfg.EtcdClientURL, cfg.EtcdPeerURL
 	ccfg.InitialCluster, ccfg.InitialClusterState = cfg.InitialCluster, cfg.InitialClusterState
 	ccfg.LeaderTTL, ccfg.HeartbeatInterval, ccfg.ElectionTimeout = cfg.LeaderTTL, cfg.EtcdHeartbeat, cfg.EtcdElectionTimeout
