@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/autonomyops/orchestrator/api"
+	"github.com/autonomyops/orchestrator/walrepl"
 	"github.com/spf13/cobra"
 )
 
@@ -180,7 +181,7 @@ func (in *invocation) runLogs(o logsOptions) error {
 			return in.logsGiveUp(o, p, firstCause, lastErr)
 		}
 		wait := min(backoff, o.retryFor-time.Since(failing))
-		if err := sleepCtx(in.ctx, max(wait, 0)); err != nil {
+		if err := walrepl.Sleep(in.ctx, max(wait, 0)); err != nil {
 			return err
 		}
 		backoff = min(backoff*2, logsBackoffMax)
@@ -304,17 +305,6 @@ func shellQuote(s string) string {
 		return s
 	}
 	return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'"
-}
-
-func sleepCtx(ctx context.Context, d time.Duration) error {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-t.C:
-		return nil
-	case <-ctx.Done():
-		return ctx.Err()
-	}
 }
 
 // eventAgent returns the "agent" field of an event, or "".

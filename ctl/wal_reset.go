@@ -112,7 +112,7 @@ func (in *invocation) walReset(dataDir string, yes bool) error {
 	if err := datadir.ChownLike(tdir, ref); err != nil {
 		return fmt.Errorf("giving %s the owner of %s: %w", tdir, ref, err)
 	}
-	if err := syncDir(dataDir); err != nil {
+	if err := walrepl.SyncDir(dataDir); err != nil {
 		return fmt.Errorf("fsync %s: %w", dataDir, err)
 	}
 	by := in.cli.getenv("SUDO_USER")

@@ -322,7 +322,7 @@ func (n *Node) campaignLoop(ctx context.Context, me cluster.NodeInfo, fatal cont
 		if err != nil {
 			if ctx.Err() == nil {
 				n.log.WithError(err).Warn("CAMPAIGN_FAILED")
-				sleepCtx(ctx, 500*time.Millisecond)
+				walrepl.Sleep(ctx, 500*time.Millisecond)
 			}
 			continue
 		}
@@ -331,7 +331,7 @@ func (n *Node) campaignLoop(ctx context.Context, me cluster.NodeInfo, fatal cont
 			rctx, rcancel := context.WithTimeout(context.Background(), 2*time.Second)
 			l.Resign(rctx)
 			rcancel()
-			sleepCtx(ctx, 300*time.Millisecond)
+			walrepl.Sleep(ctx, 300*time.Millisecond)
 			continue
 		}
 		n.clearFailoverHint(ctx)
@@ -376,7 +376,7 @@ func (n *Node) campaignLoop(ctx context.Context, me cluster.NodeInfo, fatal cont
 		if errors.Is(err, walrepl.ErrIsLearner) {
 			backoff = 2 * time.Second
 		}
-		sleepCtx(ctx, backoff)
+		walrepl.Sleep(ctx, backoff)
 	}
 }
 
@@ -442,13 +442,4 @@ func startWatchdog(ctx context.Context) func() {
 		}
 	}()
 	return func() { cancel(); <-done }
-}
-
-func sleepCtx(ctx context.Context, d time.Duration) {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-t.C:
-	case <-ctx.Done():
-	}
 }

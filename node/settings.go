@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/autonomyops/orchestrator/settings"
+	"github.com/autonomyops/orchestrator/walrepl"
 	"github.com/sirupsen/logrus"
 	clientv3 "go.etcd.io/etcd/client/v3"
 )
@@ -75,7 +76,7 @@ func (n *Node) watchSettings(ctx context.Context, stored map[string]settings.Sto
 			if err != nil {
 				if ctx.Err() == nil {
 					n.log.WithError(err).Warn("SETTINGS_READ_FAILED: retrying")
-					sleepCtx(ctx, time.Second)
+					walrepl.Sleep(ctx, time.Second)
 				}
 				continue
 			}
@@ -103,7 +104,7 @@ func (n *Node) watchSettings(ctx context.Context, stored map[string]settings.Sto
 		}
 		cancel()
 		stored = nil // read everything again before the next watch
-		sleepCtx(ctx, 200*time.Millisecond)
+		walrepl.Sleep(ctx, 200*time.Millisecond)
 	}
 }
 

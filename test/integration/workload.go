@@ -11,6 +11,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/autonomyops/orchestrator/walrepl"
 )
 
 // Outcome is what a client knows about one event.
@@ -96,7 +98,7 @@ func (w *Workload) Start(k int, opt WriterOpts) context.CancelFunc {
 			for ctx.Err() == nil {
 				w.WriteOne(ctx, opt.Pin)
 				if opt.Interval > 0 {
-					sleepCtx(ctx, opt.Interval)
+					walrepl.Sleep(ctx, opt.Interval)
 				}
 			}
 		}()
@@ -204,7 +206,7 @@ func (w *Workload) WriteOne(ctx context.Context, pin *Node) Event {
 			}
 			target = ""
 		}
-		sleepCtx(ctx, 50*time.Millisecond)
+		walrepl.Sleep(ctx, 50*time.Millisecond)
 	}
 	final = Failed
 	if ambiguous {
@@ -309,13 +311,4 @@ func (w *Workload) WaitAcks(t time.Time, k int, d time.Duration) bool {
 		time.Sleep(50 * time.Millisecond)
 	}
 	return false
-}
-
-func sleepCtx(ctx context.Context, d time.Duration) {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-t.C:
-	case <-ctx.Done():
-	}
 }
