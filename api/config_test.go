@@ -32,9 +32,18 @@ func TestConfig_Validate(t *testing.T) {
 			if err == nil || !strings.Contains(err.Error(), tc.want) {
 				t.Fatalf("Validate: %v, want an error naming %q", err, tc.want)
 			}
-			if h, err := NewHandler(c, ingestBackend{}); err == nil || h != nil {
+			if h, err := NewHandler(c, ingestBackend{}.backends()); err == nil || h != nil {
 				t.Fatalf("NewHandler accepted the config: %v", err)
 			}
 		})
+	}
+}
+
+// TestNewHandler_refusesMissingBackend: every role is required.
+func TestNewHandler_refusesMissingBackend(t *testing.T) {
+	b := ingestBackend{}.backends()
+	b.Log = nil
+	if _, err := NewHandler(DefaultConfig(), b); err == nil || !strings.Contains(err.Error(), "Backends.Log is nil") {
+		t.Fatalf("got %v", err)
 	}
 }

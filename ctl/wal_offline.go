@@ -11,7 +11,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/autonomyops/orchestrator/api"
+	"github.com/autonomyops/orchestrator/api/wire"
 	"github.com/autonomyops/orchestrator/node/datadir"
 	"github.com/autonomyops/orchestrator/walrepl"
 )
@@ -238,7 +238,7 @@ func (in *invocation) walInspectOffline(dataDir string, cutoff time.Time, kind s
 	if err != nil {
 		return err
 	}
-	ir := &api.InspectResponse{Node: nodeName(dataDir), Frames: []api.Frame{}}
+	ir := &wire.InspectResponse{Node: nodeName(dataDir), Frames: []wire.Frame{}}
 	var scanErr error
 	if !fileExists(filepath.Join(tdir, walrepl.WALFile)) {
 		// Nothing to read; Verify says whether that is fine.
@@ -260,7 +260,7 @@ func (in *invocation) walInspectOffline(dataDir string, cutoff time.Time, kind s
 			if kind != "" && (f.Type != walrepl.FrameEvent || eventKind(f.Payload) != kind) {
 				return nil
 			}
-			ring.push(api.Frame{
+			ring.push(wire.Frame{
 				Seq:   f.Seq,
 				Epoch: f.Epoch,
 				TS:    time.Unix(0, f.Time).UTC(),
@@ -295,13 +295,13 @@ func (in *invocation) walInspectOffline(dataDir string, cutoff time.Time, kind s
 // frameRing keeps the newest n frames (all of them when n is 0).
 type frameRing struct {
 	n     int
-	buf   []api.Frame
+	buf   []wire.Frame
 	start int
 }
 
 func newFrameRing(n int) *frameRing { return &frameRing{n: n} }
 
-func (r *frameRing) push(f api.Frame) {
+func (r *frameRing) push(f wire.Frame) {
 	if r.n == 0 || len(r.buf) < r.n {
 		r.buf = append(r.buf, f)
 		return
@@ -310,8 +310,8 @@ func (r *frameRing) push(f api.Frame) {
 	r.start = (r.start + 1) % r.n
 }
 
-func (r *frameRing) frames() []api.Frame {
-	out := make([]api.Frame, 0, len(r.buf))
+func (r *frameRing) frames() []wire.Frame {
+	out := make([]wire.Frame, 0, len(r.buf))
 	out = append(out, r.buf[r.start:]...)
 	return append(out, r.buf[:r.start]...)
 }

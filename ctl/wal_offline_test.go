@@ -13,7 +13,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/autonomyops/orchestrator/api"
+	"github.com/autonomyops/orchestrator/api/wire"
 	"github.com/autonomyops/orchestrator/ctl"
 	"github.com/autonomyops/orchestrator/node/datadir"
 	"github.com/autonomyops/orchestrator/walrepl"
@@ -325,17 +325,17 @@ func TestWALInspect_offline(t *testing.T) {
 	tc := newTestCLI(t)
 	tc.Now = func() time.Time { return now.Add(time.Second) }
 
-	inspect := func(args ...string) api.InspectResponse {
+	inspect := func(args ...string) wire.InspectResponse {
 		t.Helper()
 		code, out, _ := tc.run(t, append([]string{"wal", "inspect", "--data-dir", w.dataDir, "-o", "json"}, args...)...)
 		if code != ctl.ExitOK {
 			t.Fatalf("exit %d", code)
 		}
-		var ir api.InspectResponse
+		var ir wire.InspectResponse
 		decodeJSON(t, out, &ir)
 		return ir
 	}
-	seqs := func(ir api.InspectResponse) string {
+	seqs := func(ir wire.InspectResponse) string {
 		var s []string
 		for _, f := range ir.Frames {
 			s = append(s, fmt.Sprint(f.Seq))

@@ -75,7 +75,7 @@ func (n *Node) candidates(ctx context.Context) ([]api.FailoverCandidate, error) 
 	return out, nil
 }
 
-// Failover implements api.Backend: stop taking writes, wait until the target
+// Failover implements api.FailoverRunner: stop taking writes, wait until the target
 // has fsynced everything, step down, and let only the target take over.
 func (n *Node) Failover(ctx context.Context, req api.FailoverRequest, who string) (api.FailoverResponse, error) {
 	resp := api.FailoverResponse{DryRun: req.DryRun, From: n.cfg.Name}

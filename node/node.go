@@ -230,7 +230,8 @@ func run(ctx context.Context, cfg Config, log *logrus.Logger, reload <-chan os.S
 		return fmt.Errorf("node: registering API metrics: %w", err)
 	}
 	defer prometheus.Unregister(acfg.Instruments)
-	handler, err := api.NewHandler(acfg, n)
+	handler, err := api.NewHandler(acfg, api.Backends{Node: n, Cluster: n, Ingest: n, Log: wal, Fleet: n.fleet,
+		Settings: etcdSettings{n}, Audit: n, Members: n, Failover: n})
 	if err != nil {
 		return err
 	}

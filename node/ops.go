@@ -18,9 +18,6 @@ import (
 // keys) in the API's shapes and errors.
 type etcdSettings struct{ n *Node }
 
-// Settings implements api.Backend.
-func (n *Node) Settings() api.SettingsStore { return etcdSettings{n} }
-
 func (s etcdSettings) List(ctx context.Context) ([]api.Setting, int64, error) {
 	all, rev, err := s.n.member.Settings(ctx)
 	if err != nil {
@@ -77,13 +74,13 @@ func (s etcdSettings) Delete(ctx context.Context, key string, ifRev *int64) (api
 	return api.Setting{Key: key, Revision: rev}, nil
 }
 
-// Audit implements api.Backend: records live in etcd (cluster.Member.PutAudit).
+// Audit implements api.AuditLog: records live in etcd (cluster.Member.PutAudit).
 func (n *Node) Audit(ctx context.Context, rec api.AuditRecord) error {
 	b, _ := json.Marshal(rec)
 	return n.member.PutAudit(ctx, rec.At, rec.Node, b)
 }
 
-// AuditList implements api.Backend.
+// AuditList implements api.AuditLog.
 func (n *Node) AuditList(ctx context.Context, limit int) ([]api.AuditRecord, error) {
 	recs, err := n.member.AuditRecords(ctx, limit)
 	if err != nil {
@@ -111,7 +108,7 @@ func (n *Node) audit(ctx context.Context, action, who string, details map[string
 // not a trustworthy read replica.
 const replicaHeardBound = 3 * time.Second
 
-// ReplicaHealth implements api.Backend, from the leader's safe_seq as last
+// ReplicaHealth implements api.ClusterView, from the leader's safe_seq as last
 // carried by its replication messages — live, not a published position.
 func (n *Node) ReplicaHealth(maxLag uint64) (api.ReplicaHealth, bool) {
 	rs := n.replica.Status()

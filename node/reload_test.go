@@ -15,7 +15,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/autonomyops/orchestrator/api"
+	"github.com/autonomyops/orchestrator/api/wire"
 	"github.com/autonomyops/orchestrator/ctl"
 	"github.com/autonomyops/orchestrator/node/proctest"
 )
@@ -81,7 +81,7 @@ func TestReload_SighupSwapsTheTokensFile(t *testing.T) {
 	}
 	l := c.WaitLeader(30 * time.Second)
 	code, _, b := do(t, "GET", l.URL()+"/v1/audit", "admin-token-2", "", nil)
-	var ar api.AuditResponse
+	var ar wire.AuditResponse
 	json.Unmarshal(b, &ar)
 	reloaded := map[string]bool{}
 	for _, r := range ar.Records {

@@ -20,7 +20,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/autonomyops/orchestrator/api"
+	"github.com/autonomyops/orchestrator/api/wire"
 )
 
 var (
@@ -270,8 +270,8 @@ var Client = &http.Client{
 }
 
 // Health returns the node's /v1/health status code and body.
-func (n *Node) Health() (int, api.Health) {
-	var h api.Health
+func (n *Node) Health() (int, wire.Health) {
+	var h wire.Health
 	resp, err := Client.Get(n.URL() + "/v1/health")
 	if err != nil {
 		return 0, h
@@ -313,16 +313,16 @@ func Post(ctx context.Context, url, body string) (int, []byte, error) {
 }
 
 // AllEvents reads every committed event from a node's API, paging by Seq.
-func AllEvents(t testing.TB, base string) []api.Event {
+func AllEvents(t testing.TB, base string) []wire.Event {
 	t.Helper()
-	var out []api.Event
+	var out []wire.Event
 	after := uint64(0)
 	for {
 		resp, err := Client.Get(fmt.Sprintf("%s/v1/telemetry/events?after_seq=%d&limit=10000", base, after))
 		if err != nil {
 			t.Fatal(err)
 		}
-		var er api.EventsResponse
+		var er wire.EventsResponse
 		err = json.NewDecoder(resp.Body).Decode(&er)
 		resp.Body.Close()
 		if err != nil || resp.StatusCode != http.StatusOK {
@@ -337,16 +337,16 @@ func AllEvents(t testing.TB, base string) []api.Event {
 }
 
 // AllFrames reads every committed frame of a node's own WAL via /v1/wal/inspect.
-func AllFrames(t testing.TB, base string) []api.Frame {
+func AllFrames(t testing.TB, base string) []wire.Frame {
 	t.Helper()
-	var out []api.Frame
+	var out []wire.Frame
 	after := uint64(0)
 	for {
 		resp, err := Client.Get(fmt.Sprintf("%s/v1/wal/inspect?after_seq=%d&limit=10000", base, after))
 		if err != nil {
 			t.Fatal(err)
 		}
-		var ir api.InspectResponse
+		var ir wire.InspectResponse
 		err = json.NewDecoder(resp.Body).Decode(&ir)
 		resp.Body.Close()
 		if err != nil || resp.StatusCode != http.StatusOK {
@@ -498,7 +498,7 @@ func (w *Writer) Write(ctx context.Context, id string) uint64 {
 		cancel()
 		switch resp.StatusCode {
 		case http.StatusOK:
-			var ir api.IngestResponse
+			var ir wire.IngestResponse
 			if json.Unmarshal(b, &ir) != nil || len(ir.Seqs) != 1 {
 				w.c.t.Errorf("bad ingest answer %s", b)
 				return 0
@@ -557,7 +557,7 @@ func (w *Writer) Snapshot() map[string]uint64 {
 // frames up to the smallest safe_seq among them.
 func (c *Cluster) CheckAllNodes(acked map[string]uint64) {
 	c.t.Helper()
-	var ref []api.Frame
+	var ref []wire.Frame
 	var refName string
 	for _, n := range c.Nodes {
 		if !n.Running() {

@@ -8,7 +8,7 @@ import (
 	"fmt"
 	"sort"
 
-	"github.com/autonomyops/orchestrator/api"
+	"github.com/autonomyops/orchestrator/api/wire"
 )
 
 // CheckResult is what the history checker found. Errors lists every
@@ -49,7 +49,7 @@ type eventID struct {
 // is the cluster's history (the leader after healing; "" picks the longest):
 // an acknowledged event absent from it is lost, one absent only from another
 // node is missing there.
-func Check(logs map[string][]api.Frame, events []Event, ref string) CheckResult {
+func Check(logs map[string][]wire.Frame, events []Event, ref string) CheckResult {
 	var r CheckResult
 	nodes := make([]string, 0, len(logs))
 	for n := range logs {
@@ -77,11 +77,11 @@ func Check(logs map[string][]api.Frame, events []Event, ref string) CheckResult 
 	}
 	epochs := map[uint64][]starts{}
 	idSeqs := map[string]map[string][]uint64{} // node → id → Seqs
-	frameAt := map[string]map[uint64]api.Frame{}
+	frameAt := map[string]map[uint64]wire.Frame{}
 	for _, n := range nodes {
 		fs := logs[n]
 		idSeqs[n] = map[string][]uint64{}
-		frameAt[n] = make(map[uint64]api.Frame, len(fs))
+		frameAt[n] = make(map[uint64]wire.Frame, len(fs))
 		var prevEpoch uint64
 		for i, f := range fs {
 			frameAt[n][f.Seq] = f
@@ -219,10 +219,10 @@ func Check(logs map[string][]api.Frame, events []Event, ref string) CheckResult 
 	return r
 }
 
-func sameFrame(a, b api.Frame) bool {
+func sameFrame(a, b wire.Frame) bool {
 	return a.Seq == b.Seq && a.Epoch == b.Epoch && a.TS.Equal(b.TS) && a.Type == b.Type && bytes.Equal(a.Event, b.Event)
 }
 
-func frameString(f api.Frame) string {
+func frameString(f wire.Frame) string {
 	return fmt.Sprintf("{seq %d epoch %d %s %s}", f.Seq, f.Epoch, f.Type, f.Event)
 }

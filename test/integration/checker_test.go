@@ -10,8 +10,7 @@ import (
 	"time"
 
 	"github.com/anishathalye/porcupine"
-
-	"github.com/autonomyops/orchestrator/api"
+	"github.com/autonomyops/orchestrator/api/wire"
 )
 
 // The checker must catch each kind of violation it claims to: these feed it
@@ -20,15 +19,15 @@ import (
 //	go test -tags integration -run TestCheck ./test/integration/
 func TestCheck_plantedBugs(t *testing.T) {
 	ts := time.Unix(1700000000, 0).UTC()
-	es := func(seq, epoch uint64, leader string) api.Frame {
+	es := func(seq, epoch uint64, leader string) wire.Frame {
 		b, _ := json.Marshal(map[string]any{"leader": leader, "epoch": epoch})
-		return api.Frame{Seq: seq, Epoch: epoch, TS: ts, Type: "epoch_start", Event: b}
+		return wire.Frame{Seq: seq, Epoch: epoch, TS: ts, Type: "epoch_start", Event: b}
 	}
-	ev := func(seq, epoch uint64, id string) api.Frame {
-		return api.Frame{Seq: seq, Epoch: epoch, TS: ts, Type: "event", Event: json.RawMessage(fmt.Sprintf(`{"id":%q}`, id))}
+	ev := func(seq, epoch uint64, id string) wire.Frame {
+		return wire.Frame{Seq: seq, Epoch: epoch, TS: ts, Type: "event", Event: json.RawMessage(fmt.Sprintf(`{"id":%q}`, id))}
 	}
-	base := func() []api.Frame {
-		return []api.Frame{es(1, 5, "n1"), ev(2, 5, "a"), ev(3, 5, "b"), es(4, 9, "n2"), ev(5, 9, "c")}
+	base := func() []wire.Frame {
+		return []wire.Frame{es(1, 5, "n1"), ev(2, 5, "a"), ev(3, 5, "b"), es(4, 9, "n2"), ev(5, 9, "c")}
 	}
 	history := func() []Event {
 		return []Event{
@@ -41,65 +40,65 @@ func TestCheck_plantedBugs(t *testing.T) {
 	}
 	cases := []struct {
 		name  string
-		edit  func(logs map[string][]api.Frame, h []Event) []Event
+		edit  func(logs map[string][]wire.Frame, h []Event) []Event
 		check func(r CheckResult) bool
 		want  string
 	}{
-		{"clean", func(l map[string][]api.Frame, h []Event) []Event { return h },
+		{"clean", func(l map[string][]wire.Frame, h []Event) []Event { return h },
 			func(r CheckResult) bool { return r.OK() && r.Acked == 3 }, ""},
-		{"lost on the leader", func(l map[string][]api.Frame, h []Event) []Event {
+		{"lost on the leader", func(l map[string][]wire.Frame, h []Event) []Event {
 			for n := range l {
 				l[n] = l[n][:4] // c's frame gone everywhere
 			}
 			return h
 		}, func(r CheckResult) bool { return r.Lost == 1 }, "is missing"},
-		{"missing on one node", func(l map[string][]api.Frame, h []Event) []Event {
+		{"missing on one node", func(l map[string][]wire.Frame, h []Event) []Event {
 			l["n3"][2] = ev(3, 5, "zz")
 			return append(h, Event{ID: "zz", Outcome: Unknown})
 		}, func(r CheckResult) bool { return r.Missing == 1 && r.Lost == 0 && r.Divergent == 1 }, "differ at Seq=3"},
-		{"acked at another Seq", func(l map[string][]api.Frame, h []Event) []Event {
+		{"acked at another Seq", func(l map[string][]wire.Frame, h []Event) []Event {
 			h[0].Seq = 3
 			return h
 		}, func(r CheckResult) bool { return r.Lost == 1 }, "answered Seq=3"},
-		{"duplicate", func(l map[string][]api.Frame, h []Event) []Event {
+		{"duplicate", func(l map[string][]wire.Frame, h []Event) []Event {
 			for n := range l {
 				l[n] = append(l[n], ev(6, 9, "a"))
 			}
 			return h
 		}, func(r CheckResult) bool { return r.Duplicated == 1 }, "present 2 times"},
-		{"unknown twice", func(l map[string][]api.Frame, h []Event) []Event {
+		{"unknown twice", func(l map[string][]wire.Frame, h []Event) []Event {
 			for n := range l {
 				l[n] = append(l[n], ev(6, 9, "u"), ev(7, 9, "u"))
 			}
 			return h
 		}, func(r CheckResult) bool { return r.Duplicated == 1 }, "unknown event u is present 2 times"},
-		{"failed event written", func(l map[string][]api.Frame, h []Event) []Event {
+		{"failed event written", func(l map[string][]wire.Frame, h []Event) []Event {
 			for n := range l {
 				l[n] = append(l[n], ev(6, 9, "f"))
 			}
 			return h
 		}, func(r CheckResult) bool { return r.Phantom == 3 }, "refused before any write"},
-		{"two leaders in one epoch", func(l map[string][]api.Frame, h []Event) []Event {
+		{"two leaders in one epoch", func(l map[string][]wire.Frame, h []Event) []Event {
 			l["n3"][3] = es(4, 9, "n3")
 			return h
 		}, func(r CheckResult) bool { return r.EpochDup == 1 }, "two epoch-start frames"},
-		{"ack by a node that did not lead the epoch", func(l map[string][]api.Frame, h []Event) []Event {
+		{"ack by a node that did not lead the epoch", func(l map[string][]wire.Frame, h []Event) []Event {
 			h[2].AckedBy = "n1"
 			return h
 		}, func(r CheckResult) bool { return !r.OK() }, "led by n2"},
-		{"epoch goes back", func(l map[string][]api.Frame, h []Event) []Event {
+		{"epoch goes back", func(l map[string][]wire.Frame, h []Event) []Event {
 			for n := range l {
 				l[n] = append(l[n], ev(6, 5, "late"))
 			}
 			return append(h, Event{ID: "late", Outcome: Unknown})
 		}, func(r CheckResult) bool { return !r.OK() }, "must not decrease"},
-		{"Seq gap", func(l map[string][]api.Frame, h []Event) []Event {
+		{"Seq gap", func(l map[string][]wire.Frame, h []Event) []Event {
 			for n := range l {
 				l[n] = append(l[n], ev(8, 9, "gap"))
 			}
 			return append(h, Event{ID: "gap", Outcome: Unknown})
 		}, func(r CheckResult) bool { return !r.OK() }, "Seq=8 follows Seq=5"},
-		{"epoch without its barrier", func(l map[string][]api.Frame, h []Event) []Event {
+		{"epoch without its barrier", func(l map[string][]wire.Frame, h []Event) []Event {
 			for n := range l {
 				l[n] = append(l[n], ev(6, 12, "nob"))
 			}
@@ -108,7 +107,7 @@ func TestCheck_plantedBugs(t *testing.T) {
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			logs := map[string][]api.Frame{"n1": base(), "n2": base(), "n3": base()}
+			logs := map[string][]wire.Frame{"n1": base(), "n2": base(), "n3": base()}
 			h := tc.edit(logs, history())
 			r := Check(logs, h, "n2")
 			if !tc.check(r) {
@@ -128,10 +127,10 @@ func TestCheck_plantedBugs(t *testing.T) {
 func TestCheckLinearizable_plantedBugs(t *testing.T) {
 	t0 := time.Unix(1700000000, 0)
 	at := func(ms int) time.Time { return t0.Add(time.Duration(ms) * time.Millisecond) }
-	ev := func(seq uint64, id string) api.Frame {
-		return api.Frame{Seq: seq, Epoch: 5, Type: "event", Event: json.RawMessage(fmt.Sprintf(`{"id":%q}`, id))}
+	ev := func(seq uint64, id string) wire.Frame {
+		return wire.Frame{Seq: seq, Epoch: 5, Type: "event", Event: json.RawMessage(fmt.Sprintf(`{"id":%q}`, id))}
 	}
-	log := []api.Frame{{Seq: 1, Epoch: 5, Type: "epoch_start"}, ev(2, "a"), ev(3, "b"), ev(4, "u"), ev(5, "c")}
+	log := []wire.Frame{{Seq: 1, Epoch: 5, Type: "epoch_start"}, ev(2, "a"), ev(3, "b"), ev(4, "u"), ev(5, "c")}
 	history := func() []Event {
 		return []Event{
 			{ID: "a", Outcome: OK, Seq: 2, FirstSent: at(0), AckAt: at(10)},
@@ -145,23 +144,23 @@ func TestCheckLinearizable_plantedBugs(t *testing.T) {
 	if res, why := CheckLinearizable(history(), log, 10*time.Second); res != porcupine.Ok {
 		t.Fatalf("clean history: %s %s", res, why)
 	}
-	cases := map[string]func(h []Event, l []api.Frame) ([]Event, []api.Frame){
+	cases := map[string]func(h []Event, l []wire.Frame) ([]Event, []wire.Frame){
 		// c was first sent after b was acknowledged, yet sits before b.
-		"real-time order": func(h []Event, l []api.Frame) ([]Event, []api.Frame) {
+		"real-time order": func(h []Event, l []wire.Frame) ([]Event, []wire.Frame) {
 			l[2], l[4] = ev(3, "c"), ev(5, "b")
 			h[1].Seq, h[5].Seq = 5, 3
 			return h, l
 		},
-		"acknowledged, then replaced": func(h []Event, l []api.Frame) ([]Event, []api.Frame) {
+		"acknowledged, then replaced": func(h []Event, l []wire.Frame) ([]Event, []wire.Frame) {
 			l[4] = ev(5, "other")
 			return h, l
 		},
-		"refused, yet written": func(h []Event, l []api.Frame) ([]Event, []api.Frame) {
+		"refused, yet written": func(h []Event, l []wire.Frame) ([]Event, []wire.Frame) {
 			return h, append(l, ev(6, "f"))
 		},
 	}
 	for name, plant := range cases {
-		h, l := plant(history(), append([]api.Frame(nil), log...))
+		h, l := plant(history(), append([]wire.Frame(nil), log...))
 		if res, why := CheckLinearizable(h, l, 10*time.Second); res != porcupine.Illegal {
 			t.Errorf("%s: porcupine says %s, want Illegal", name, res)
 		} else {

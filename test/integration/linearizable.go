@@ -10,8 +10,7 @@ import (
 	"time"
 
 	"github.com/anishathalye/porcupine"
-
-	"github.com/autonomyops/orchestrator/api"
+	"github.com/autonomyops/orchestrator/api/wire"
 )
 
 // The ingest history as porcupine sees it (issue 12): every event id is one
@@ -72,7 +71,7 @@ func describeOp(input, output any) string {
 // CheckLinearizable checks the clients' events against ref, the cluster's
 // committed log after healing, within timeout. It returns porcupine's verdict
 // and, for Illegal, the operations around the longest linearizable prefix.
-func CheckLinearizable(events []Event, ref []api.Frame, timeout time.Duration) (porcupine.CheckResult, string) {
+func CheckLinearizable(events []Event, ref []wire.Frame, timeout time.Duration) (porcupine.CheckResult, string) {
 	at := map[string]uint64{}
 	for _, f := range ref {
 		if f.Type != "event" {

@@ -15,8 +15,7 @@ import (
 	"time"
 
 	"github.com/anishathalye/porcupine"
-
-	"github.com/autonomyops/orchestrator/api"
+	"github.com/autonomyops/orchestrator/api/wire"
 )
 
 // Scenario is one fault scenario of issue 5.
@@ -154,7 +153,7 @@ func (s *S) healAll() []error {
 }
 
 // Leader waits for the single serving leader.
-func (s *S) Leader() (*Node, api.Health, error) {
+func (s *S) Leader() (*Node, wire.Health, error) {
 	return s.C.WaitLeader(30 * time.Second)
 }
 
@@ -294,7 +293,7 @@ func runScenario(t *testing.T, env Env, sc *Scenario, rep int) *Result {
 		// Check what there is anyway: lost and divergent frames are the
 		// interesting part of a failure to converge.
 	}
-	logs := map[string][]api.Frame{}
+	logs := map[string][]wire.Frame{}
 	for _, n := range c.Nodes {
 		if st := n.State(); !st.Running {
 			// It failed for good: read its committed frames from its disk.
