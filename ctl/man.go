@@ -6,7 +6,7 @@ import (
 	"strconv"
 	"time"
 
-	"github.com/autonomyops/orchestrator/packaging/manpage"
+	"github.com/autonomyops/orchestrator/ctl/manpage"
 	"github.com/spf13/cobra"
 )
 

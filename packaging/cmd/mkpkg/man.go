@@ -14,7 +14,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/autonomyops/orchestrator/packaging/manpage"
+	"github.com/autonomyops/orchestrator/ctl/manpage"
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
 )
