@@ -21,6 +21,7 @@ import (
 	"time"
 
 	"github.com/autonomyops/orchestrator/api/wire"
+	"github.com/autonomyops/orchestrator/test/checker"
 )
 
 var (
@@ -552,44 +553,26 @@ func (w *Writer) Snapshot() map[string]uint64 {
 	return out
 }
 
-// CheckAllNodes verifies, on every running node, that each acknowledged
-// event is present exactly once at its Seq, and that all nodes hold identical
-// frames up to the smallest safe_seq among them.
+// CheckAllNodes checks every running node's committed log with the
+// project's history checker (test/checker): each acknowledged event is
+// present exactly once at its Seq on every node, the nodes hold identical
+// frames where their logs overlap, and each log is well formed (no Seq gap,
+// epochs that begin with their epoch-start frame and never go back, one
+// leader an epoch). The history is partial: only the acknowledged events
+// are listed, and the logs may be trimmed by retention.
 func (c *Cluster) CheckAllNodes(acked map[string]uint64) {
 	c.t.Helper()
-	var ref []wire.Frame
-	var refName string
+	logs := map[string][]wire.Frame{}
 	for _, n := range c.Nodes {
-		if !n.Running() {
-			continue
+		if n.Running() {
+			logs[n.Name] = AllFrames(c.t, n.URL())
 		}
-		frames := AllFrames(c.t, n.URL())
-		ids := map[string]int{}
-		bySeq := map[uint64]string{}
-		for _, f := range frames {
-			var ev struct{ ID string }
-			json.Unmarshal(f.Event, &ev)
-			if ev.ID != "" {
-				ids[ev.ID]++
-				bySeq[f.Seq] = ev.ID
-			}
-		}
-		for id, seq := range acked {
-			if ids[id] != 1 || bySeq[seq] != id {
-				c.t.Errorf("%s: acknowledged event %s (Seq=%d) present %d times; Seq=%d holds %q", n.Name, id, seq, ids[id], seq, bySeq[seq])
-			}
-		}
-		if ref == nil {
-			ref, refName = frames, n.Name
-			continue
-		}
-		m := min(len(ref), len(frames))
-		for i := 0; i < m; i++ {
-			a, b := ref[i], frames[i]
-			if a.Seq != b.Seq || a.Epoch != b.Epoch || !a.TS.Equal(b.TS) || a.Type != b.Type || string(a.Event) != string(b.Event) {
-				c.t.Errorf("%s and %s differ at Seq=%d", refName, n.Name, a.Seq)
-				break
-			}
-		}
+	}
+	events := make([]checker.Event, 0, len(acked))
+	for id, seq := range acked {
+		events = append(events, checker.Event{ID: id, Outcome: checker.OK, Seq: seq})
+	}
+	for _, e := range checker.CheckWith(logs, events, checker.Options{Partial: true}).Errors {
+		c.t.Error(e)
 	}
 }

@@ -16,6 +16,7 @@ import (
 
 	"github.com/anishathalye/porcupine"
 	"github.com/autonomyops/orchestrator/api/wire"
+	"github.com/autonomyops/orchestrator/test/checker"
 )
 
 // Scenario is one fault scenario of issue 5.
@@ -38,7 +39,7 @@ type Result struct {
 	Acked     int
 	Failed    int
 	Unknown   int
-	Check     CheckResult
+	Check     checker.CheckResult
 	Failovers []time.Duration
 	Errors    []string
 	Notes     []string
@@ -319,13 +320,13 @@ func runScenario(t *testing.T, env Env, sc *Scenario, rep int) *Result {
 	} else if l, _, lerr := c.WaitLeader(5 * time.Second); lerr == nil {
 		ref = l.Name
 	}
-	res.Check = Check(logs, s.W.Events(), ref)
+	res.Check = checker.Check(logs, s.W.Events(), ref)
 	for _, e := range res.Check.Errors {
 		fail("checker: %s", e)
 	}
 	if refLog, ok := logs[ref]; ok {
 		t0 := time.Now()
-		lin, why := CheckLinearizable(s.W.Events(), refLog, 2*time.Minute)
+		lin, why := checker.CheckLinearizable(s.W.Events(), refLog, 2*time.Minute)
 		s.Logf("porcupine: %s over %d events in %s", lin, len(s.W.Events()), time.Since(t0).Round(time.Millisecond))
 		switch lin {
 		case porcupine.Illegal:

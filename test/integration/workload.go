@@ -12,45 +12,27 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/autonomyops/orchestrator/test/checker"
 	"github.com/autonomyops/orchestrator/walrepl"
 )
 
-// Outcome is what a client knows about one event.
-type Outcome int
-
-const (
-	Pending Outcome = iota
-	// OK: acknowledged (200 with its Seq). It must be on every node, once.
-	OK
-	// Failed: every attempt was refused before a leader could write it
-	// (dial refused, no_leader from a follower, 4xx). It must be nowhere.
-	Failed
-	// Unknown: some attempt may have been written (timeout, reset, 5xx
-	// after the leader took it). It may be anywhere, at most once.
-	Unknown
+// The history of the clients' events is the checker's (test/checker).
+type (
+	Outcome = checker.Outcome
+	Event   = checker.Event
 )
 
-func (o Outcome) String() string {
-	return [...]string{"pending", "ok", "failed", "unknown"}[o]
-}
+// What a client knows about one event (checker.Outcome).
+const (
+	Pending = checker.Pending
+	OK      = checker.OK
+	Failed  = checker.Failed
+	Unknown = checker.Unknown
+)
 
 type ackRec struct {
 	sent, at, firstSent time.Time
 	by                  string
-}
-
-// Event is the history of one event id.
-type Event struct {
-	ID        string
-	Outcome   Outcome
-	Seq       uint64    // acknowledged Seq
-	AckedBy   string    // the node that answered 200
-	FirstTry  bool      // acknowledged on the first request sent to a node
-	FirstSent time.Time // first request
-	AckSent   time.Time // the request that was acknowledged
-	AckAt     time.Time
-	Attempts  int
-	Pinned    string
 }
 
 // Workload posts events with unique ids and records every outcome.

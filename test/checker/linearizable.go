@@ -1,9 +1,6 @@
-//go:build integration
-
-package integration
+package checker
 
 import (
-	"encoding/json"
 	"fmt"
 	"math"
 	"slices"
@@ -77,10 +74,9 @@ func CheckLinearizable(events []Event, ref []wire.Frame, timeout time.Duration) 
 		if f.Type != "event" {
 			continue
 		}
-		var id eventID
-		if json.Unmarshal(f.Event, &id) == nil && id.ID != "" {
-			if _, dup := at[id.ID]; !dup {
-				at[id.ID] = f.Seq // a duplicate is the other checker's finding
+		if id := EventID(f.Event); id != "" {
+			if _, dup := at[id]; !dup {
+				at[id] = f.Seq // a duplicate is Check's finding
 			}
 		}
 	}

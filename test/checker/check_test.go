@@ -1,6 +1,4 @@
-//go:build integration
-
-package integration
+package checker
 
 import (
 	"encoding/json"
@@ -14,9 +12,8 @@ import (
 )
 
 // The checker must catch each kind of violation it claims to: these feed it
-// hand-made histories with one planted bug each. No Docker needed:
-//
-//	go test -tags integration -run TestCheck ./test/integration/
+// hand-made histories with one planted bug each. No Docker needed: they run
+// in `make test`.
 func TestCheck_plantedBugs(t *testing.T) {
 	ts := time.Unix(1700000000, 0).UTC()
 	es := func(seq, epoch uint64, leader string) wire.Frame {
@@ -166,5 +163,52 @@ func TestCheckLinearizable_plantedBugs(t *testing.T) {
 		} else {
 			t.Logf("%s: %s", name, why)
 		}
+	}
+}
+
+// TestCheckWith_partial: with a partial history and cut logs (what the
+// multi-process tests and the walrepl harness know), a trimmed base, a
+// lagging node and ids no event names pass; a divergence, a lost
+// acknowledged event and two leaders in an epoch are still caught.
+func TestCheckWith_partial(t *testing.T) {
+	ts := time.Unix(1700000000, 0).UTC()
+	es := func(seq, epoch uint64, leader string) wire.Frame {
+		b, _ := json.Marshal(map[string]any{"leader": leader, "epoch": epoch})
+		return wire.Frame{Seq: seq, Epoch: epoch, TS: ts, Type: "epoch_start", Event: b}
+	}
+	ev := func(seq, epoch uint64, id string) wire.Frame {
+		return wire.Frame{Seq: seq, Epoch: epoch, TS: ts, Type: "event", Event: json.RawMessage(fmt.Sprintf(`{"id":%q}`, id))}
+	}
+	logs := func() map[string][]wire.Frame {
+		return map[string][]wire.Frame{
+			"n1": {ev(3, 5, "b"), es(4, 9, "n2"), ev(5, 9, "c"), ev(6, 9, "x")}, // trimmed below Seq 3
+			"n2": {es(1, 5, "n1"), ev(2, 5, "a"), ev(3, 5, "b"), es(4, 9, "n2"), ev(5, 9, "c"), ev(6, 9, "x")},
+			"n3": {es(1, 5, "n1"), ev(2, 5, "a"), ev(3, 5, "b"), es(4, 9, "n2"), ev(5, 9, "c")}, // lags
+		}
+	}
+	acked := []Event{{ID: "a", Outcome: OK, Seq: 2}, {ID: "b", Outcome: OK, Seq: 3}, {ID: "c", Outcome: OK, Seq: 5}}
+	opts := Options{Ref: "n2", Partial: true}
+	if r := CheckWith(logs(), acked, opts); !r.OK() {
+		t.Fatalf("clean partial history: %s", strings.Join(r.Errors, "\n"))
+	}
+	if r := CheckWith(logs(), acked, Options{Ref: "n2"}); r.OK() {
+		t.Fatal("without Partial, the trimmed log, the lagging node and the unlisted id x must be reported")
+	}
+	for name, plant := range map[string]func(l map[string][]wire.Frame){
+		"divergent":         func(l map[string][]wire.Frame) { l["n1"][2] = ev(5, 9, "other") },
+		"lost":              func(l map[string][]wire.Frame) { l["n3"] = l["n3"][:4] },
+		"two epoch leaders": func(l map[string][]wire.Frame) { l["n3"][3] = es(4, 9, "n3") },
+	} {
+		l := logs()
+		plant(l)
+		if r := CheckWith(l, acked, opts); r.OK() {
+			t.Errorf("%s: not caught", name)
+		}
+	}
+	// A caller's own ids: the whole payload.
+	raw := map[string][]wire.Frame{"n1": {es(1, 5, "n1"), {Seq: 2, Epoch: 5, TS: ts, Type: "event", Event: json.RawMessage(`{"n":0}`)}}}
+	r := CheckWith(raw, []Event{{ID: `{"n":0}`, Outcome: OK, Seq: 2}}, Options{Partial: true, ID: func(b []byte) string { return string(b) }})
+	if !r.OK() || r.Acked != 1 {
+		t.Fatalf("payload ids: %+v", r)
 	}
 }
