@@ -239,12 +239,12 @@ func run(ctx context.Context, cfg Config, log *logrus.Logger, reload <-chan os.S
 
 	runCtx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
-	var wg sync.WaitGroup
-	wg.Add(12)
-	go func() {
+	// Every goroutine below is owned by g: they end when runCtx does, and
+	// Run returns only after g.wait().
+	var g group
+	g.goFunc(func() {
 		// A failed WAL is fatal on every role (DESIGN §6 rule 8): exit so the
 		// supervisor restarts the node and recovery repairs or refuses it.
-		defer wg.Done()
 		for {
 			ch := wal.Changed()
 			if err := wal.Err(); err != nil {
@@ -257,35 +257,31 @@ func run(ctx context.Context, cfg Config, log *logrus.Logger, reload <-chan os.S
 				return
 			}
 		}
-	}()
-	go func() { defer wg.Done(); n.recordWALPositions(runCtx) }()
-	go func() {
-		defer wg.Done()
+	})
+	g.goFunc(func() { n.recordWALPositions(runCtx) })
+	g.goFunc(func() {
 		wal.RunRetention(runCtx, walrepl.Retention{BeforeTrim: n.writeCheckpoint,
 			Bounds: func() (int64, time.Duration) { v := n.live.Values(); return v.RetentionBytes, v.RetentionAge }})
-	}()
-	go func() { defer wg.Done(); n.ids.follow(runCtx, wal, n.replica) }()
-	go func() { defer wg.Done(); n.joinGossip(runCtx) }()
-	go func() { defer wg.Done(); n.detectLeaderDeath(runCtx) }()
-	go func() {
-		defer wg.Done()
+	})
+	g.goFunc(func() { n.ids.follow(runCtx, wal, n.replica) })
+	g.goFunc(func() { n.joinGossip(runCtx) })
+	g.goFunc(func() { n.detectLeaderDeath(runCtx) })
+	g.goFunc(func() {
 		if err := walrepl.ServeTCP(runCtx, replLn, n.replica, transport.IdleTimeout, log); err != nil {
 			cancel(fmt.Errorf("node: replication listener: %w", err))
 		}
-	}()
-	go func() {
-		defer wg.Done()
+	})
+	g.goFunc(func() {
 		if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
 			cancel(fmt.Errorf("node: API server: %w", err))
 		}
-	}()
-	go func() { defer wg.Done(); n.watchLeader(runCtx) }()
-	go func() { defer wg.Done(); n.probeQuorum(runCtx) }()
-	go func() { defer wg.Done(); n.countServedEpochs(runCtx) }()
-	go func() { defer wg.Done(); n.campaignLoop(runCtx, me, cancel) }()
-	wg.Add(2)
-	go func() { defer wg.Done(); n.watchSettings(runCtx, stored, storedRev) }()
-	go func() { defer wg.Done(); n.serveReloads(runCtx, reload) }()
+	})
+	g.goFunc(func() { n.watchLeader(runCtx) })
+	g.goFunc(func() { n.probeQuorum(runCtx) })
+	g.goFunc(func() { n.countServedEpochs(runCtx) })
+	g.goFunc(func() { n.campaignLoop(runCtx, me, cancel) })
+	g.goFunc(func() { n.watchSettings(runCtx, stored, storedRev) })
+	g.goFunc(func() { n.serveReloads(runCtx, reload) })
 
 	daemon.SdNotify(false, daemon.SdNotifyReady)
 	log.WithFields(logrus.Fields{"node": cfg.Name, "api": cfg.APIURL(), "listen": cfg.Listen, "version": Version}).Info("NODE_READY")
@@ -306,7 +302,7 @@ func run(ctx context.Context, cfg Config, log *logrus.Logger, reload <-chan os.S
 	shutCtx, cancelShut := context.WithTimeout(context.Background(), 5*time.Second)
 	srv.Shutdown(shutCtx)
 	cancelShut()
-	wg.Wait()
+	g.wait()
 	log.WithField("node", cfg.Name).Info("NODE_STOPPED")
 	return cause
 }
@@ -342,22 +338,26 @@ func (n *Node) campaignLoop(ctx context.Context, me cluster.NodeInfo, fatal cont
 			n.mu.Lock()
 			n.stepDownFn = lcancel
 			n.mu.Unlock()
-			go func() {
+			// This leadership's goroutines end with lctx and are joined
+			// before the next campaign.
+			var lg group
+			lg.goFunc(func() {
 				select {
 				case <-l.Done():
 					n.log.WithField("epoch", l.Epoch).Warn("LEADER_SESSION_LOST: stopping as leader")
 				case <-lctx.Done():
 				}
 				lcancel()
-			}()
+			})
 			peerAddrs := map[string]string{}
 			for _, p := range peers {
 				peerAddrs[p.Name] = p.Addr
 			}
-			go n.watchMembership(lctx, voters, peerAddrs, lcancel)
+			lg.goFunc(func() { n.watchMembership(lctx, voters, peerAddrs, lcancel) })
 			n.log.WithFields(logrus.Fields{"epoch": l.Epoch, "voters": voters}).Info("ELECTED_LEADER")
 			err = n.replica.Lead(lctx, l.Epoch, voters, peers)
 			lcancel()
+			lg.wait()
 			n.mu.Lock()
 			n.stepDownFn = nil
 			n.mu.Unlock()
@@ -428,9 +428,8 @@ func startWatchdog(ctx context.Context) func() {
 		return func() {}
 	}
 	wctx, cancel := context.WithCancel(ctx)
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
+	var g group
+	g.goFunc(func() {
 		t := time.NewTicker(interval / 3)
 		defer t.Stop()
 		for {
@@ -441,6 +440,6 @@ func startWatchdog(ctx context.Context) func() {
 				return
 			}
 		}
-	}()
-	return func() { cancel(); <-done }
+	})
+	return func() { cancel(); g.wait() }
 }
