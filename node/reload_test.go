@@ -156,8 +156,9 @@ func TestReload_SighupSwapsTLSCertificates(t *testing.T) {
 	pool := x509.NewCertPool()
 	pool.AppendCertsFromPEM(caPEM)
 	saved := proctest.Client.Transport
-	proctest.Client.Transport = &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool}}
-	defer func() { proctest.Client.Transport = saved }()
+	tr := &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool}}
+	proctest.Client.Transport = tr
+	defer func() { proctest.Client.Transport = saved; tr.CloseIdleConnections() }()
 	c.Start()
 	c.WaitLeader(60 * time.Second)
 	n1 := c.Node("n1")
