@@ -37,7 +37,7 @@ type FleetState struct {
 }
 
 // CatchUp aggregates committed frames not seen yet and returns the state.
-func (f *Fleet) CatchUp(w *walrepl.WAL) (FleetState, error) {
+func (f *Fleet) CatchUp(w Log) (FleetState, error) {
 	sum, err := f.Summary(w)
 	if err != nil {
 		return FleetState{}, err
@@ -102,7 +102,7 @@ func (f *Fleet) add(fr *walrepl.Frame) {
 }
 
 // Summary catches up and returns the fleet summary.
-func (f *Fleet) Summary(w *walrepl.WAL) (FleetSummary, error) {
+func (f *Fleet) Summary(w Log) (FleetSummary, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	q := frameQuery{afterSeq: f.upTo}

@@ -11,12 +11,24 @@ import (
 	dto "github.com/prometheus/client_model/go"
 )
 
-// ingestBackend is the part of a Backend that ingest needs: a serving
-// leader that commits everything at once. Other methods are not called.
-type ingestBackend struct{ Backend }
+// ingestBackend is what ingest needs: a serving leader that commits
+// everything at once. The other roles are there, nil inside, and not called.
+type ingestBackend struct {
+	ClusterView
+	Log
+	SettingsStore
+	AuditLog
+	Membership
+	FailoverRunner
+}
 
-func (ingestBackend) Serving() bool    { return true }
-func (ingestBackend) NodeName() string { return "n1" }
+func (f ingestBackend) backends() Backends {
+	return Backends{Node: f, Cluster: f, Ingest: f, Log: f, Fleet: NewFleet(), Settings: f, Audit: f, Members: f, Failover: f}
+}
+
+func (ingestBackend) Serving() bool                  { return true }
+func (ingestBackend) Leader() (string, string, bool) { return "n1", "", true }
+func (ingestBackend) NodeName() string               { return "n1" }
 func (ingestBackend) Health() (Health, bool) {
 	return Health{Status: "ok", Role: "leader", Node: "n1", WAL: "ok"}, true
 }
@@ -71,7 +83,11 @@ func TestMetrics_countRoutesCodesAndIngest(t *testing.T) {
 	reg.MustRegister(m)
 	cfg := DefaultConfig()
 	cfg.Instruments = m
-	srv := httptest.NewServer(NewHandler(cfg, ingestBackend{}))
+	h, err := NewHandler(cfg, ingestBackend{}.backends())
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewServer(h)
 	defer srv.Close()
 	post := func(body string) int {
 		resp, err := http.Post(srv.URL+"/v1/telemetry/events", "application/json", strings.NewReader(body))

@@ -12,6 +12,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/autonomyops/orchestrator/api/wire"
 	"github.com/autonomyops/orchestrator/settings"
 	"github.com/autonomyops/orchestrator/walrepl"
 	"github.com/gin-gonic/gin"
@@ -27,7 +28,7 @@ func (s *Server) replicaHealth(c *gin.Context) {
 		}
 		maxLag = n
 	}
-	h, ok := s.b.ReplicaHealth(maxLag)
+	h, ok := s.b.Cluster.ReplicaHealth(maxLag)
 	status := http.StatusOK
 	if !ok {
 		status = http.StatusServiceUnavailable
@@ -45,8 +46,8 @@ func (s *Server) logs(c *gin.Context) {
 		return
 	}
 	follow := c.Query("follow") == "true" || c.Query("follow") == "1"
-	w := s.b.WAL()
-	c.Header("Content-Type", "application/x-ndjson")
+	w := s.b.Log
+	c.Header("Content-Type", wire.ContentTypeNDJSON)
 	c.Header("Cache-Control", "no-cache")
 	c.Status(http.StatusOK)
 	bw := bufio.NewWriter(c.Writer)
@@ -81,7 +82,7 @@ func (s *Server) logs(c *gin.Context) {
 		if !follow {
 			return
 		}
-		if _, ok := s.b.Health(); !ok {
+		if _, ok := s.b.Node.Health(); !ok {
 			return // no longer the leader that commits: the client moves on
 		}
 		select {
@@ -101,7 +102,7 @@ func (s *Server) logs(c *gin.Context) {
 }
 
 func (s *Server) fleetSummary(c *gin.Context) {
-	sum, err := s.b.Fleet().Summary(s.b.WAL())
+	sum, err := s.b.Fleet.Summary(s.b.Log)
 	if err != nil {
 		fail(c, err)
 		return
@@ -128,7 +129,7 @@ func (s *Server) failover(c *gin.Context) {
 	}
 	ctx, cancel := context.WithTimeout(c.Request.Context(), 30*time.Second)
 	defer cancel()
-	resp, err := s.b.Failover(ctx, req, who(c))
+	resp, err := s.b.Failover.Failover(ctx, req, who(c))
 	if err != nil {
 		fail(c, err)
 		return
@@ -165,7 +166,7 @@ func (s *Server) getSetting(c *gin.Context) {
 		return
 	}
 	if key == "" {
-		list, rev, err := s.b.Settings().List(c.Request.Context())
+		list, rev, err := s.b.Settings.List(c.Request.Context())
 		if err != nil {
 			fail(c, err)
 			return
@@ -177,7 +178,7 @@ func (s *Server) getSetting(c *gin.Context) {
 		c.JSON(http.StatusOK, SettingsList{Settings: list, Revision: rev, Known: SettingInfos(r), Unknown: r.Unknown})
 		return
 	}
-	st, err := s.b.Settings().Get(c.Request.Context(), key)
+	st, err := s.b.Settings.Get(c.Request.Context(), key)
 	if err != nil {
 		fail(c, err)
 		return
@@ -218,7 +219,7 @@ func (s *Server) putSetting(c *gin.Context) {
 	var compact bytes.Buffer
 	json.Compact(&compact, req.Value) // valid JSON: Unmarshal accepted it
 	req.Value = compact.Bytes()
-	st, err := s.b.Settings().Put(c.Request.Context(), key, req.Value, rev)
+	st, err := s.b.Settings.Put(c.Request.Context(), key, req.Value, rev)
 	if err != nil {
 		fail(c, err)
 		return
@@ -240,7 +241,7 @@ func (s *Server) deleteSetting(c *gin.Context) {
 	if !ok {
 		return
 	}
-	st, err := s.b.Settings().Delete(c.Request.Context(), key, rev)
+	st, err := s.b.Settings.Delete(c.Request.Context(), key, rev)
 	if err != nil {
 		fail(c, err)
 		return
@@ -250,8 +251,8 @@ func (s *Server) deleteSetting(c *gin.Context) {
 }
 
 func (s *Server) auditAction(c *gin.Context, action string, details map[string]any) {
-	rec := AuditRecord{At: time.Now().UTC(), Who: who(c), Action: action, Node: s.b.NodeName(), Details: details}
-	if err := s.b.Audit(c.Request.Context(), rec); err != nil {
+	rec := AuditRecord{At: time.Now().UTC(), Who: who(c), Action: action, Node: s.b.Node.NodeName(), Details: details}
+	if err := s.b.Audit.Audit(c.Request.Context(), rec); err != nil {
 		s.log.WithError(err).WithField("action", action).Error("AUDIT_WRITE_FAILED")
 	}
 }
@@ -266,7 +267,7 @@ func (s *Server) audit(c *gin.Context) {
 		}
 		limit = n
 	}
-	recs, err := s.b.AuditList(c.Request.Context(), limit)
+	recs, err := s.b.Audit.AuditList(c.Request.Context(), limit)
 	if err != nil {
 		fail(c, err)
 		return
@@ -278,7 +279,7 @@ func (s *Server) audit(c *gin.Context) {
 }
 
 func (s *Server) members(c *gin.Context) {
-	ms, err := s.b.Members(c.Request.Context())
+	ms, err := s.b.Members.Members(c.Request.Context())
 	if err != nil {
 		fail(c, err)
 		return
@@ -296,7 +297,7 @@ func (s *Server) addMember(c *gin.Context) {
 		writeError(c, http.StatusBadRequest, "bad_json", `body must be {"name":"n4","peer_url":"http://10.0.0.4:2380"}; nothing was changed`)
 		return
 	}
-	resp, err := s.b.AddMember(c.Request.Context(), req, who(c))
+	resp, err := s.b.Members.AddMember(c.Request.Context(), req, who(c))
 	if err != nil {
 		fail(c, err)
 		return
@@ -305,7 +306,7 @@ func (s *Server) addMember(c *gin.Context) {
 }
 
 func (s *Server) removeMember(c *gin.Context) {
-	if err := s.b.RemoveMember(c.Request.Context(), c.Param("name"), who(c)); err != nil {
+	if err := s.b.Members.RemoveMember(c.Request.Context(), c.Param("name"), who(c)); err != nil {
 		fail(c, err)
 		return
 	}

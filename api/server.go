@@ -4,20 +4,25 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"net/http"
 	"net/url"
 	"strings"
 	"time"
 
+	"github.com/autonomyops/orchestrator/api/wire"
 	"github.com/autonomyops/orchestrator/settings"
 	"github.com/autonomyops/orchestrator/walrepl"
 	"github.com/gin-gonic/gin"
 	"github.com/sirupsen/logrus"
 )
 
-// Backend is what the API needs from the node. node/ implements it; tests
-// use a real single-node WAL behind a small fake.
-type Backend interface {
+// The API's seams: one small interface per role it needs from the node,
+// declared here, where they are used. node/ implements them; tests use
+// fakes. Backends carries one of each to NewHandler.
+
+// NodeState is this node as a router of requests sees it.
+type NodeState interface {
 	// NodeName is this node's name.
 	NodeName() string
 	// Serving is a cheap Health().ok for the hot path.
@@ -27,28 +32,79 @@ type Backend interface {
 	Health() (h Health, ok bool)
 	// Leader returns the current leader's name and API URL, if one is known.
 	Leader() (name, apiURL string, ok bool)
-	// Ingest appends payloads and returns once all are committed.
-	Ingest(ctx context.Context, payloads [][]byte) (seqs []uint64, safeSeq uint64, err error)
-	// WAL is this node's own WAL.
-	WAL() *walrepl.WAL
-	// Fleet is the node's fleet aggregator (checkpointed across retention).
-	Fleet() *Fleet
+}
+
+// ClusterView is this node's view of the cluster and of itself as a read
+// replica.
+type ClusterView interface {
 	// HAStatus is this node's view of the cluster.
 	HAStatus(ctx context.Context) HAStatus
 	// ReplicaHealth judges this node as a read replica.
 	ReplicaHealth(maxLag uint64) (ReplicaHealth, bool)
-	// Failover runs (or with DryRun, plans) a planned leader handoff.
+}
+
+// Ingester appends events to the replicated WAL.
+type Ingester interface {
+	// Ingest appends payloads and returns once all are committed.
+	Ingest(ctx context.Context, payloads [][]byte) (seqs []uint64, safeSeq uint64, err error)
+}
+
+// Log is the read side of this node's WAL that the API serves: committed
+// frames and their positions. *walrepl.WAL implements it.
+type Log interface {
+	// SafeSeq is the highest committed Seq; only frames at or below it are
+	// served (DESIGN §6 rule 11).
+	SafeSeq() uint64
+	Status() walrepl.Status
+	ReadFrames(from, limit uint64, maxFrames, maxBytes int) ([]walrepl.Frame, error)
+	// Changed is closed at the next change of the WAL's positions.
+	Changed() <-chan struct{}
+}
+
+// FailoverRunner runs (or with DryRun, plans) a planned leader handoff.
+type FailoverRunner interface {
 	Failover(ctx context.Context, req FailoverRequest, who string) (FailoverResponse, error)
-	// Settings is the cluster's settings store (etcd).
-	Settings() SettingsStore
-	// Audit records an operator action; AuditList reads them, newest first.
+}
+
+// AuditLog records operator actions (Audit) and reads them, newest first
+// (AuditList).
+type AuditLog interface {
 	Audit(ctx context.Context, rec AuditRecord) error
 	AuditList(ctx context.Context, limit int) ([]AuditRecord, error)
-	// Members lists the cluster's members; AddMember and RemoveMember change
-	// etcd's membership (node replacement).
+}
+
+// Membership lists the cluster's members; AddMember and RemoveMember change
+// etcd's membership (node replacement).
+type Membership interface {
 	Members(ctx context.Context) ([]ClusterMember, error)
 	AddMember(ctx context.Context, req AddMemberRequest, who string) (AddMemberResponse, error)
 	RemoveMember(ctx context.Context, name, who string) error
+}
+
+// Backends are the node's parts the API uses, one per role. Every field is
+// required (NewHandler checks).
+type Backends struct {
+	Node     NodeState
+	Cluster  ClusterView
+	Ingest   Ingester
+	Log      Log
+	Fleet    *Fleet // the fleet aggregator (checkpointed across retention)
+	Settings SettingsStore
+	Audit    AuditLog
+	Members  Membership
+	Failover FailoverRunner
+}
+
+// check names the first missing role.
+func (b *Backends) check() error {
+	for name, missing := range map[string]bool{"Node": b.Node == nil, "Cluster": b.Cluster == nil, "Ingest": b.Ingest == nil,
+		"Log": b.Log == nil, "Fleet": b.Fleet == nil, "Settings": b.Settings == nil, "Audit": b.Audit == nil,
+		"Members": b.Members == nil, "Failover": b.Failover == nil} {
+		if missing {
+			return fmt.Errorf("api: Backends.%s is nil", name)
+		}
+	}
+	return nil
 }
 
 // SettingsStore is the cluster config KV. ifRev, when not nil, makes a write
@@ -60,7 +116,7 @@ type SettingsStore interface {
 	Delete(ctx context.Context, key string, ifRev *int64) (Setting, error)
 }
 
-// Errors a Backend returns for the API to map.
+// Errors the Backends return for the API to map.
 var (
 	ErrNotFound         = errors.New("api: not found")
 	ErrRevisionMismatch = errors.New("api: revision mismatch")
@@ -88,7 +144,8 @@ type Config struct {
 	// Instruments records the API's own series (requests by route and code,
 	// ingest counts and commit latency); nil: none. The caller registers it.
 	Instruments *Metrics
-	Logger      logrus.FieldLogger
+	// Logger receives the access log and the API's own events; required.
+	Logger logrus.FieldLogger
 }
 
 // DefaultConfig returns the API defaults.
@@ -96,15 +153,38 @@ func DefaultConfig() Config {
 	return Config{MaxBodyBytes: 1 << 20, IngestTimeout: 10 * time.Second, MaxEventsPerRequest: 10000, Logger: logrus.StandardLogger()}
 }
 
+// Validate names the first bad field and its value. It has no side
+// effects; NewHandler calls it.
+func (c *Config) Validate() error {
+	switch {
+	case c.MaxBodyBytes <= 0:
+		return fmt.Errorf("api: MaxBodyBytes=%d must be positive (--max-body-bytes)", c.MaxBodyBytes)
+	case c.IngestTimeout <= 0:
+		return fmt.Errorf("api: IngestTimeout=%s must be positive", c.IngestTimeout)
+	case c.MaxEventsPerRequest <= 0:
+		return fmt.Errorf("api: MaxEventsPerRequest=%d must be positive", c.MaxEventsPerRequest)
+	case c.Logger == nil:
+		return errors.New("api: Logger is nil")
+	}
+	return nil
+}
+
 // Server is the gin REST API of one node.
 type Server struct {
 	cfg Config
-	b   Backend
+	b   Backends
 	log logrus.FieldLogger
 }
 
-// NewHandler returns the API's http.Handler.
-func NewHandler(cfg Config, b Backend) http.Handler {
+// NewHandler returns the API's http.Handler, or the error of cfg.Validate
+// or of a missing backend.
+func NewHandler(cfg Config, b Backends) (http.Handler, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	if err := b.check(); err != nil {
+		return nil, err
+	}
 	gin.SetMode(gin.ReleaseMode)
 	if cfg.Settings == nil {
 		cfg.Settings = settings.NewLive(settings.Values{IdempotencyWindow: settings.DefaultIdempotencyWindow,
@@ -153,7 +233,7 @@ func NewHandler(cfg Config, b Backend) http.Handler {
 	e.GET("/v1/members", viewer, s.members)
 	e.POST("/v1/members", admin, s.leaderOnly, s.addMember)
 	e.DELETE("/v1/members/:name", admin, s.leaderOnly, s.removeMember)
-	return e
+	return e, nil
 }
 
 func writeError(c *gin.Context, status int, code, msg string) {
@@ -163,16 +243,16 @@ func writeError(c *gin.Context, status int, code, msg string) {
 // leaderOnly answers 307 to the leader, or 503 no_leader, on a node that is
 // not the serving leader.
 func (s *Server) leaderOnly(c *gin.Context) {
-	if s.b.Serving() {
+	if s.b.Node.Serving() {
 		c.Next()
 		return
 	}
-	if h, _ := s.b.Health(); h.Role == walrepl.RoleLeader {
+	if h, _ := s.b.Node.Health(); h.Role == walrepl.RoleLeader {
 		c.Next() // leading but not able to commit: the handler answers 503
 		return
 	}
-	name, leaderURL, known := s.b.Leader()
-	if !known || leaderURL == "" || name == s.b.NodeName() {
+	name, leaderURL, known := s.b.Node.Leader()
+	if !known || leaderURL == "" || name == s.b.Node.NodeName() {
 		c.Header("Retry-After", "1")
 		writeError(c, http.StatusServiceUnavailable, "no_leader", "no leader is known right now; retry shortly")
 		return
@@ -183,13 +263,13 @@ func (s *Server) leaderOnly(c *gin.Context) {
 		return
 	}
 	u.Path, u.RawQuery = c.Request.URL.Path, c.Request.URL.RawQuery
-	c.Header("X-Autonomy-Leader", name)
+	c.Header(wire.HeaderLeader, name)
 	c.Redirect(http.StatusTemporaryRedirect, u.String())
 	c.Abort()
 }
 
 func (s *Server) health(c *gin.Context) {
-	h, ok := s.b.Health()
+	h, ok := s.b.Node.Health()
 	status := http.StatusOK
 	if !ok {
 		status = http.StatusServiceUnavailable
@@ -198,7 +278,7 @@ func (s *Server) health(c *gin.Context) {
 }
 
 func (s *Server) live(c *gin.Context) {
-	h, _ := s.b.Health()
+	h, _ := s.b.Node.Health()
 	if h.WAL != "ok" {
 		c.JSON(http.StatusServiceUnavailable, h)
 		return
@@ -207,7 +287,7 @@ func (s *Server) live(c *gin.Context) {
 }
 
 func (s *Server) haStatus(c *gin.Context) {
-	c.JSON(http.StatusOK, s.b.HAStatus(c.Request.Context()))
+	c.JSON(http.StatusOK, s.b.Cluster.HAStatus(c.Request.Context()))
 }
 
 // errStatus maps replication and WAL errors to an HTTP status and a stable code.
@@ -233,8 +313,6 @@ func errStatus(err error) (int, string, string) {
 		return http.StatusConflict, "revision_mismatch", detail(err, ErrRevisionMismatch)
 	case errors.Is(err, ErrFailoverRefused):
 		return http.StatusConflict, "failover_refused", detail(err, ErrFailoverRefused)
-	case errors.Is(err, ErrNoLeader):
-		return http.StatusServiceUnavailable, "no_leader", err.Error()
 	case errors.Is(err, context.DeadlineExceeded):
 		return http.StatusServiceUnavailable, "commit_timeout", "the events were not committed in time (is a majority of nodes up?); retry with the same event ids"
 	}

@@ -22,7 +22,7 @@ func SettingInfos(r settings.Resolution) []SettingInfo {
 // nodeSettings answers, on every node, the settings that node applies.
 func (s *Server) nodeSettings(c *gin.Context) {
 	r, rev := s.cfg.Settings.Resolution()
-	c.JSON(http.StatusOK, NodeSettings{Node: s.b.NodeName(), Revision: rev, Settings: SettingInfos(r), Unknown: r.Unknown})
+	c.JSON(http.StatusOK, NodeSettings{Node: s.b.Node.NodeName(), Revision: rev, Settings: SettingInfos(r), Unknown: r.Unknown})
 }
 
 // resolveStored resolves what etcd stores against this node's defaults.

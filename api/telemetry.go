@@ -97,7 +97,7 @@ func (s *Server) ingest(c *gin.Context) {
 	}
 	ctx, cancel := context.WithTimeout(c.Request.Context(), s.cfg.IngestTimeout)
 	defer cancel()
-	seqs, safe, err := s.b.Ingest(ctx, events)
+	seqs, safe, err := s.b.Ingest.Ingest(ctx, events)
 	if err != nil {
 		status, code, msg := errStatus(err)
 		s.cfg.Instruments.ingestDone(start, len(events), code)
@@ -186,7 +186,7 @@ func (q *frameQuery) match(f *walrepl.Frame) bool {
 // scanCommitted calls fn for every committed frame after q.afterSeq that
 // matches q, in Seq order, until fn returns false. Only frames at or below
 // safe_seq are read (DESIGN §6 rule 11).
-func scanCommitted(w *walrepl.WAL, q *frameQuery, fn func(f *walrepl.Frame) bool) (uint64, error) {
+func scanCommitted(w Log, q *frameQuery, fn func(f *walrepl.Frame) bool) (uint64, error) {
 	safe := w.SafeSeq()
 	st := w.Status()
 	from := max(q.afterSeq+1, st.FirstSeq, 1)
@@ -215,7 +215,7 @@ func (s *Server) events(c *gin.Context) {
 		return
 	}
 	out := []Event{}
-	safe, err := scanCommitted(s.b.WAL(), &q, func(f *walrepl.Frame) bool {
+	safe, err := scanCommitted(s.b.Log, &q, func(f *walrepl.Frame) bool {
 		if f.Type != walrepl.FrameEvent {
 			return true
 		}
@@ -230,7 +230,7 @@ func (s *Server) events(c *gin.Context) {
 }
 
 func (s *Server) walStatus(c *gin.Context) {
-	c.JSON(http.StatusOK, WALStatusFrom(s.b.NodeName(), s.b.WAL().Status()))
+	c.JSON(http.StatusOK, WALStatusFrom(s.b.Node.NodeName(), s.b.Log.Status()))
 }
 
 // WALStatusFrom converts the WAL's status to the API shape.
@@ -265,7 +265,7 @@ func (s *Server) walInspect(c *gin.Context) {
 	}
 	if c.Query("after_seq") != "" {
 		out := []Frame{}
-		safe, err := scanCommitted(s.b.WAL(), &q, func(f *walrepl.Frame) bool {
+		safe, err := scanCommitted(s.b.Log, &q, func(f *walrepl.Frame) bool {
 			out = append(out, FrameFrom(f))
 			return len(out) < q.limit
 		})
@@ -273,12 +273,12 @@ func (s *Server) walInspect(c *gin.Context) {
 			writeError(c, http.StatusInternalServerError, "wal_read", err.Error())
 			return
 		}
-		c.JSON(http.StatusOK, InspectResponse{Node: s.b.NodeName(), Frames: out, SafeSeq: safe})
+		c.JSON(http.StatusOK, InspectResponse{Node: s.b.Node.NodeName(), Frames: out, SafeSeq: safe})
 		return
 	}
 	ring := make([]Frame, q.limit)
 	n := 0
-	safe, err := scanCommitted(s.b.WAL(), &q, func(f *walrepl.Frame) bool {
+	safe, err := scanCommitted(s.b.Log, &q, func(f *walrepl.Frame) bool {
 		ring[n%q.limit] = FrameFrom(f)
 		n++
 		return true
@@ -291,5 +291,5 @@ func (s *Server) walInspect(c *gin.Context) {
 	for i := max(0, n-q.limit); i < n; i++ {
 		out = append(out, ring[i%q.limit])
 	}
-	c.JSON(http.StatusOK, InspectResponse{Node: s.b.NodeName(), Frames: out, SafeSeq: safe})
+	c.JSON(http.StatusOK, InspectResponse{Node: s.b.Node.NodeName(), Frames: out, SafeSeq: safe})
 }

@@ -91,7 +91,10 @@ func (m *Member) WatchLeader(ctx context.Context) <-chan *LeaderInfo {
 		for ctx.Err() == nil {
 			resp, err := m.client.Get(ctx, m.leaderPrefix()+"/", append(clientv3.WithFirstCreate(), clientv3.WithPrefix())...)
 			if err != nil {
-				sleepCtx(ctx, 200*time.Millisecond)
+				select { // cluster may not import walrepl.Sleep (DESIGN §2)
+				case <-time.After(200 * time.Millisecond):
+				case <-ctx.Done():
+				}
 				continue
 			}
 			var cur *LeaderInfo
@@ -170,15 +173,6 @@ func (m *Member) Voters(ctx context.Context) ([]string, error) {
 	return out, nil
 }
 
-func sleepCtx(ctx context.Context, d time.Duration) {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-t.C:
-	case <-ctx.Done():
-	}
-}
-
 // Members lists etcd's members.
 func (m *Member) Members(ctx context.Context) ([]*etcdserverpb.Member, error) {
 	resp, err := m.client.MemberList(ctx)
@@ -205,8 +199,9 @@ func (m *Member) AddMember(ctx context.Context, peerURL string) (uint64, error) 
 		if !errors.Is(err, rpctypes.ErrUnhealthy) || time.Now().After(deadline) {
 			return 0, err
 		}
-		sleepCtx(ctx, 200*time.Millisecond)
-		if ctx.Err() != nil {
+		select {
+		case <-time.After(200 * time.Millisecond):
+		case <-ctx.Done():
 			return 0, err
 		}
 	}

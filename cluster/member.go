@@ -192,13 +192,11 @@ func StartMember(ctx context.Context, cfg Config) (*Member, error) {
 	return &Member{cfg: cfg, etcd: e, client: v3client.New(e.Server), log: cfg.Logger, zap: zst}, nil
 }
 
-// Client returns the in-process etcd client.
-func (m *Member) Client() *clientv3.Client { return m.client }
-
 // Err reports a fatal error of the running member.
 func (m *Member) Err() <-chan error { return m.etcd.Err() }
 
-// Prefix is the root of this cluster's keys.
+// Prefix is the root of this cluster's keys (their layout: kv.go). The
+// keys are read and written only through Member's methods.
 func (m *Member) Prefix() string { return "/autonomy/" + m.cfg.ClusterName + "/" }
 
 // SetDebug passes etcd's debug and info logs to the Logger (on), or only its

@@ -5,7 +5,7 @@ import (
 	"fmt"
 	"time"
 
-	"github.com/autonomyops/orchestrator/api"
+	"github.com/autonomyops/orchestrator/api/wire"
 	"github.com/spf13/cobra"
 )
 
@@ -18,7 +18,7 @@ func (in *invocation) auditCmd() *cobra.Command {
 		Use:   "audit [--limit N]",
 		Short: "Operator actions, newest first: failovers, WAL resets, settings changes, who did them",
 		Long: "GET /v1/audit on the leader. Who is the token's name (\"anonymous\" when auth is off).\n" +
-			"-o json prints the API's answer unchanged (api.AuditResponse).",
+			"-o json prints the API's answer unchanged (wire.AuditResponse).",
 		Args: usageArgs(cobra.NoArgs),
 		RunE: func(*cobra.Command, []string) error {
 			if limit < 0 || limit > 10000 {
@@ -39,7 +39,7 @@ func (in *invocation) auditCmd() *cobra.Command {
 	return cmd
 }
 
-func auditTable(w *tabw, ar *api.AuditResponse) {
+func auditTable(w *tabw, ar *wire.AuditResponse) {
 	fmt.Fprintln(w, "AT\tWHO\tACTION\tNODE\tDETAILS")
 	for _, r := range ar.Records {
 		details := "-"

@@ -15,7 +15,7 @@ import (
 	"text/tabwriter"
 	"time"
 
-	"github.com/autonomyops/orchestrator/api"
+	"github.com/autonomyops/orchestrator/api/client"
 	"github.com/spf13/cobra"
 )
 
@@ -107,7 +107,7 @@ type invocation struct {
 	flags globalFlags
 
 	eps    endpointSet
-	client *api.Client
+	client *client.Client
 }
 
 // Run executes one command line (without the program name) and returns the
@@ -233,7 +233,7 @@ func usageArgs(v cobra.PositionalArgs) cobra.PositionalArgs {
 }
 
 // apiClient resolves the endpoints and builds the client, once per run.
-func (in *invocation) apiClient() (*api.Client, error) {
+func (in *invocation) apiClient() (*client.Client, error) {
 	if in.client != nil {
 		return in.client, nil
 	}
@@ -249,7 +249,7 @@ func (in *invocation) apiClient() (*api.Client, error) {
 	if token == "" {
 		token = in.cli.getenv(EnvToken)
 	}
-	c, err := api.NewClient(eps.URLs, api.ClientOptions{HTTPClient: hc, Token: token, UserAgent: "autonomyctl/" + Version})
+	c, err := client.New(eps.URLs, client.Options{HTTPClient: hc, Token: token, UserAgent: "autonomyctl/" + Version})
 	if err != nil {
 		return nil, err
 	}

@@ -9,6 +9,7 @@ import (
 	"sort"
 	"strings"
 
+	"github.com/autonomyops/orchestrator/walrepl"
 	"github.com/spf13/cobra"
 	"sigs.k8s.io/yaml"
 )
@@ -166,7 +167,7 @@ func (c *cliConfig) save(path string) error {
 	if err := os.Rename(tmp.Name(), path); err != nil {
 		return err
 	}
-	return syncDir(dir)
+	return walrepl.SyncDir(dir)
 }
 
 // configResult is what `config get|set|unset` print with -o json.

@@ -168,7 +168,7 @@ func (c *demoCluster) elect(ctx context.Context, name string, d time.Duration) (
 			c.endLead(n)
 			return epoch, fmt.Errorf("%s did not start epoch %d within %s", name, epoch, d)
 		}
-		if err := sleepCtx(ctx, 2*time.Millisecond); err != nil {
+		if err := walrepl.Sleep(ctx, 2*time.Millisecond); err != nil {
 			c.endLead(n)
 			return epoch, err
 		}
@@ -190,7 +190,7 @@ func waitFor(ctx context.Context, d time.Duration, what string, cond func() bool
 		if time.Now().After(deadline) {
 			return fmt.Errorf("timed out after %s waiting for %s", d, what)
 		}
-		if err := sleepCtx(ctx, 3*time.Millisecond); err != nil {
+		if err := walrepl.Sleep(ctx, 3*time.Millisecond); err != nil {
 			return err
 		}
 	}

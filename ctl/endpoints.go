@@ -4,7 +4,7 @@ import (
 	"fmt"
 	"strings"
 
-	"github.com/autonomyops/orchestrator/api"
+	"github.com/autonomyops/orchestrator/api/client"
 )
 
 // Environment variables autonomyctl reads. Public interface (runbook §4).
@@ -77,7 +77,7 @@ func parseEndpointList(s string) ([]string, error) {
 		if strings.TrimSpace(part) == "" {
 			continue
 		}
-		u, err := api.NormalizeEndpoint(part)
+		u, err := client.NormalizeEndpoint(part)
 		if err != nil {
 			return nil, err
 		}

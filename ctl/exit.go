@@ -6,7 +6,7 @@ import (
 	"net/http"
 	"net/url"
 
-	"github.com/autonomyops/orchestrator/api"
+	"github.com/autonomyops/orchestrator/api/client"
 	"github.com/autonomyops/orchestrator/walrepl"
 )
 
@@ -59,9 +59,9 @@ func exitCode(err error) int {
 		ex     *exitError
 		usage  *usageError
 		noEP   *noEndpointError
-		unr    *api.UnreachableError
+		unr    *client.UnreachableError
 		ue     *url.Error
-		he     *api.HTTPError
+		he     *client.HTTPError
 		re     *walrepl.RecoveryError
 	)
 	switch {

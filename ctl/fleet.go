@@ -6,7 +6,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/autonomyops/orchestrator/api"
+	"github.com/autonomyops/orchestrator/api/wire"
 	"github.com/spf13/cobra"
 )
 
@@ -19,7 +19,7 @@ func (in *invocation) fleetCmd() *cobra.Command {
 		Use:   "summary",
 		Short: "Agents seen, per agent last seen, last Seq, events by kind and errors",
 		Long: "GET /v1/fleet/summary on the leader: derived from committed frames only (up to safe_seq).\n" +
-			"-o json prints the API's answer unchanged (api.FleetSummary).",
+			"-o json prints the API's answer unchanged (wire.FleetSummary).",
 		Args: usageArgs(cobra.NoArgs),
 		RunE: func(*cobra.Command, []string) error {
 			c, err := in.apiClient()
@@ -36,14 +36,14 @@ func (in *invocation) fleetCmd() *cobra.Command {
 	return cmd
 }
 
-func fleetTable(w *tabw, fs *api.FleetSummary) {
+func fleetTable(w *tabw, fs *wire.FleetSummary) {
 	fmt.Fprintf(w, "AGENTS\t%d\n", len(fs.Agents))
 	fmt.Fprintf(w, "EVENTS\t%d (errors %d)\n", fs.Events, fs.Errors)
 	fmt.Fprintf(w, "BY_KIND\t%s\n", kindCounts(fs.ByKind))
 	fmt.Fprintf(w, "SAFE_SEQ\t%d\n", fs.SafeSeq)
 	fmt.Fprintln(w)
 	fmt.Fprintln(w, "AGENT\tEVENTS\tERRORS\tLAST_SEEN\tLAST_SEQ\tBY_KIND")
-	agents := append([]api.FleetAgent(nil), fs.Agents...)
+	agents := append([]wire.FleetAgent(nil), fs.Agents...)
 	sort.SliceStable(agents, func(i, j int) bool { return agents[i].Agent < agents[j].Agent })
 	for _, a := range agents {
 		seen := "-"

@@ -9,7 +9,8 @@ import (
 	"strings"
 	"time"
 
-	"github.com/autonomyops/orchestrator/api"
+	"github.com/autonomyops/orchestrator/api/client"
+	"github.com/autonomyops/orchestrator/api/wire"
 	"github.com/spf13/cobra"
 )
 
@@ -60,7 +61,7 @@ func (in *invocation) haStatusCmd() *cobra.Command {
 	}
 }
 
-func haStatusTable(w *tabw, st *api.HAStatus, from string) {
+func haStatusTable(w *tabw, st *wire.HAStatus, from string) {
 	if l := st.Leader; l != nil {
 		since := "-"
 		if !l.Since.IsZero() {
@@ -109,13 +110,13 @@ func haStatusTable(w *tabw, st *api.HAStatus, from string) {
 // viewRow is one member as etcd and gossip see it.
 type viewRow struct {
 	name string
-	etcd string      // voter, learner (+ ",leader-key"), absent, or ? when etcd's view is missing
-	m    *api.Member // gossip's and replication's view; nil when gossip does not know the node
+	etcd string       // voter, learner (+ ",leader-key"), absent, or ? when etcd's view is missing
+	m    *wire.Member // gossip's and replication's view; nil when gossip does not know the node
 }
 
 // joinViews lines up gossip's members and etcd's by name: gossip's order
 // first, then members only etcd knows.
-func joinViews(st *api.HAStatus) []viewRow {
+func joinViews(st *wire.HAStatus) []viewRow {
 	etcdRole := func(name string) string {
 		if st.Etcd == nil {
 			return "?"
@@ -159,7 +160,7 @@ func joinViews(st *api.HAStatus) []viewRow {
 }
 
 func (in *invocation) haFailoverCmd() *cobra.Command {
-	var req api.FailoverRequest
+	var req wire.FailoverRequest
 	cmd := &cobra.Command{
 		Use:   "failover [--to NODE] [--dry-run]",
 		Short: "Hand leadership over to another node without losing an acknowledged write",
@@ -189,7 +190,7 @@ func (in *invocation) haFailoverCmd() *cobra.Command {
 	return cmd
 }
 
-func failoverTable(w *tabw, fr *api.FailoverResponse, req api.FailoverRequest) {
+func failoverTable(w *tabw, fr *wire.FailoverResponse, req wire.FailoverRequest) {
 	if !fr.DryRun {
 		fmt.Fprintf(w, "leader moved from %s to %s (epoch %d) in %s\n", dash(fr.From), dash(fr.NewLeader), fr.NewEpoch,
 			(time.Duration(fr.TookMs) * time.Millisecond).String())
@@ -216,9 +217,9 @@ func failoverTable(w *tabw, fr *api.FailoverResponse, req api.FailoverRequest) {
 }
 
 // failoverError explains a failed failover request.
-func (in *invocation) failoverError(req api.FailoverRequest, err error) error {
+func (in *invocation) failoverError(req wire.FailoverRequest, err error) error {
 	w := in.cli.Stderr
-	var he *api.HTTPError
+	var he *client.HTTPError
 	if errors.As(err, &he) && he.Status == http.StatusConflict {
 		msg := he.Message
 		if msg == "" {

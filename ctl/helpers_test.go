@@ -14,7 +14,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/autonomyops/orchestrator/api"
+	"github.com/autonomyops/orchestrator/api/wire"
 	"github.com/autonomyops/orchestrator/ctl"
 )
 
@@ -105,8 +105,8 @@ func writeJSON(w http.ResponseWriter, status int, v any) {
 	_ = json.NewEncoder(w).Encode(v)
 }
 
-func (n *fakeNode) health() api.Health {
-	h := api.Health{Status: "ok", Role: "leader", Node: n.name, Leader: n.name, LeaderURL: n.URL(),
+func (n *fakeNode) health() wire.Health {
+	h := wire.Health{Status: "ok", Role: "leader", Node: n.name, Leader: n.name, LeaderURL: n.URL(),
 		Epoch: 7, SafeSeq: 42, LastSeq: 43, WAL: "ok"}
 	if n.leader != nil {
 		h.Status, h.Role, h.Leader, h.LeaderURL = "unavailable", "follower", n.leader.name, n.leader.URL()
@@ -136,27 +136,27 @@ func (n *fakeNode) serve(w http.ResponseWriter, r *http.Request) {
 	case "/v1/ha/status":
 		writeJSON(w, http.StatusOK, n.haStatus())
 	case "/v1/wal/status":
-		writeJSON(w, http.StatusOK, api.WALStatus{Node: n.name, Dir: "/var/lib/autonomy/telemetry", WALID: "abc",
+		writeJSON(w, http.StatusOK, wire.WALStatus{Node: n.name, Dir: "/var/lib/autonomy/telemetry", WALID: "abc",
 			Base: 1, FirstSeq: 1, LastSeq: 43, FsyncedSeq: 43, SafeSeq: 42, PersistedSafeSeq: 40, Bytes: 4096,
 			FsyncCount: 10, FsyncLastMs: 0.5, FsyncAvgMs: 0.4, FsyncMaxMs: 2})
 	case "/v1/wal/inspect":
-		writeJSON(w, http.StatusOK, api.InspectResponse{Node: n.name, SafeSeq: 42, Frames: []api.Frame{
+		writeJSON(w, http.StatusOK, wire.InspectResponse{Node: n.name, SafeSeq: 42, Frames: []wire.Frame{
 			{Seq: 41, Epoch: 7, TS: time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC), Type: "event", Event: json.RawMessage(`{"kind":"error","msg":"boom"}`)},
 			{Seq: 42, Epoch: 7, TS: time.Date(2026, 1, 2, 3, 4, 6, 0, time.UTC), Type: "event", Event: json.RawMessage(`{"kind":"error","msg":"again"}`)},
 		}})
 	case "/v1/fleet/summary": // a leader-only route
 		if n.leader != nil {
-			w.Header().Set(api.HeaderLeader, n.leader.name)
+			w.Header().Set(wire.HeaderLeader, n.leader.name)
 			http.Redirect(w, r, n.leader.URL()+r.URL.RequestURI(), http.StatusTemporaryRedirect)
 			return
 		}
 		writeJSON(w, http.StatusOK, map[string]any{"agents": 3})
 	default:
-		writeJSON(w, http.StatusNotFound, api.ErrorResponse{Error: "not_found", Message: "no such route: " + r.URL.Path})
+		writeJSON(w, http.StatusNotFound, wire.ErrorResponse{Error: "not_found", Message: "no such route: " + r.URL.Path})
 	}
 }
 
-func (n *fakeNode) haStatus() api.HAStatus {
+func (n *fakeNode) haStatus() wire.HAStatus {
 	lead := n
 	if n.leader != nil {
 		lead = n.leader
@@ -165,12 +165,12 @@ func (n *fakeNode) haStatus() api.HAStatus {
 	if n.leader != nil {
 		role = "follower"
 	}
-	return api.HAStatus{
+	return wire.HAStatus{
 		Node: n.name, Role: role,
-		Leader:  &api.LeaderRef{Name: lead.name, APIURL: lead.URL(), Epoch: 7, Since: time.Date(2026, 1, 2, 3, 0, 0, 0, time.UTC)},
+		Leader:  &wire.LeaderRef{Name: lead.name, APIURL: lead.URL(), Epoch: 7, Since: time.Date(2026, 1, 2, 3, 0, 0, 0, time.UTC)},
 		SafeSeq: 42,
-		Quorum:  api.Quorum{Size: 2, Healthy: 3},
-		Members: []api.Member{
+		Quorum:  wire.Quorum{Size: 2, Healthy: 3},
+		Members: []wire.Member{
 			{Name: "node-a", APIURL: "http://node-a:8888", State: "alive", Role: "leader", GossipState: "alive", LastSeq: 43, FsyncedSeq: 43},
 			{Name: "node-b", APIURL: "http://node-b:8888", State: "alive", Role: "follower", GossipState: "alive", LastSeq: 41, FsyncedSeq: 41, Lag: 1},
 			{Name: "node-c", APIURL: "http://node-c:8888", State: "unreachable", Role: "learner", GossipState: "suspect", Learner: true, Lag: 42},

@@ -10,7 +10,7 @@ import (
 	"slices"
 	"strings"
 
-	"github.com/autonomyops/orchestrator/api"
+	"github.com/autonomyops/orchestrator/api/client"
 )
 
 // hints returns the lines printed after an error, each prefixed "hint: ".
@@ -18,9 +18,9 @@ import (
 // ("Orchestrator Unreachable").
 func (in *invocation) hints(err error) []string {
 	var (
-		unr *api.UnreachableError
+		unr *client.UnreachableError
 		ue  *url.Error
-		he  *api.HTTPError
+		he  *client.HTTPError
 	)
 	switch {
 	case errors.As(err, &unr):
@@ -97,7 +97,7 @@ func (in *invocation) unreachableHints(errs []error) []string {
 	return h
 }
 
-func httpHints(he *api.HTTPError) []string {
+func httpHints(he *client.HTTPError) []string {
 	var h []string
 	switch he.Status {
 	case http.StatusUnauthorized:

@@ -13,7 +13,9 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/autonomyops/orchestrator/api"
+	"github.com/autonomyops/orchestrator/api/client"
+	"github.com/autonomyops/orchestrator/api/wire"
+	"github.com/autonomyops/orchestrator/walrepl"
 	"github.com/spf13/cobra"
 )
 
@@ -56,7 +58,7 @@ func (in *invocation) logsCmd() *cobra.Command {
 		Use:   "logs [--follow] [--kind K] [--agent A] [--after-seq N]",
 		Short: "Print committed events; with --follow, keep printing them as they commit, across leader changes",
 		Long: "GET /v1/logs on the leader: every committed event after --after-seq, one line each (SEQ, TIME, KIND,\n" +
-			"AGENT, EVENT); -o json prints the server's NDJSON lines unchanged (one api.Event per line).\n\n" +
+			"AGENT, EVENT); -o json prints the server's NDJSON lines unchanged (one wire.Event per line).\n\n" +
 			"With --follow the command keeps the stream open. When the leader changes or the stream breaks, it finds the\n" +
 			"new leader among the endpoints and resumes after the last Seq it printed: no event is lost or printed twice.\n" +
 			"It gives up only when no leader could be streamed from for --retry-for.",
@@ -89,7 +91,7 @@ type logsPrinter struct {
 	header  bool
 }
 
-func (p *logsPrinter) print(ev api.Event, line []byte) error {
+func (p *logsPrinter) print(ev wire.Event, line []byte) error {
 	if ev.Seq <= p.last {
 		return nil // already printed (a resumed stream may repeat its start)
 	}
@@ -137,7 +139,7 @@ func (in *invocation) runLogs(o logsOptions) error {
 		from       string // the URL of the last stream
 	)
 	for {
-		q := api.LogsQuery{AfterSeq: p.last, Follow: o.follow, Kind: o.kind, Agent: o.agent}
+		q := client.LogsQuery{AfterSeq: p.last, Follow: o.follow, Kind: o.kind, Agent: o.agent}
 		s, err := c.Logs(in.ctx, q, o.idle)
 		if err == nil {
 			if connected && !failing.IsZero() {
@@ -180,7 +182,7 @@ func (in *invocation) runLogs(o logsOptions) error {
 			return in.logsGiveUp(o, p, firstCause, lastErr)
 		}
 		wait := min(backoff, o.retryFor-time.Since(failing))
-		if err := sleepCtx(in.ctx, max(wait, 0)); err != nil {
+		if err := walrepl.Sleep(in.ctx, max(wait, 0)); err != nil {
 			return err
 		}
 		backoff = min(backoff*2, logsBackoffMax)
@@ -188,7 +190,7 @@ func (in *invocation) runLogs(o logsOptions) error {
 }
 
 // pumpLogs prints s's events until it ends (nil) or fails.
-func (in *invocation) pumpLogs(s *api.LogStream, p *logsPrinter, progress *bool) error {
+func (in *invocation) pumpLogs(s *client.LogStream, p *logsPrinter, progress *bool) error {
 	for {
 		ev, line, err := s.Next()
 		if errors.Is(err, io.EOF) {
@@ -209,7 +211,7 @@ func (in *invocation) pumpLogs(s *api.LogStream, p *logsPrinter, progress *bool)
 // election in progress (503, a redirect chase) is; a cluster nobody can reach
 // fails at once, with the usual hints.
 func resumable(err error, connected bool) bool {
-	var he *api.HTTPError
+	var he *client.HTTPError
 	if errors.As(err, &he) {
 		switch he.Status {
 		case http.StatusServiceUnavailable, http.StatusTooManyRequests, http.StatusBadGateway, http.StatusGatewayTimeout:
@@ -217,17 +219,17 @@ func resumable(err error, connected bool) bool {
 		}
 		return he.Code == "redirect_without_location" && connected
 	}
-	if errors.Is(err, api.ErrTooManyRedirects) {
+	if errors.Is(err, client.ErrTooManyRedirects) {
 		return true
 	}
 	if !connected {
 		return false
 	}
 	var (
-		unr *api.UnreachableError
+		unr *client.UnreachableError
 		ne  net.Error
 	)
-	return errors.Is(err, errStreamEnded) || errors.Is(err, api.ErrStreamIdle) || errors.Is(err, io.ErrUnexpectedEOF) ||
+	return errors.Is(err, errStreamEnded) || errors.Is(err, client.ErrStreamIdle) || errors.Is(err, io.ErrUnexpectedEOF) ||
 		errors.As(err, &unr) || errors.As(err, &ne) || errors.Is(err, syscall.ECONNRESET) ||
 		errors.Is(err, net.ErrClosed) || errors.Is(err, context.Canceled)
 }
@@ -237,12 +239,12 @@ func resumable(err error, connected bool) bool {
 func interruptCause(err error) string {
 	var (
 		errno syscall.Errno
-		he    *api.HTTPError
+		he    *client.HTTPError
 	)
 	switch {
 	case errors.Is(err, errStreamEnded):
 		return "the leader ended the stream"
-	case errors.Is(err, api.ErrStreamIdle):
+	case errors.Is(err, client.ErrStreamIdle):
 		return "no data, not even a keepalive, within --idle-timeout"
 	case errors.Is(err, io.ErrUnexpectedEOF):
 		return "unexpected EOF"
@@ -253,7 +255,7 @@ func interruptCause(err error) string {
 		return fmt.Sprintf("%d %s", he.Status, he.Code)
 	case errors.As(err, &errno):
 		return errno.Error()
-	case errors.Is(err, api.ErrTooManyRedirects):
+	case errors.Is(err, client.ErrTooManyRedirects):
 		return "leadership is moving"
 	}
 	var ne net.Error
@@ -292,7 +294,7 @@ func (in *invocation) logsGiveUp(o logsOptions, p *logsPrinter, cause string, la
 		fmt.Fprintln(w, "hint: "+h)
 	}
 	code := ExitUnreachable
-	var he *api.HTTPError
+	var he *client.HTTPError
 	if errors.As(last, &he) {
 		code = ExitHTTP
 	}
@@ -304,17 +306,6 @@ func shellQuote(s string) string {
 		return s
 	}
 	return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'"
-}
-
-func sleepCtx(ctx context.Context, d time.Duration) error {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-t.C:
-		return nil
-	case <-ctx.Done():
-		return ctx.Err()
-	}
 }
 
 // eventAgent returns the "agent" field of an event, or "".

@@ -14,7 +14,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/autonomyops/orchestrator/api"
+	"github.com/autonomyops/orchestrator/api/wire"
 	"github.com/autonomyops/orchestrator/ctl"
 )
 
@@ -119,12 +119,12 @@ func seqRange(from, to uint64) []uint64 {
 	return s
 }
 
-func logEvent(seq uint64) api.Event {
+func logEvent(seq uint64) wire.Event {
 	kind := "telemetry"
 	if seq%3 == 0 {
 		kind = "error"
 	}
-	return api.Event{Seq: seq, Epoch: 7, TS: time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC).Add(time.Duration(seq) * time.Second),
+	return wire.Event{Seq: seq, Epoch: 7, TS: time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC).Add(time.Duration(seq) * time.Second),
 		Event: json.RawMessage(fmt.Sprintf(`{"agent":"robot-%d","kind":%q,"n":%d}`, seq%2+1, kind, seq))}
 }
 
@@ -200,17 +200,17 @@ func TestLogs_followSurvivesLeaderChange(t *testing.T) {
 	})
 	b.setOverride("/v1/health", func(w http.ResponseWriter, r *http.Request) {
 		if bLeads.Load() {
-			writeJSON(w, 200, api.Health{Status: "ok", Role: "leader", Node: "node-b", Epoch: 8, WAL: "ok"})
+			writeJSON(w, 200, wire.Health{Status: "ok", Role: "leader", Node: "node-b", Epoch: 8, WAL: "ok"})
 			return
 		}
-		writeJSON(w, 503, api.Health{Status: "unavailable", Role: "follower", Node: "node-b", WAL: "ok", Reasons: []string{"not_leader"}})
+		writeJSON(w, 503, wire.Health{Status: "unavailable", Role: "follower", Node: "node-b", WAL: "ok", Reasons: []string{"not_leader"}})
 	})
 	b.setOverride("/v1/logs", func(w http.ResponseWriter, r *http.Request) {
 		if !bLeads.Load() {
 			if bHits.Add(1) >= 2 {
 				bLeads.Store(true) // elected after a couple of attempts
 			}
-			writeJSON(w, 503, api.ErrorResponse{Error: "no_leader", Message: "no leader is known"})
+			writeJSON(w, 503, wire.ErrorResponse{Error: "no_leader", Message: "no leader is known"})
 			return
 		}
 		after := afterSeq(r)
@@ -265,9 +265,9 @@ func TestLogs_followJSONAcrossServerEnd(t *testing.T) {
 	run.stop(t)
 	var seqs []uint64
 	for _, l := range strings.Split(strings.TrimSpace(run.out.String()), "\n") {
-		var ev api.Event
+		var ev wire.Event
 		if err := json.Unmarshal([]byte(l), &ev); err != nil {
-			t.Fatalf("stdout line %q is not an api.Event: %v", l, err)
+			t.Fatalf("stdout line %q is not an wire.Event: %v", l, err)
 		}
 		want, _ := json.Marshal(logEvent(ev.Seq))
 		if l != string(want) {
@@ -360,7 +360,7 @@ func TestLogs_once(t *testing.T) {
 	if q.Get("after_seq") != "3" || q.Get("kind") != "error" || q.Get("agent") != "robot-1" || q.Has("follow") {
 		t.Fatalf("query %v", q)
 	}
-	if acc := n.lastRequest().Header.Get("Accept"); acc != api.ContentTypeNDJSON {
+	if acc := n.lastRequest().Header.Get("Accept"); acc != wire.ContentTypeNDJSON {
 		t.Fatalf("Accept %q", acc)
 	}
 }
@@ -383,7 +383,7 @@ func TestLogs_unreachableFailsFast(t *testing.T) {
 func TestLogs_authErrorNotRetried(t *testing.T) {
 	n := newFakeNode(t, "node-a", nil)
 	n.setOverride("/v1/logs", func(w http.ResponseWriter, r *http.Request) {
-		writeJSON(w, 403, api.ErrorResponse{Error: "forbidden", Message: "role viewer, operator needed"})
+		writeJSON(w, 403, wire.ErrorResponse{Error: "forbidden", Message: "role viewer, operator needed"})
 	})
 	tc := newTestCLI(t)
 	code, _, errOut := tc.run(t, "logs", "--follow", "--endpoints", n.URL())

@@ -4,12 +4,10 @@ import (
 	"fmt"
 	"os"
 	"strconv"
-	"strings"
 	"time"
 
+	"github.com/autonomyops/orchestrator/ctl/manpage"
 	"github.com/spf13/cobra"
-	"github.com/spf13/cobra/doc"
-	"github.com/spf13/pflag"
 )
 
 // genManCmd is a hidden command for packaging: `autonomyctl __genman DIR`
@@ -37,51 +35,13 @@ func (in *invocation) genManCmd() *cobra.Command {
 			}
 			root := cmd.Root()
 			root.DisableAutoGenTag = true
-			escapeForMan(root, map[*pflag.Flag]bool{})
-			header := &doc.GenManHeader{Section: "1", Date: &date, Source: "AutonomyOps " + Version, Manual: "AutonomyOps Manual"}
-			if err := doc.GenManTree(root, header, args[0]); err != nil {
+			// The process exits after generating the pages, so changing the
+			// tree in place is fine.
+			manpage.EscapeTree(root)
+			if err := manpage.Write(root, args[0], Version, date); err != nil {
 				return fmt.Errorf("writing man pages: %w", err)
 			}
 			return nil
 		},
 	}
-}
-
-// escapeForMan prepares the texts of c and its subcommands for cobra/doc,
-// which renders them as markdown (go-md2man): unescaped, "<node>.crt" would
-// lose "<node>" as an HTML tag and "[x] (y)" would become a link. Text in
-// backticks is code and stays as it is. The process exits after generating
-// the pages, so changing the tree in place is fine; seen guards the flags
-// shared by inheritance against being escaped twice.
-func escapeForMan(c *cobra.Command, seen map[*pflag.Flag]bool) {
-	c.Short = manEscape(c.Short)
-	c.Long = manEscape(c.Long)
-	escapeFlag := func(f *pflag.Flag) {
-		if !seen[f] {
-			seen[f] = true
-			f.Usage = manEscape(f.Usage)
-		}
-	}
-	c.Flags().VisitAll(escapeFlag)
-	c.PersistentFlags().VisitAll(escapeFlag)
-	for _, sub := range c.Commands() {
-		escapeForMan(sub, seen)
-	}
-}
-
-// manEscape backslash-escapes the characters markdown reads as HTML or link
-// syntax, outside backtick code spans.
-func manEscape(s string) string {
-	var b strings.Builder
-	code := false
-	for _, r := range s {
-		if r == '`' {
-			code = !code
-		}
-		if !code && strings.ContainsRune(`\<>[]`, r) {
-			b.WriteByte('\\')
-		}
-		b.WriteRune(r)
-	}
-	return b.String()
 }

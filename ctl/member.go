@@ -5,7 +5,8 @@ import (
 	"net/http"
 	"strings"
 
-	"github.com/autonomyops/orchestrator/api"
+	"github.com/autonomyops/orchestrator/api/client"
+	"github.com/autonomyops/orchestrator/api/wire"
 	"github.com/spf13/cobra"
 )
 
@@ -27,8 +28,8 @@ func (in *invocation) memberListCmd() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			var mr api.MembersResponse
-			if _, err := c.Do(in.ctx, api.Request{Path: "/v1/members", Route: api.AnyNode}, &mr); err != nil {
+			var mr wire.MembersResponse
+			if _, err := c.Do(in.ctx, client.Request{Path: "/v1/members", Route: client.AnyNode}, &mr); err != nil {
 				return err
 			}
 			return in.emit(mr, func(w *tabw) {
@@ -57,9 +58,9 @@ func (in *invocation) memberAddCmd() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			var ar api.AddMemberResponse
-			req := api.AddMemberRequest{Name: args[0], PeerURL: peerURL}
-			if _, err := c.Do(in.ctx, api.Request{Method: http.MethodPost, Path: "/v1/members", Route: api.LeaderOnly, Body: req}, &ar); err != nil {
+			var ar wire.AddMemberResponse
+			req := wire.AddMemberRequest{Name: args[0], PeerURL: peerURL}
+			if _, err := c.Do(in.ctx, client.Request{Method: http.MethodPost, Path: "/v1/members", Route: client.LeaderOnly, Body: req}, &ar); err != nil {
 				return err
 			}
 			return in.emit(ar, func(w *tabw) {
@@ -83,7 +84,7 @@ func (in *invocation) memberRemoveCmd() *cobra.Command {
 				return err
 			}
 			var out map[string]string
-			if _, err := c.Do(in.ctx, api.Request{Method: http.MethodDelete, Path: "/v1/members/" + args[0], Route: api.LeaderOnly}, &out); err != nil {
+			if _, err := c.Do(in.ctx, client.Request{Method: http.MethodDelete, Path: "/v1/members/" + args[0], Route: client.LeaderOnly}, &out); err != nil {
 				return err
 			}
 			return in.emit(out, func(w *tabw) { fmt.Fprintf(w, "removed %s\n", args[0]) })

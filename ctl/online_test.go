@@ -14,7 +14,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/autonomyops/orchestrator/api"
+	"github.com/autonomyops/orchestrator/api/wire"
 	"github.com/autonomyops/orchestrator/ctl"
 )
 
@@ -39,10 +39,10 @@ func TestStatus_leaderAndFollower(t *testing.T) {
 		Leader    string `json:"leader"`
 		CanCommit bool   `json:"can_commit"`
 		Nodes     []struct {
-			Endpoint   string      `json:"endpoint"`
-			HTTPStatus int         `json:"http_status"`
-			Health     *api.Health `json:"health"`
-			Error      string      `json:"error"`
+			Endpoint   string       `json:"endpoint"`
+			HTTPStatus int          `json:"http_status"`
+			Health     *wire.Health `json:"health"`
+			Error      string       `json:"error"`
 		} `json:"nodes"`
 	}
 	decodeJSON(t, out, &res)
@@ -165,7 +165,7 @@ func TestHAStatus_fromLeader(t *testing.T) {
 	if code != ctl.ExitOK {
 		t.Fatalf("exit %d", code)
 	}
-	var st api.HAStatus
+	var st wire.HAStatus
 	decodeJSON(t, out, &st)
 	if st.Node != "node-a" || st.Leader == nil || st.Leader.Name != "node-a" || len(st.Members) != 3 || st.Quorum.Healthy != 3 {
 		t.Fatalf("json: %+v", st)
@@ -184,7 +184,7 @@ func TestHAStatus_noLeaderAsksFirstReachable(t *testing.T) {
 	if code != ctl.ExitOK {
 		t.Fatalf("exit %d", code)
 	}
-	var st api.HAStatus
+	var st wire.HAStatus
 	decodeJSON(t, out, &st)
 	if st.Node != "node-b" || f2.hitCount("/v1/ha/status") != 0 {
 		t.Fatalf("want the first reachable node (node-b) to answer, got %q", st.Node)
@@ -202,7 +202,7 @@ func TestWALStatus_online(t *testing.T) {
 	if code != ctl.ExitOK {
 		t.Fatalf("exit %d", code)
 	}
-	var st api.WALStatus
+	var st wire.WALStatus
 	decodeJSON(t, out, &st)
 	if st.Node != "node-b" || st.SafeSeq != 42 || st.LastSeq != 43 {
 		t.Fatalf("json: %+v", st)
@@ -219,9 +219,9 @@ func TestWALStatus_online(t *testing.T) {
 		t.Fatalf("exit %d, want %d (one node unreachable)", code, ctl.ExitError)
 	}
 	var rows []struct {
-		Endpoint string         `json:"endpoint"`
-		Status   *api.WALStatus `json:"status"`
-		Error    string         `json:"error"`
+		Endpoint string          `json:"endpoint"`
+		Status   *wire.WALStatus `json:"status"`
+		Error    string          `json:"error"`
 	}
 	decodeJSON(t, out, &rows)
 	if len(rows) != 3 || rows[0].Status.Node != "node-b" || rows[1].Status.Node != "node-a" || !strings.Contains(rows[2].Error, "connection refused") {
@@ -247,7 +247,7 @@ func TestWALInspect_onlinePassesFilters(t *testing.T) {
 	if code != ctl.ExitOK {
 		t.Fatalf("exit %d", code)
 	}
-	var ir api.InspectResponse
+	var ir wire.InspectResponse
 	decodeJSON(t, out, &ir)
 	if len(ir.Frames) != 2 || ir.Frames[1].Seq != 42 || ir.Node != "node-a" {
 		t.Fatalf("json: %+v", ir)
@@ -262,14 +262,14 @@ func TestHTTPErrors_exitCodes(t *testing.T) {
 	tc := newTestCLI(t)
 	for _, c := range []struct {
 		status int
-		body   api.ErrorResponse
+		body   wire.ErrorResponse
 		want   int
 		hint   string
 	}{
-		{404, api.ErrorResponse{Error: "not_found", Message: "no such route"}, ctl.ExitNotFound, ""},
-		{401, api.ErrorResponse{Error: "unauthorized", Message: "missing bearer token"}, ctl.ExitHTTP, "--token"},
-		{403, api.ErrorResponse{Error: "forbidden", Message: "role viewer"}, ctl.ExitHTTP, "role"},
-		{500, api.ErrorResponse{Error: "internal", Message: "boom"}, ctl.ExitHTTP, ""},
+		{404, wire.ErrorResponse{Error: "not_found", Message: "no such route"}, ctl.ExitNotFound, ""},
+		{401, wire.ErrorResponse{Error: "unauthorized", Message: "missing bearer token"}, ctl.ExitHTTP, "--token"},
+		{403, wire.ErrorResponse{Error: "forbidden", Message: "role viewer"}, ctl.ExitHTTP, "role"},
+		{500, wire.ErrorResponse{Error: "internal", Message: "boom"}, ctl.ExitHTTP, ""},
 	} {
 		n.setOverride("/v1/wal/status", func(w http.ResponseWriter, _ *http.Request) { writeJSON(w, c.status, c.body) })
 		code, _, errOut := tc.run(t, "wal", "status", "--endpoints", n.URL())
@@ -310,7 +310,7 @@ func TestCACert_missingFile(t *testing.T) {
 
 func TestCACert_TLS(t *testing.T) {
 	srv := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
-		writeJSON(w, 200, api.Health{Status: "ok", Role: "leader", Node: "tls-node", WAL: "ok"})
+		writeJSON(w, 200, wire.Health{Status: "ok", Role: "leader", Node: "tls-node", WAL: "ok"})
 	}))
 	srv.Config.ErrorLog = log.New(io.Discard, "", 0) // the refused handshake is expected
 	srv.StartTLS()

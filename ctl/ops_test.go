@@ -10,7 +10,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/autonomyops/orchestrator/api"
+	"github.com/autonomyops/orchestrator/api/wire"
 	"github.com/autonomyops/orchestrator/ctl"
 )
 
@@ -19,7 +19,7 @@ import (
 func leaderOnly(n *fakeNode, path string, h http.HandlerFunc) {
 	n.setOverride(path, func(w http.ResponseWriter, r *http.Request) {
 		if n.leader != nil {
-			w.Header().Set(api.HeaderLeader, n.leader.URL())
+			w.Header().Set(wire.HeaderLeader, n.leader.URL())
 			http.Redirect(w, r, n.leader.URL()+r.URL.RequestURI(), http.StatusTemporaryRedirect)
 			return
 		}
@@ -30,9 +30,9 @@ func leaderOnly(n *fakeNode, path string, h http.HandlerFunc) {
 func TestFleetSummary(t *testing.T) {
 	leader := newFakeNode(t, "node-a", nil)
 	follower := newFakeNode(t, "node-b", leader)
-	fs := api.FleetSummary{
+	fs := wire.FleetSummary{
 		Events: 12, Errors: 3, SafeSeq: 14, ByKind: map[string]uint64{"telemetry": 9, "error": 3},
-		Agents: []api.FleetAgent{
+		Agents: []wire.FleetAgent{
 			{Agent: "robot-2", Events: 4, Errors: 3, LastSeen: time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC), LastSeq: 14, ByKind: map[string]uint64{"error": 3, "telemetry": 1}},
 			{Agent: "robot-1", Events: 8, LastSeen: time.Date(2026, 1, 2, 3, 0, 0, 0, time.UTC), LastSeq: 11, ByKind: map[string]uint64{"telemetry": 8}},
 		},
@@ -56,7 +56,7 @@ func TestFleetSummary(t *testing.T) {
 	}
 
 	code, out, _ = tc.run(t, "fleet", "summary", "--endpoints", follower.URL(), "-o", "json")
-	var got api.FleetSummary
+	var got wire.FleetSummary
 	decodeJSON(t, out, &got)
 	if code != 0 || got.Events != 12 || len(got.Agents) != 2 || got.Agents[0].ByKind["error"] != 3 {
 		t.Fatalf("exit %d, json %+v", code, got)
@@ -68,7 +68,7 @@ func TestFleetSummary(t *testing.T) {
 type settingsStore struct {
 	mu   sync.Mutex
 	rev  int64
-	kv   map[string]api.Setting
+	kv   map[string]wire.Setting
 	seen []string // "METHOD key If-Match"
 }
 
@@ -81,14 +81,14 @@ func (s *settingsStore) serve(w http.ResponseWriter, r *http.Request) {
 	if im := r.Header.Get("If-Match"); im != "" {
 		want, _ := strconv.ParseInt(im, 10, 64)
 		if (want == 0 && exists) || (want != 0 && (!exists || cur.Revision != want)) {
-			writeJSON(w, 409, api.ErrorResponse{Error: "revision_mismatch", Message: "key " + key + " is at revision " + strconv.FormatInt(cur.Revision, 10) + ", not " + im})
+			writeJSON(w, 409, wire.ErrorResponse{Error: "revision_mismatch", Message: "key " + key + " is at revision " + strconv.FormatInt(cur.Revision, 10) + ", not " + im})
 			return
 		}
 	}
 	switch r.Method {
 	case http.MethodGet:
 		if key == "" {
-			l := api.SettingsList{Revision: s.rev, Settings: []api.Setting{}}
+			l := wire.SettingsList{Revision: s.rev, Settings: []wire.Setting{}}
 			for _, v := range s.kv {
 				l.Settings = append(l.Settings, v)
 			}
@@ -96,7 +96,7 @@ func (s *settingsStore) serve(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 		if !exists {
-			writeJSON(w, 404, api.ErrorResponse{Error: "not_found", Message: "no setting " + key})
+			writeJSON(w, 404, wire.ErrorResponse{Error: "not_found", Message: "no setting " + key})
 			return
 		}
 		writeJSON(w, 200, cur)
@@ -106,28 +106,28 @@ func (s *settingsStore) serve(w http.ResponseWriter, r *http.Request) {
 		}
 		b, _ := io.ReadAll(r.Body)
 		if json.Unmarshal(b, &body) != nil || len(body.Value) == 0 {
-			writeJSON(w, 400, api.ErrorResponse{Error: "bad_json", Message: string(b)})
+			writeJSON(w, 400, wire.ErrorResponse{Error: "bad_json", Message: string(b)})
 			return
 		}
 		s.rev++
-		st := api.Setting{Key: key, Value: body.Value, Revision: s.rev}
+		st := wire.Setting{Key: key, Value: body.Value, Revision: s.rev}
 		s.kv[key] = st
 		writeJSON(w, 200, st)
 	case http.MethodDelete:
 		if !exists {
-			writeJSON(w, 404, api.ErrorResponse{Error: "not_found", Message: "no setting " + key})
+			writeJSON(w, 404, wire.ErrorResponse{Error: "not_found", Message: "no setting " + key})
 			return
 		}
 		s.rev++
 		delete(s.kv, key)
-		writeJSON(w, 200, api.Setting{Key: key, Revision: s.rev})
+		writeJSON(w, 200, wire.Setting{Key: key, Revision: s.rev})
 	}
 }
 
 func TestSettings_getSetDeleteCompareAndSet(t *testing.T) {
 	leader := newFakeNode(t, "node-a", nil)
 	follower := newFakeNode(t, "node-b", leader)
-	store := &settingsStore{rev: 10, kv: map[string]api.Setting{}}
+	store := &settingsStore{rev: 10, kv: map[string]wire.Setting{}}
 	for _, p := range []string{"/v1/config/", "/v1/config/ingest/max_batch", "/v1/config/greeting", "/v1/config/flags"} {
 		leaderOnly(leader, p, store.serve)
 		leaderOnly(follower, p, store.serve)
@@ -163,7 +163,7 @@ func TestSettings_getSetDeleteCompareAndSet(t *testing.T) {
 
 	// The right revision wins.
 	code, out, _ = tc.run(t, append([]string{"settings", "set", "ingest/max_batch", "600", "--if-revision", "11", "-o", "json"}, eps...)...)
-	var st api.Setting
+	var st wire.Setting
 	decodeJSON(t, out, &st)
 	if code != 0 || st.Revision != 14 || string(st.Value) != "600" {
 		t.Fatalf("exit %d, %+v", code, st)
@@ -209,7 +209,7 @@ func TestSettings_getSetDeleteCompareAndSet(t *testing.T) {
 func TestAudit(t *testing.T) {
 	leader := newFakeNode(t, "node-a", nil)
 	leaderOnly(leader, "/v1/audit", func(w http.ResponseWriter, r *http.Request) {
-		writeJSON(w, 200, api.AuditResponse{Records: []api.AuditRecord{
+		writeJSON(w, 200, wire.AuditResponse{Records: []wire.AuditRecord{
 			{At: time.Date(2026, 1, 2, 3, 5, 0, 0, time.UTC), Who: "alice", Action: "failover", Node: "node-a", Details: map[string]any{"to": "node-b", "took_ms": 812}},
 			{At: time.Date(2026, 1, 2, 3, 0, 0, 0, time.UTC), Who: "operator", Action: "WAL_RESET_BY_OPERATOR", Node: "node-c"},
 		}})
@@ -225,7 +225,7 @@ func TestAudit(t *testing.T) {
 		t.Fatalf("query %q", q)
 	}
 	code, out, _ = tc.run(t, "audit", "--endpoints", leader.URL(), "-o", "json")
-	var ar api.AuditResponse
+	var ar wire.AuditResponse
 	decodeJSON(t, out, &ar)
 	if code != 0 || len(ar.Records) != 2 || leader.lastRequest().URL.RawQuery != "" {
 		t.Fatalf("exit %d, %+v, query %q", code, ar, leader.lastRequest().URL.RawQuery)
@@ -238,14 +238,14 @@ func TestAudit(t *testing.T) {
 func TestHAFailover(t *testing.T) {
 	leader := newFakeNode(t, "node-a", nil)
 	follower := newFakeNode(t, "node-b", leader)
-	candidates := []api.FailoverCandidate{
+	candidates := []wire.FailoverCandidate{
 		{Name: "node-b", FsyncedSeq: 41, Lag: 1, Gossip: "alive", Eligible: true},
 		{Name: "node-c", FsyncedSeq: 0, Lag: 42, Gossip: "suspect", Blockers: []string{"learner", "not healthy in gossip (suspect)", "lagging by 42 frames (bound 10)"}},
 	}
 	var mu sync.Mutex
-	var bodies []api.FailoverRequest
+	var bodies []wire.FailoverRequest
 	leaderOnly(leader, "/v1/ha/failover", func(w http.ResponseWriter, r *http.Request) {
-		var req api.FailoverRequest
+		var req wire.FailoverRequest
 		if err := json.NewDecoder(r.Body).Decode(&req); err != nil {
 			t.Errorf("body: %v", err)
 		}
@@ -258,11 +258,11 @@ func TestHAFailover(t *testing.T) {
 			if req.To == "node-c" {
 				to = ""
 			}
-			writeJSON(w, 200, api.FailoverResponse{DryRun: true, From: "node-a", To: to, Candidates: candidates})
+			writeJSON(w, 200, wire.FailoverResponse{DryRun: true, From: "node-a", To: to, Candidates: candidates})
 		case req.To == "node-c":
-			writeJSON(w, 409, api.ErrorResponse{Error: "failover_refused", Message: "node-c cannot lead: learner; not healthy in gossip (suspect)"})
+			writeJSON(w, 409, wire.ErrorResponse{Error: "failover_refused", Message: "node-c cannot lead: learner; not healthy in gossip (suspect)"})
 		default:
-			writeJSON(w, 200, api.FailoverResponse{From: "node-a", To: "node-b", NewLeader: "node-b", NewEpoch: 9, TookMs: 840, Candidates: candidates})
+			writeJSON(w, 200, wire.FailoverResponse{From: "node-a", To: "node-b", NewLeader: "node-b", NewEpoch: 9, TookMs: 840, Candidates: candidates})
 		}
 	})
 	tc := newTestCLI(t)
@@ -290,14 +290,14 @@ func TestHAFailover(t *testing.T) {
 		"autonomyctl ha failover --dry-run --to node-c")
 
 	code, out, _ = tc.run(t, "ha", "failover", "--dry-run", "-o", "json", eps)
-	var fr api.FailoverResponse
+	var fr wire.FailoverResponse
 	decodeJSON(t, out, &fr)
 	if code != 0 || !fr.DryRun || len(fr.Candidates) != 2 || fr.Candidates[1].Blockers[0] != "learner" {
 		t.Fatalf("json: exit %d %+v", code, fr)
 	}
 	mu.Lock()
 	defer mu.Unlock()
-	if len(bodies) != 4 || bodies[1] != (api.FailoverRequest{To: "node-b"}) || !bodies[0].DryRun {
+	if len(bodies) != 4 || bodies[1] != (wire.FailoverRequest{To: "node-b"}) || !bodies[0].DryRun {
 		t.Fatalf("requests %+v", bodies)
 	}
 }
@@ -305,11 +305,11 @@ func TestHAFailover(t *testing.T) {
 func TestHAFailover_noLeader(t *testing.T) {
 	n := newFakeNode(t, "node-b", newFakeNode(t, "node-a", nil))
 	n.setOverride("/v1/health", func(w http.ResponseWriter, r *http.Request) {
-		writeJSON(w, 503, api.Health{Status: "unavailable", Role: "follower", Node: "node-b", Reasons: []string{"not_leader"}})
+		writeJSON(w, 503, wire.Health{Status: "unavailable", Role: "follower", Node: "node-b", Reasons: []string{"not_leader"}})
 	})
 	n.setOverride("/v1/ha/failover", func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Retry-After", "2")
-		writeJSON(w, 503, api.ErrorResponse{Error: "no_leader", Message: "no leader is known"})
+		writeJSON(w, 503, wire.ErrorResponse{Error: "no_leader", Message: "no leader is known"})
 	})
 	tc := newTestCLI(t)
 	code, _, errOut := tc.run(t, "ha", "failover", "--endpoints", n.URL())
@@ -346,7 +346,7 @@ func TestHAStatus_etcdAndGossipSideBySide(t *testing.T) {
 	leader := newFakeNode(t, "node-a", nil)
 	leader.setOverride("/v1/ha/status", func(w http.ResponseWriter, r *http.Request) {
 		st := leader.haStatus()
-		st.Etcd = &api.EtcdView{Leader: "node-a", Epoch: 7, Members: []api.EtcdMember{
+		st.Etcd = &wire.EtcdView{Leader: "node-a", Epoch: 7, Members: []wire.EtcdMember{
 			{Name: "node-a", ID: "a1"}, {Name: "node-b", ID: "b2"}, {Name: "node-c", ID: "c3", Learner: true}, {Name: "node-d", ID: "d4"},
 		}}
 		st.Disagreements = []string{"node-c: gossip says suspect, replication heard it 0.2s ago", "node-d: etcd member unknown to gossip"}

@@ -6,7 +6,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/autonomyops/orchestrator/api"
+	"github.com/autonomyops/orchestrator/api/wire"
 	"github.com/autonomyops/orchestrator/ctl"
 )
 
@@ -15,19 +15,19 @@ import (
 // saw, and every member from its local copy, two of them unreachable.
 func noQuorumNode(n *fakeNode) {
 	n.setOverride("/v1/health", func(w http.ResponseWriter, r *http.Request) {
-		writeJSON(w, http.StatusServiceUnavailable, api.Health{Status: "unavailable", Role: "follower", Node: n.name, Epoch: 7,
+		writeJSON(w, http.StatusServiceUnavailable, wire.Health{Status: "unavailable", Role: "follower", Node: n.name, Epoch: 7,
 			SafeSeq: 41, LastSeq: 41, WAL: "ok", Reasons: []string{"no_quorum", "not_leader"}})
 	})
 	n.setOverride("/v1/ha/status", func(w http.ResponseWriter, r *http.Request) {
-		writeJSON(w, http.StatusOK, api.HAStatus{Node: n.name, Role: "follower", SafeSeq: 41,
-			LastLeader: &api.LeaderRef{Name: "node-a", APIURL: "http://node-a:8888", Epoch: 7, Since: time.Date(2026, 1, 2, 3, 0, 0, 0, time.UTC)},
-			Quorum:     api.Quorum{Size: 2, Healthy: 1},
-			Members: []api.Member{
+		writeJSON(w, http.StatusOK, wire.HAStatus{Node: n.name, Role: "follower", SafeSeq: 41,
+			LastLeader: &wire.LeaderRef{Name: "node-a", APIURL: "http://node-a:8888", Epoch: 7, Since: time.Date(2026, 1, 2, 3, 0, 0, 0, time.UTC)},
+			Quorum:     wire.Quorum{Size: 2, Healthy: 1},
+			Members: []wire.Member{
 				{Name: "node-a", APIURL: "http://node-a:8888", State: "unreachable", Role: "leader", GossipState: "suspect"},
 				{Name: "node-b", APIURL: n.URL(), State: "alive", Role: "follower", GossipState: "alive", LastSeq: 41, FsyncedSeq: 41},
 				{Name: "node-c", APIURL: "http://node-c:8888", State: "unreachable", Role: "follower", GossipState: "dead"},
 			},
-			Etcd: &api.EtcdView{Stale: true, Members: []api.EtcdMember{{Name: "node-a", ID: "a1"}, {Name: "node-b", ID: "b2"}, {Name: "node-c", ID: "c3"}}},
+			Etcd: &wire.EtcdView{Stale: true, Members: []wire.EtcdMember{{Name: "node-a", ID: "a1"}, {Name: "node-b", ID: "b2"}, {Name: "node-c", ID: "c3"}}},
 		})
 	})
 }

@@ -8,7 +8,8 @@ import (
 	"strconv"
 	"strings"
 
-	"github.com/autonomyops/orchestrator/api"
+	"github.com/autonomyops/orchestrator/api/client"
+	"github.com/autonomyops/orchestrator/api/wire"
 	"github.com/spf13/cobra"
 )
 
@@ -38,7 +39,7 @@ func (in *invocation) settingsListCmd() *cobra.Command {
 			"is what applies without a stored value (the leader's serve flag, or the built-in default); SOURCE is\n" +
 			"etcd when a stored value applies, default otherwise. A stored value outside the bounds (written around\n" +
 			"the API) is reported and not applied. Keys in etcd that are not settings are listed: they have no\n" +
-			"effect. One node's own view: GET /v1/node/settings on that node. -o json prints api.SettingsList.",
+			"effect. One node's own view: GET /v1/node/settings on that node. -o json prints wire.SettingsList.",
 		Args: usageArgs(cobra.NoArgs),
 		RunE: func(_ *cobra.Command, _ []string) error {
 			c, err := in.apiClient()
@@ -56,7 +57,7 @@ func (in *invocation) settingsListCmd() *cobra.Command {
 
 // settingsInfoTable prints the schema keys as resolved, then what etcd
 // holds that has no effect.
-func settingsInfoTable(w *tabw, l *api.SettingsList) {
+func settingsInfoTable(w *tabw, l *wire.SettingsList) {
 	fmt.Fprintln(w, "KEY\tVALUE\tDEFAULT\tSOURCE\tBOUNDS")
 	var refused []string
 	for _, s := range l.Known {
@@ -81,7 +82,7 @@ func (in *invocation) settingsGetCmd() *cobra.Command {
 		Use:   "get [KEY]",
 		Short: "Print what etcd stores: one setting with its revision, or every stored one",
 		Long: "Without KEY: every stored setting (GET /v1/config/). With KEY: that one (exit 4 if it is not stored:\n" +
-			"the default applies; `settings list` shows it). -o json prints api.SettingsList or api.Setting.",
+			"the default applies; `settings list` shows it). -o json prints wire.SettingsList or wire.Setting.",
 		Args: usageArgs(cobra.MaximumNArgs(1)),
 		RunE: func(_ *cobra.Command, args []string) error {
 			c, err := in.apiClient()
@@ -108,7 +109,7 @@ func (in *invocation) settingsGetCmd() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			return in.emit(st, func(w *tabw) { settingsTable(w, []api.Setting{*st}) })
+			return in.emit(st, func(w *tabw) { settingsTable(w, []wire.Setting{*st}) })
 		},
 	}
 }
@@ -122,7 +123,7 @@ func (in *invocation) settingsSetCmd() *cobra.Command {
 			"else as a string (720h stores \"720h\", debug stores \"debug\"). KEY must be a key of `settings list` and\n" +
 			"VALUE within its bounds, else nothing is written and the exit status is 5. --if-revision R applies the\n" +
 			"write only if the key is at revision R (0: only if it does not exist); on a mismatch nothing is written\n" +
-			"and the exit status is 6. -o json prints the answer (api.Setting).",
+			"and the exit status is 6. -o json prints the answer (wire.Setting).",
 		Args: usageArgs(cobra.ExactArgs(2)),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			key, err := settingKey(args[0])
@@ -165,7 +166,7 @@ func (in *invocation) settingsDeleteCmd() *cobra.Command {
 		Long: "DELETE /v1/config/KEY: every node applies its default again (its serve flag, or the built-in default).\n" +
 			"Any stored key can be deleted, also one that is not a setting. --if-revision R deletes only if the key is\n" +
 			"at revision R; on a mismatch nothing is deleted and the exit status is 6. An absent key is exit status 4.\n" +
-			"-o json prints the answer (api.Setting).",
+			"-o json prints the answer (wire.Setting).",
 		Args: usageArgs(cobra.ExactArgs(1)),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			key, err := settingKey(args[0])
@@ -230,7 +231,7 @@ func parseIfRevision(cmd *cobra.Command, v string) (*int64, error) {
 // settingsWriteError explains a refused write: a compare-and-set mismatch,
 // or a key or value the schema refuses.
 func (in *invocation) settingsWriteError(key string, err error) error {
-	var he *api.HTTPError
+	var he *client.HTTPError
 	if errors.As(err, &he) && he.Status == http.StatusBadRequest && (he.Code == "unknown_setting" || he.Code == "bad_setting") {
 		fmt.Fprintf(in.cli.Stderr, "settings: %s not written: %s\n", key, he.Message)
 		fmt.Fprintln(in.cli.Stderr, "hint: `autonomyctl settings list` shows every key with its value, default and bounds")
@@ -248,7 +249,7 @@ func (in *invocation) settingsWriteError(key string, err error) error {
 	return err
 }
 
-func settingsTable(w *tabw, list []api.Setting) {
+func settingsTable(w *tabw, list []wire.Setting) {
 	fmt.Fprintln(w, "KEY\tREVISION\tVALUE")
 	for _, s := range list {
 		fmt.Fprintf(w, "%s\t%d\t%s\n", s.Key, s.Revision, dash(compactEvent(s.Value)))

@@ -4,16 +4,17 @@ import (
 	"fmt"
 	"strings"
 
-	"github.com/autonomyops/orchestrator/api"
+	"github.com/autonomyops/orchestrator/api/client"
+	"github.com/autonomyops/orchestrator/api/wire"
 	"github.com/spf13/cobra"
 )
 
 // statusNode is one endpoint's answer to GET /v1/health.
 type statusNode struct {
-	Endpoint   string      `json:"endpoint"`
-	HTTPStatus int         `json:"http_status"` // 0 when the node did not answer
-	Health     *api.Health `json:"health,omitempty"`
-	Error      string      `json:"error,omitempty"`
+	Endpoint   string       `json:"endpoint"`
+	HTTPStatus int          `json:"http_status"` // 0 when the node did not answer
+	Health     *wire.Health `json:"health,omitempty"`
+	Error      string       `json:"error,omitempty"`
 }
 
 // statusResult is `status -o json`.
@@ -30,7 +31,7 @@ type statusResult struct {
 // reportsCommittingLeader: h names a leader and does not say no_quorum.
 // (A node names a leader in /v1/health only while one can commit as it can
 // tell.)
-func reportsCommittingLeader(h *api.Health) bool {
+func reportsCommittingLeader(h *wire.Health) bool {
 	if h == nil || h.Leader == "" {
 		return false
 	}
@@ -79,7 +80,7 @@ func (in *invocation) statusCmd() *cobra.Command {
 				res.Nodes[i] = n
 			}
 			if answered == 0 {
-				return &api.UnreachableError{Errs: unreachable}
+				return &client.UnreachableError{Errs: unreachable}
 			}
 			if err := in.emit(res, func(w *tabw) { statusTable(w, res) }); err != nil {
 				return err

@@ -7,7 +7,8 @@ import (
 	"strings"
 	"time"
 
-	"github.com/autonomyops/orchestrator/api"
+	"github.com/autonomyops/orchestrator/api/client"
+	"github.com/autonomyops/orchestrator/api/wire"
 	"github.com/spf13/cobra"
 )
 
@@ -64,7 +65,7 @@ func (in *invocation) walStatusCmd() *cobra.Command {
 	return cmd
 }
 
-func walStatusTable(w *tabw, st *api.WALStatus, from string) {
+func walStatusTable(w *tabw, st *wire.WALStatus, from string) {
 	fmt.Fprintf(w, "NODE\t%s\t%s\n", dash(st.Node), baseURL(from))
 	fmt.Fprintf(w, "DIR\t%s\n", dash(st.Dir))
 	fmt.Fprintf(w, "WAL_ID\t%s\n", dash(st.WALID))
@@ -81,12 +82,12 @@ func walStatusTable(w *tabw, st *api.WALStatus, from string) {
 
 // walStatusNode is one row of `wal status --all -o json`.
 type walStatusNode struct {
-	Endpoint string         `json:"endpoint"`
-	Status   *api.WALStatus `json:"status,omitempty"`
-	Error    string         `json:"error,omitempty"`
+	Endpoint string          `json:"endpoint"`
+	Status   *wire.WALStatus `json:"status,omitempty"`
+	Error    string          `json:"error,omitempty"`
 }
 
-func (in *invocation) walStatusAll(c *api.Client) error {
+func (in *invocation) walStatusAll(c *client.Client) error {
 	eps := c.Endpoints()
 	rows := make([]walStatusNode, len(eps))
 	var unreachable []error
@@ -103,7 +104,7 @@ func (in *invocation) walStatusAll(c *api.Client) error {
 		rows[i].Status = st
 	}
 	if len(unreachable) == len(eps) {
-		return &api.UnreachableError{Errs: unreachable}
+		return &client.UnreachableError{Errs: unreachable}
 	}
 	err := in.emit(rows, func(w *tabw) {
 		fmt.Fprintln(w, "ENDPOINT\tNODE\tFIRST_SEQ\tLAST_SEQ\tFSYNCED_SEQ\tSAFE_SEQ\tBYTES\tFSYNC_AVG_MS\tFAILED")
@@ -167,7 +168,7 @@ func (in *invocation) walInspectCmd() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			ir, rep, err := c.WALInspect(in.ctx, "", api.InspectQuery{Since: since, Kind: kind, Limit: limit})
+			ir, rep, err := c.WALInspect(in.ctx, "", client.InspectQuery{Since: since, Kind: kind, Limit: limit})
 			if err != nil {
 				return err
 			}
@@ -215,7 +216,7 @@ func eventKind(ev json.RawMessage) string {
 // maxEventColumn bounds the EVENT column of the inspect table.
 const maxEventColumn = 100
 
-func inspectTable(w *tabw, ir *api.InspectResponse, from string, offline bool) {
+func inspectTable(w *tabw, ir *wire.InspectResponse, from string, offline bool) {
 	fmt.Fprintln(w, "SEQ\tEPOCH\tTIME\tTYPE\tKIND\tEVENT")
 	uncommitted := false
 	for _, f := range ir.Frames {

@@ -11,18 +11,9 @@ import (
 	"strings"
 	"time"
 
-	"github.com/autonomyops/orchestrator/api"
+	"github.com/autonomyops/orchestrator/api/wire"
+	"github.com/autonomyops/orchestrator/node/datadir"
 	"github.com/autonomyops/orchestrator/walrepl"
-)
-
-// Names inside a node's data directory (DESIGN §3). Public interface.
-const (
-	TelemetryDirName = "telemetry"
-	NodeFileName     = "node.json" // its presence means the node was initialised
-	LockFileName     = "LOCK"      // flock held by the running node
-	// BackupPrefix names the copies `wal reset` moves the telemetry
-	// directory to: telemetry.corrupt-YYYYMMDD-HHMMSS (UTC).
-	BackupPrefix = TelemetryDirName + ".corrupt-"
 )
 
 // walCheck is what the offline recovery checks found: `wal verify -o json`
@@ -75,7 +66,7 @@ func telemetryDirOf(dataDir string) (string, error) {
 	if !st.IsDir() {
 		return "", fmt.Errorf("data dir %s is not a directory", dataDir)
 	}
-	tdir := filepath.Join(dataDir, TelemetryDirName)
+	tdir := filepath.Join(dataDir, datadir.TelemetryDir)
 	if fileExists(filepath.Join(dataDir, walrepl.WALFile)) && !fileExists(tdir) {
 		return "", usagef("%s holds %s: it is the telemetry directory itself; pass the node's data directory, its parent: --data-dir %s",
 			dataDir, walrepl.WALFile, filepath.Dir(filepath.Clean(dataDir)))
@@ -99,7 +90,7 @@ func checkWAL(dataDir string) (*walCheck, error) {
 	c := &walCheck{
 		DataDir:      dataDir,
 		Dir:          tdir,
-		Initialized:  fileExists(filepath.Join(dataDir, NodeFileName)),
+		Initialized:  fileExists(filepath.Join(dataDir, datadir.IdentityFile)),
 		WALExists:    fileExists(filepath.Join(tdir, walrepl.WALFile)),
 		ResetPending: fileExists(filepath.Join(tdir, walrepl.ResetMarkerFile)),
 		Offset:       -1,
@@ -127,16 +118,7 @@ func checkWAL(dataDir string) (*walCheck, error) {
 
 // nodeName reads the node's name from DIR/node.json, best effort.
 func nodeName(dataDir string) string {
-	b, err := os.ReadFile(filepath.Join(dataDir, NodeFileName))
-	if err != nil {
-		return ""
-	}
-	var id struct {
-		Name string `json:"name"`
-	}
-	if json.Unmarshal(b, &id) != nil {
-		return ""
-	}
+	id, _, _ := datadir.ReadIdentity(dataDir)
 	return id.Name
 }
 
@@ -158,7 +140,7 @@ func listFiles(dir string) []fileEn {
 
 func listBackups(dataDir string) []string {
 	out := []string{}
-	m, _ := filepath.Glob(filepath.Join(dataDir, BackupPrefix+"*"))
+	m, _ := filepath.Glob(filepath.Join(dataDir, datadir.BackupPrefix+"*"))
 	for _, p := range m {
 		out = append(out, filepath.Base(p))
 	}
@@ -193,7 +175,7 @@ func (in *invocation) walStatusOffline(dataDir string) error {
 		fmt.Fprintf(w, "DATA_DIR\t%s\n", c.DataDir)
 		fmt.Fprintf(w, "TELEMETRY_DIR\t%s\n", c.Dir)
 		fmt.Fprintf(w, "STATE\t%s\n", c.state())
-		fmt.Fprintf(w, "INITIALIZED\t%t\t(%s %s)\n", c.Initialized, NodeFileName, map[bool]string{true: "exists", false: "absent"}[c.Initialized])
+		fmt.Fprintf(w, "INITIALIZED\t%t\t(%s %s)\n", c.Initialized, datadir.IdentityFile, map[bool]string{true: "exists", false: "absent"}[c.Initialized])
 		if c.OK && c.WALExists {
 			fmt.Fprintf(w, "WAL_ID\t%s\n", c.WALID)
 			fmt.Fprintf(w, "FIRST_SEQ\t%d\n", c.FirstSeq)
@@ -256,7 +238,7 @@ func (in *invocation) walInspectOffline(dataDir string, cutoff time.Time, kind s
 	if err != nil {
 		return err
 	}
-	ir := &api.InspectResponse{Node: nodeName(dataDir), Frames: []api.Frame{}}
+	ir := &wire.InspectResponse{Node: nodeName(dataDir), Frames: []wire.Frame{}}
 	var scanErr error
 	if !fileExists(filepath.Join(tdir, walrepl.WALFile)) {
 		// Nothing to read; Verify says whether that is fine.
@@ -278,7 +260,7 @@ func (in *invocation) walInspectOffline(dataDir string, cutoff time.Time, kind s
 			if kind != "" && (f.Type != walrepl.FrameEvent || eventKind(f.Payload) != kind) {
 				return nil
 			}
-			ring.push(api.Frame{
+			ring.push(wire.Frame{
 				Seq:   f.Seq,
 				Epoch: f.Epoch,
 				TS:    time.Unix(0, f.Time).UTC(),
@@ -313,13 +295,13 @@ func (in *invocation) walInspectOffline(dataDir string, cutoff time.Time, kind s
 // frameRing keeps the newest n frames (all of them when n is 0).
 type frameRing struct {
 	n     int
-	buf   []api.Frame
+	buf   []wire.Frame
 	start int
 }
 
 func newFrameRing(n int) *frameRing { return &frameRing{n: n} }
 
-func (r *frameRing) push(f api.Frame) {
+func (r *frameRing) push(f wire.Frame) {
 	if r.n == 0 || len(r.buf) < r.n {
 		r.buf = append(r.buf, f)
 		return
@@ -328,8 +310,8 @@ func (r *frameRing) push(f api.Frame) {
 	r.start = (r.start + 1) % r.n
 }
 
-func (r *frameRing) frames() []api.Frame {
-	out := make([]api.Frame, 0, len(r.buf))
+func (r *frameRing) frames() []wire.Frame {
+	out := make([]wire.Frame, 0, len(r.buf))
 	out = append(out, r.buf[r.start:]...)
 	return append(out, r.buf[:r.start]...)
 }

@@ -13,8 +13,9 @@ import (
 	"testing"
 	"time"
 
-	"github.com/autonomyops/orchestrator/api"
+	"github.com/autonomyops/orchestrator/api/wire"
 	"github.com/autonomyops/orchestrator/ctl"
+	"github.com/autonomyops/orchestrator/node/datadir"
 	"github.com/autonomyops/orchestrator/walrepl"
 	"github.com/sirupsen/logrus"
 )
@@ -34,9 +35,9 @@ type testWAL struct {
 func makeWAL(t *testing.T, payloads []string, ts []time.Time) *testWAL {
 	t.Helper()
 	w := &testWAL{dataDir: t.TempDir()}
-	w.tdir = filepath.Join(w.dataDir, ctl.TelemetryDirName)
+	w.tdir = filepath.Join(w.dataDir, datadir.TelemetryDir)
 	w.walPath = filepath.Join(w.tdir, walrepl.WALFile)
-	if err := os.WriteFile(filepath.Join(w.dataDir, ctl.NodeFileName), []byte(`{"name":"node-a"}`+"\n"), 0o600); err != nil {
+	if err := os.WriteFile(filepath.Join(w.dataDir, datadir.IdentityFile), []byte(`{"name":"node-a"}`+"\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	log := logrus.New()
@@ -324,17 +325,17 @@ func TestWALInspect_offline(t *testing.T) {
 	tc := newTestCLI(t)
 	tc.Now = func() time.Time { return now.Add(time.Second) }
 
-	inspect := func(args ...string) api.InspectResponse {
+	inspect := func(args ...string) wire.InspectResponse {
 		t.Helper()
 		code, out, _ := tc.run(t, append([]string{"wal", "inspect", "--data-dir", w.dataDir, "-o", "json"}, args...)...)
 		if code != ctl.ExitOK {
 			t.Fatalf("exit %d", code)
 		}
-		var ir api.InspectResponse
+		var ir wire.InspectResponse
 		decodeJSON(t, out, &ir)
 		return ir
 	}
-	seqs := func(ir api.InspectResponse) string {
+	seqs := func(ir wire.InspectResponse) string {
 		var s []string
 		for _, f := range ir.Frames {
 			s = append(s, fmt.Sprint(f.Seq))

@@ -10,6 +10,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/autonomyops/orchestrator/node/datadir"
 	"github.com/autonomyops/orchestrator/walrepl"
 	"github.com/spf13/cobra"
 )
@@ -57,15 +58,21 @@ func (in *invocation) walReset(dataDir string, yes bool) error {
 	if err != nil {
 		return err
 	}
-	release, err := lockDataDir(dataDir)
+	// The lock the running node holds (package datadir): held for the whole
+	// reset, it also keeps a node from starting half-way through.
+	lock, err := datadir.TryLock(dataDir)
 	if err != nil {
-		var le *lockedError
+		var le *datadir.LockedError
 		if errors.As(err, &le) {
-			return fmt.Errorf("refusing to reset the WAL: %w", err)
+			by := ""
+			if le.Holder != "" {
+				by = " (pid " + le.Holder + ")"
+			}
+			return fmt.Errorf("refusing to reset the WAL: a running node holds the data-dir lock %s%s: stop it first (sudo systemctl stop autonomy-orchestrator)", le.Path, by)
 		}
 		return err
 	}
-	defer release()
+	defer lock.Unlock()
 
 	st, err := os.Lstat(tdir)
 	haveDir := err == nil
@@ -102,10 +109,10 @@ func (in *invocation) walReset(dataDir string, yes bool) error {
 	if haveDir {
 		ref = backup
 	}
-	if err := chownLike(tdir, ref); err != nil {
+	if err := datadir.ChownLike(tdir, ref); err != nil {
 		return fmt.Errorf("giving %s the owner of %s: %w", tdir, ref, err)
 	}
-	if err := syncDir(dataDir); err != nil {
+	if err := walrepl.SyncDir(dataDir); err != nil {
 		return fmt.Errorf("fsync %s: %w", dataDir, err)
 	}
 	by := in.cli.getenv("SUDO_USER")
@@ -119,7 +126,7 @@ func (in *invocation) walReset(dataDir string, yes bool) error {
 		return fmt.Errorf("writing the reset marker in %s: %w", tdir, err)
 	}
 	marker := filepath.Join(tdir, walrepl.ResetMarkerFile)
-	if err := chownLike(marker, tdir); err != nil {
+	if err := datadir.ChownLike(marker, tdir); err != nil {
 		return fmt.Errorf("giving %s the owner of %s: %w", marker, tdir, err)
 	}
 
@@ -145,7 +152,7 @@ func (in *invocation) walReset(dataDir string, yes bool) error {
 // uniqueBackup returns DIR/telemetry.corrupt-YYYYMMDD-HHMMSS, with -N added
 // when that name is taken.
 func uniqueBackup(dataDir string, t time.Time) string {
-	base := filepath.Join(dataDir, BackupPrefix+t.Format("20060102-150405"))
+	base := filepath.Join(dataDir, datadir.BackupPrefix+t.Format("20060102-150405"))
 	p := base
 	for n := 1; fileExists(p); n++ {
 		p = fmt.Sprintf("%s-%d", base, n)

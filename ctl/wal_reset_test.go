@@ -5,12 +5,13 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
 	"github.com/autonomyops/orchestrator/ctl"
+	"github.com/autonomyops/orchestrator/node/datadir"
 	"github.com/autonomyops/orchestrator/walrepl"
 	"github.com/sirupsen/logrus"
 )
@@ -133,19 +134,22 @@ func TestWALReset_backupNameTaken(t *testing.T) {
 	}
 }
 
+// TestWALReset_refusesWhileLocked: while a node holds the data-dir lock,
+// wal reset refuses and changes nothing; once released it goes through and
+// releases the lock it took. The test holds the lock exactly as the node
+// does (datadir.TryLock, then WritePID), in another open file description
+// of LOCK, as another process would.
 func TestWALReset_refusesWhileLocked(t *testing.T) {
 	w := makeSimpleWAL(t, 4)
 	sum := w.sum(t)
-	// Play the running node: hold the data-dir flock.
-	lock, err := os.OpenFile(filepath.Join(w.dataDir, ctl.LockFileName), os.O_RDWR|os.O_CREATE, 0o600)
+	lock, err := datadir.TryLock(w.dataDir)
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer lock.Close()
-	if err := syscall.Flock(int(lock.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
+	defer lock.Unlock()
+	if err := lock.WritePID(); err != nil {
 		t.Fatal(err)
 	}
-	lock.WriteString("4242\n") // the node writes its pid
 	tc := resetCLI(t)
 	code, out, errOut := tc.run(t, "wal", "reset", "--data-dir", w.dataDir, "--yes")
 	if code != ctl.ExitError {
@@ -154,20 +158,22 @@ func TestWALReset_refusesWhileLocked(t *testing.T) {
 	if out != "" {
 		t.Fatalf("stdout: %q", out)
 	}
-	mustContain(t, "stderr", errOut, "refusing to reset the WAL", "a running node holds the data-dir lock "+filepath.Join(w.dataDir, "LOCK")+" (pid 4242)",
-		"systemctl stop autonomy-orchestrator")
+	mustContain(t, "stderr", errOut, "refusing to reset the WAL", "a running node holds the data-dir lock "+filepath.Join(w.dataDir, "LOCK")+
+		" (pid "+strconv.Itoa(os.Getpid())+")", "systemctl stop autonomy-orchestrator")
 	if w.sum(t) != sum || fileExistsT(filepath.Join(w.tdir, walrepl.ResetMarkerFile)) || len(globBackups(w.dataDir)) != 0 {
 		t.Fatal("a refused reset changed something")
 	}
 
 	// Released: the reset goes through, and it released the lock it took.
-	syscall.Flock(int(lock.Fd()), syscall.LOCK_UN)
+	lock.Unlock()
 	if code, _, _ := tc.run(t, "wal", "reset", "--data-dir", w.dataDir, "--yes"); code != 0 {
 		t.Fatalf("after unlock: exit %d", code)
 	}
-	if err := syscall.Flock(int(lock.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
+	again, err := datadir.TryLock(w.dataDir)
+	if err != nil {
 		t.Fatalf("wal reset kept the lock: %v", err)
 	}
+	again.Unlock()
 }
 
 func TestWALReset_confirmation(t *testing.T) {
@@ -207,14 +213,14 @@ func TestWALReset_confirmation(t *testing.T) {
 
 func TestWALReset_noTelemetryDir(t *testing.T) {
 	dataDir := t.TempDir()
-	os.WriteFile(filepath.Join(dataDir, ctl.NodeFileName), []byte("{}"), 0o600)
+	os.WriteFile(filepath.Join(dataDir, datadir.IdentityFile), []byte("{}"), 0o600)
 	tc := resetCLI(t)
 	code, out, _ := tc.run(t, "wal", "reset", "--data-dir", dataDir, "--yes")
 	if code != 0 {
 		t.Fatalf("exit %d", code)
 	}
 	mustContain(t, "stdout", out, "backed up", "nothing")
-	if !fileExistsT(filepath.Join(dataDir, ctl.TelemetryDirName, walrepl.ResetMarkerFile)) {
+	if !fileExistsT(filepath.Join(dataDir, datadir.TelemetryDir, walrepl.ResetMarkerFile)) {
 		t.Fatal("no marker")
 	}
 }
@@ -225,6 +231,6 @@ func fileExistsT(p string) bool {
 }
 
 func globBackups(dataDir string) []string {
-	m, _ := filepath.Glob(filepath.Join(dataDir, ctl.BackupPrefix+"*"))
+	m, _ := filepath.Glob(filepath.Join(dataDir, datadir.BackupPrefix+"*"))
 	return m
 }

@@ -11,10 +11,18 @@ import (
 	"go.etcd.io/etcd/api/v3/etcdserverpb"
 )
 
-// The node is the API's Backend.
-var _ api.Backend = (*Node)(nil)
+// The node plays these of the API's roles (api.Backends).
+var (
+	_ api.NodeState      = (*Node)(nil)
+	_ api.ClusterView    = (*Node)(nil)
+	_ api.Ingester       = (*Node)(nil)
+	_ api.AuditLog       = (*Node)(nil)
+	_ api.Membership     = (*Node)(nil)
+	_ api.FailoverRunner = (*Node)(nil)
+	_ api.Log            = (*walrepl.WAL)(nil)
+)
 
-// Serving implements api.Backend.
+// Serving implements api.NodeState.
 func (n *Node) Serving() bool {
 	if !n.replica.Serving() {
 		return false
@@ -24,16 +32,10 @@ func (n *Node) Serving() bool {
 	return n.leader != nil && n.leader.Name == n.cfg.Name
 }
 
-// NodeName implements api.Backend.
+// NodeName implements api.NodeState.
 func (n *Node) NodeName() string { return n.cfg.Name }
 
-// WAL implements api.Backend.
-func (n *Node) WAL() *walrepl.WAL { return n.wal }
-
-// Fleet implements api.Backend.
-func (n *Node) Fleet() *api.Fleet { return n.fleet }
-
-// Leader implements api.Backend: the leader that can commit, as this node
+// Leader implements api.NodeState: the leader that can commit, as this node
 // can tell (committingLeader). None while this node cannot tell that any
 // leader can commit, so that a follower cut off from the majority answers
 // 503 no_leader instead of redirecting to a leader that may be gone.
@@ -45,7 +47,7 @@ func (n *Node) Leader() (string, string, bool) {
 	return li.Name, li.APIURL, true
 }
 
-// Health implements api.Backend. It is 200 only on the leader that holds
+// Health implements api.NodeState. It is 200 only on the leader that holds
 // the leader token, has committed its epoch-start frame and hears a majority.
 // Every other node says why it cannot commit, with reason codes
 // (docs/autonomyctl.md): no_quorum first when this node cannot tell that any
@@ -93,7 +95,7 @@ func (n *Node) Health() (api.Health, bool) {
 	return h, ok
 }
 
-// HAStatus implements api.Backend. Leader is set only while some leader can
+// HAStatus implements api.ClusterView. Leader is set only while some leader can
 // commit as this node can tell; otherwise LastLeader names the last one seen.
 // The members come from a quorum read of etcd when there is a quorum, else
 // from this node's local copy (the last registry it saw), so that every known

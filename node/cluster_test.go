@@ -16,7 +16,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/autonomyops/orchestrator/api"
+	"github.com/autonomyops/orchestrator/api/wire"
 	"github.com/autonomyops/orchestrator/node/proctest"
 	clientv3 "go.etcd.io/etcd/client/v3"
 )
@@ -38,8 +38,8 @@ func startLoad(w *proctest.Writer, k int, prefix string) (stop func()) {
 	return func() { cancel(); wg.Wait() }
 }
 
-func walStatus(n *proctest.Node) (api.WALStatus, bool) {
-	var ws api.WALStatus
+func walStatus(n *proctest.Node) (wire.WALStatus, bool) {
+	var ws wire.WALStatus
 	resp, err := proctest.Client.Get(n.URL() + "/v1/wal/status")
 	if err != nil {
 		return ws, false
@@ -176,7 +176,7 @@ func TestCluster_PausedLeaderIsFenced(t *testing.T) {
 	old.Signal(syscall.SIGCONT)
 	<-done
 	if code == http.StatusOK {
-		var ir api.IngestResponse
+		var ir wire.IngestResponse
 		json.Unmarshal(body, &ir)
 		t.Logf("thawed old leader answered 200 %s", body)
 	}

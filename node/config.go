@@ -10,6 +10,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/autonomyops/orchestrator/api"
+	"github.com/autonomyops/orchestrator/cluster"
 	"github.com/spf13/pflag"
 	"sigs.k8s.io/yaml"
 )
@@ -62,26 +64,29 @@ func DefaultDataDir() string {
 }
 
 // DefaultConfig returns the development defaults: a single node on loopback
-// for etcd and replication, the API on 0.0.0.0:8888.
+// for etcd and replication, the API on 0.0.0.0:8888. The etcd and election
+// defaults are cluster.DefaultConfig's and the body limit api.DefaultConfig's:
+// each package owns its own.
 func DefaultConfig() Config {
 	name, _ := os.Hostname()
 	if name == "" {
 		name = "node1"
 	}
+	cc, ac := cluster.DefaultConfig(), api.DefaultConfig()
 	return Config{
 		Name:                name,
 		DataDir:             DefaultDataDir(),
 		Listen:              "0.0.0.0:8888",
-		EtcdClientURL:       "http://127.0.0.1:2379",
-		EtcdPeerURL:         "http://127.0.0.1:2380",
+		EtcdClientURL:       cc.ClientURL,
+		EtcdPeerURL:         cc.PeerURL,
 		ReplAddr:            "127.0.0.1:7400",
 		GossipAddr:          "127.0.0.1:7946",
-		InitialClusterState: "new",
-		ClusterName:         "autonomy",
-		LeaderTTL:           2 * time.Second,
-		EtcdHeartbeat:       50 * time.Millisecond,
-		EtcdElectionTimeout: 500 * time.Millisecond,
-		MaxBodyBytes:        1 << 20,
+		InitialClusterState: cc.InitialClusterState,
+		ClusterName:         cc.ClusterName,
+		LeaderTTL:           cc.LeaderTTL,
+		EtcdHeartbeat:       cc.HeartbeatInterval,
+		EtcdElectionTimeout: cc.ElectionTimeout,
+		MaxBodyBytes:        ac.MaxBodyBytes,
 		WALRetentionBytes:   8 << 30,
 		LogLevel:            "info",
 		LogFormat:           "json",

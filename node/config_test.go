@@ -6,6 +6,8 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/autonomyops/orchestrator/api"
+	"github.com/autonomyops/orchestrator/cluster"
 	"github.com/spf13/pflag"
 )
 
@@ -48,5 +50,19 @@ func TestConfig_ValidateRefusesUnknownLogLevel(t *testing.T) {
 		if err := cfg.Validate(); err == nil || !strings.Contains(err.Error(), "--log-level") || !strings.Contains(err.Error(), "debug, info, warn, error") {
 			t.Errorf("--log-level=%q: %v", lvl, err)
 		}
+	}
+}
+
+// TestDefaultConfig_takesEtcdDefaultsFromCluster: the etcd and election
+// defaults are cluster's, not retyped here.
+func TestDefaultConfig_takesEtcdDefaultsFromCluster(t *testing.T) {
+	c, cc := DefaultConfig(), cluster.DefaultConfig()
+	if c.EtcdClientURL != cc.ClientURL || c.EtcdPeerURL != cc.PeerURL || c.InitialClusterState != cc.InitialClusterState ||
+		c.ClusterName != cc.ClusterName || c.LeaderTTL != cc.LeaderTTL || c.EtcdHeartbeat != cc.HeartbeatInterval ||
+		c.EtcdElectionTimeout != cc.ElectionTimeout {
+		t.Fatalf("node defaults %+v differ from cluster's %+v", c, cc)
+	}
+	if c.MaxBodyBytes != api.DefaultConfig().MaxBodyBytes {
+		t.Fatalf("--max-body-bytes default %d differs from api's", c.MaxBodyBytes)
 	}
 }

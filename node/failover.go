@@ -2,15 +2,14 @@ package node
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"sort"
 	"strings"
 	"time"
 
 	"github.com/autonomyops/orchestrator/api"
+	"github.com/autonomyops/orchestrator/cluster"
 	"github.com/autonomyops/orchestrator/walrepl"
-	clientv3 "go.etcd.io/etcd/client/v3"
 )
 
 // Planned failover bounds.
@@ -21,18 +20,8 @@ const (
 	// failoverCatchUp bounds the wait for the target to fsync the tail.
 	failoverCatchUp = 5 * time.Second
 	// failoverKeyTTL bounds how long the "elect only the target" hint lives.
-	failoverKeyTTL = 10 // seconds
+	failoverKeyTTL = 10 * time.Second
 )
-
-// failoverHint is the etcd key that tells other winners of the election to
-// step aside for the target of a planned failover.
-type failoverHint struct {
-	To    string `json:"to"`
-	From  string `json:"from"`
-	Epoch uint64 `json:"epoch"`
-}
-
-func (n *Node) failoverKey() string { return n.member.Prefix() + "failover" }
 
 // candidates judges every other voter as a failover target.
 func (n *Node) candidates(ctx context.Context) ([]api.FailoverCandidate, error) {
@@ -86,7 +75,7 @@ func (n *Node) candidates(ctx context.Context) ([]api.FailoverCandidate, error) 
 	return out, nil
 }
 
-// Failover implements api.Backend: stop taking writes, wait until the target
+// Failover implements api.FailoverRunner: stop taking writes, wait until the target
 // has fsynced everything, step down, and let only the target take over.
 func (n *Node) Failover(ctx context.Context, req api.FailoverRequest, who string) (api.FailoverResponse, error) {
 	resp := api.FailoverResponse{DryRun: req.DryRun, From: n.cfg.Name}
@@ -122,18 +111,13 @@ func (n *Node) Failover(ctx context.Context, req api.FailoverRequest, who string
 	}
 
 	t0 := time.Now()
-	cli := n.member.Client()
-	lease, err := cli.Grant(ctx, failoverKeyTTL)
+	revokeHint, err := n.member.PutFailoverHint(ctx, cluster.FailoverHint{To: target.Name, From: n.cfg.Name, Epoch: rs.Epoch}, failoverKeyTTL)
 	if err != nil {
-		return resp, err
-	}
-	hint, _ := json.Marshal(failoverHint{To: target.Name, From: n.cfg.Name, Epoch: rs.Epoch})
-	if _, err := cli.Put(ctx, n.failoverKey(), string(hint), clientv3.WithLease(lease.ID)); err != nil {
 		return resp, err
 	}
 	abort := func(why error) (api.FailoverResponse, error) {
 		n.replica.SetDraining(false)
-		cli.Revoke(context.Background(), lease.ID)
+		revokeHint()
 		return resp, why
 	}
 	if !n.replica.SetDraining(true) {
@@ -195,12 +179,8 @@ func describeBlockers(cs []api.FailoverCandidate) string {
 // stepAside reports whether a planned failover names another node that is
 // alive, in which case this node must not lead now.
 func (n *Node) stepAside(ctx context.Context) (string, bool) {
-	resp, err := n.member.Client().Get(ctx, n.failoverKey())
-	if err != nil || len(resp.Kvs) == 0 {
-		return "", false
-	}
-	var h failoverHint
-	if json.Unmarshal(resp.Kvs[0].Value, &h) != nil || h.To == n.cfg.Name || h.To == "" {
+	h, ok := n.member.FailoverHint(ctx)
+	if !ok || h.To == n.cfg.Name || h.To == "" {
 		return "", false
 	}
 	return h.To, n.gossip.State(h.To) == "alive"
@@ -208,12 +188,5 @@ func (n *Node) stepAside(ctx context.Context) (string, bool) {
 
 // clearFailoverHint removes the hint once its target leads.
 func (n *Node) clearFailoverHint(ctx context.Context) {
-	resp, err := n.member.Client().Get(ctx, n.failoverKey())
-	if err != nil || len(resp.Kvs) == 0 {
-		return
-	}
-	var h failoverHint
-	if json.Unmarshal(resp.Kvs[0].Value, &h) == nil && h.To == n.cfg.Name {
-		n.member.Client().Delete(ctx, n.failoverKey())
-	}
+	n.member.ClearFailoverHint(ctx, n.cfg.Name)
 }

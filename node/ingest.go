@@ -167,7 +167,7 @@ func (x *idIndex) catchUpLocked(w *walrepl.WAL) error {
 	return nil
 }
 
-// Ingest implements api.Backend: it appends the events that are new, and for
+// Ingest implements api.Ingester: it appends the events that are new, and for
 // events whose id the log already holds answers that frame's Seq once it is
 // committed, writing nothing.
 func (n *Node) Ingest(ctx context.Context, payloads [][]byte) ([]uint64, uint64, error) {

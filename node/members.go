@@ -11,7 +11,7 @@ import (
 	"github.com/autonomyops/orchestrator/api"
 )
 
-// Members implements api.Backend.
+// Members implements api.Membership.
 func (n *Node) Members(ctx context.Context) ([]api.ClusterMember, error) {
 	ms, err := n.member.Members(ctx)
 	if err != nil {
@@ -33,7 +33,7 @@ func (n *Node) Members(ctx context.Context) ([]api.ClusterMember, error) {
 	return out, nil
 }
 
-// AddMember implements api.Backend: it adds a voting etcd member. The new
+// AddMember implements api.Membership: it adds a voting etcd member. The new
 // node's WAL joins as a learner and counts for no replication majority until
 // it holds the committed history (DESIGN §6 rule 7).
 func (n *Node) AddMember(ctx context.Context, req api.AddMemberRequest, who string) (api.AddMemberResponse, error) {
@@ -63,7 +63,7 @@ func (n *Node) AddMember(ctx context.Context, req api.AddMemberRequest, who stri
 	}, nil
 }
 
-// RemoveMember implements api.Backend.
+// RemoveMember implements api.Membership.
 func (n *Node) RemoveMember(ctx context.Context, name, who string) error {
 	if name == n.cfg.Name {
 		return fmt.Errorf("%w: %s is the leader; run `autonomyctl ha failover` first", api.ErrFailoverRefused, name)

@@ -8,7 +8,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/autonomyops/orchestrator/api"
+	"github.com/autonomyops/orchestrator/api/wire"
 	"github.com/autonomyops/orchestrator/node/proctest"
 )
 
@@ -39,7 +39,7 @@ func TestMembers_ReplaceDeadNode(t *testing.T) {
 	fresh := proctest.NewNode(t, "n4")
 	leader = c.WaitLeader(30 * time.Second) // the membership change started a new epoch
 	code, _, b = do(t, "POST", leader.URL()+"/v1/members", "", fmt.Sprintf(`{"name":"n4","peer_url":%q}`, fresh.PeerURL()), nil)
-	var ar api.AddMemberResponse
+	var ar wire.AddMemberResponse
 	if json.Unmarshal(b, &ar); code != http.StatusOK || !strings.Contains(ar.InitialCluster, "n4="+fresh.PeerURL()) {
 		t.Fatalf("add n4: %d %s", code, b)
 	}

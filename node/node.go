@@ -15,6 +15,7 @@ import (
 
 	"github.com/autonomyops/orchestrator/api"
 	"github.com/autonomyops/orchestrator/cluster"
+	"github.com/autonomyops/orchestrator/node/datadir"
 	"github.com/autonomyops/orchestrator/settings"
 	"github.com/autonomyops/orchestrator/walrepl"
 	"github.com/coreos/go-systemd/v22/daemon"
@@ -71,22 +72,17 @@ func run(ctx context.Context, cfg Config, log *logrus.Logger, reload <-chan os.S
 	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
 		return fmt.Errorf("node: creating --data-dir %s: %w", cfg.DataDir, err)
 	}
-	lock, err := LockDataDir(cfg.DataDir)
+	lock, err := lockDataDir(cfg.DataDir)
 	if err != nil {
 		return err
 	}
 	defer lock.Unlock()
 
-	initialized, err := identityExists(cfg.DataDir)
+	initialized, err := checkIdentity(cfg.DataDir, cfg.Name, cfg.ClusterName)
 	if err != nil {
 		return err
 	}
-	if initialized {
-		if err := checkIdentity(cfg.DataDir, cfg.Name, cfg.ClusterName); err != nil {
-			return err
-		}
-	}
-	wopts := walrepl.DefaultOptions(filepath.Join(cfg.DataDir, TelemetryDir))
+	wopts := walrepl.DefaultOptions(filepath.Join(cfg.DataDir, datadir.TelemetryDir))
 	wopts.Initialized = initialized
 	wopts.NewAsLearner = cfg.InitialClusterState == "existing"
 	wopts.Logger = log
@@ -107,7 +103,7 @@ func run(ctx context.Context, cfg Config, log *logrus.Logger, reload <-chan os.S
 		"bytes": rep.FileSize, "created": rep.Created}).Info("WAL_RECOVERED")
 	if !initialized {
 		if err := writeIdentity(cfg.DataDir, cfg.Name, cfg.ClusterName); err != nil {
-			return fmt.Errorf("node: writing %s: %w", IdentityFile, err)
+			return fmt.Errorf("node: writing %s: %w", datadir.IdentityFile, err)
 		}
 	}
 
@@ -148,7 +144,7 @@ func run(ctx context.Context, cfg Config, log *logrus.Logger, reload <-chan os.S
 	transport := walrepl.NewTCPTransport(tlsc.peerClient)
 	ccfg := cluster.DefaultConfig()
 	ccfg.Name, ccfg.ClusterName = cfg.Name, cfg.ClusterName
-	ccfg.DataDir = filepath.Join(cfg.DataDir, EtcdDir)
+	ccfg.DataDir = filepath.Join(cfg.DataDir, datadir.EtcdDir)
 	ccfg.ClientURL, ccfg.PeerURL = cfg.EtcdClientURL, cfg.EtcdPeerURL
 	ccfg.InitialCluster, ccfg.InitialClusterState = cfg.InitialCluster, cfg.InitialClusterState
 	ccfg.LeaderTTL, ccfg.HeartbeatInterval, ccfg.ElectionTimeout = cfg.LeaderTTL, cfg.EtcdHeartbeat, cfg.EtcdElectionTimeout
@@ -235,16 +231,21 @@ func run(ctx context.Context, cfg Config, log *logrus.Logger, reload <-chan os.S
 		return fmt.Errorf("node: registering API metrics: %w", err)
 	}
 	defer prometheus.Unregister(acfg.Instruments)
-	srv := &http.Server{Handler: api.NewHandler(acfg, n), ReadHeaderTimeout: 10 * time.Second}
+	handler, err := api.NewHandler(acfg, api.Backends{Node: n, Cluster: n, Ingest: n, Log: wal, Fleet: n.fleet,
+		Settings: etcdSettings{n}, Audit: n, Members: n, Failover: n})
+	if err != nil {
+		return err
+	}
+	srv := &http.Server{Handler: handler, ReadHeaderTimeout: 10 * time.Second}
 
 	runCtx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
-	var wg sync.WaitGroup
-	wg.Add(12)
-	go func() {
+	// Every goroutine below is owned by g: they end when runCtx does, and
+	// Run returns only after g.wait().
+	var g group
+	g.goFunc(func() {
 		// A failed WAL is fatal on every role (DESIGN §6 rule 8): exit so the
 		// supervisor restarts the node and recovery repairs or refuses it.
-		defer wg.Done()
 		for {
 			ch := wal.Changed()
 			if err := wal.Err(); err != nil {
@@ -257,35 +258,31 @@ func run(ctx context.Context, cfg Config, log *logrus.Logger, reload <-chan os.S
 				return
 			}
 		}
-	}()
-	go func() { defer wg.Done(); n.recordWALPositions(runCtx) }()
-	go func() {
-		defer wg.Done()
+	})
+	g.goFunc(func() { n.recordWALPositions(runCtx) })
+	g.goFunc(func() {
 		wal.RunRetention(runCtx, walrepl.Retention{BeforeTrim: n.writeCheckpoint,
 			Bounds: func() (int64, time.Duration) { v := n.live.Values(); return v.RetentionBytes, v.RetentionAge }})
-	}()
-	go func() { defer wg.Done(); n.ids.follow(runCtx, wal, n.replica) }()
-	go func() { defer wg.Done(); n.joinGossip(runCtx) }()
-	go func() { defer wg.Done(); n.detectLeaderDeath(runCtx) }()
-	go func() {
-		defer wg.Done()
+	})
+	g.goFunc(func() { n.ids.follow(runCtx, wal, n.replica) })
+	g.goFunc(func() { n.joinGossip(runCtx) })
+	g.goFunc(func() { n.detectLeaderDeath(runCtx) })
+	g.goFunc(func() {
 		if err := walrepl.ServeTCP(runCtx, replLn, n.replica, transport.IdleTimeout, log); err != nil {
 			cancel(fmt.Errorf("node: replication listener: %w", err))
 		}
-	}()
-	go func() {
-		defer wg.Done()
+	})
+	g.goFunc(func() {
 		if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
 			cancel(fmt.Errorf("node: API server: %w", err))
 		}
-	}()
-	go func() { defer wg.Done(); n.watchLeader(runCtx) }()
-	go func() { defer wg.Done(); n.probeQuorum(runCtx) }()
-	go func() { defer wg.Done(); n.countServedEpochs(runCtx) }()
-	go func() { defer wg.Done(); n.campaignLoop(runCtx, me, cancel) }()
-	wg.Add(2)
-	go func() { defer wg.Done(); n.watchSettings(runCtx, stored, storedRev) }()
-	go func() { defer wg.Done(); n.serveReloads(runCtx, reload) }()
+	})
+	g.goFunc(func() { n.watchLeader(runCtx) })
+	g.goFunc(func() { n.probeQuorum(runCtx) })
+	g.goFunc(func() { n.countServedEpochs(runCtx) })
+	g.goFunc(func() { n.campaignLoop(runCtx, me, cancel) })
+	g.goFunc(func() { n.watchSettings(runCtx, stored, storedRev) })
+	g.goFunc(func() { n.serveReloads(runCtx, reload) })
 
 	daemon.SdNotify(false, daemon.SdNotifyReady)
 	log.WithFields(logrus.Fields{"node": cfg.Name, "api": cfg.APIURL(), "listen": cfg.Listen, "version": Version}).Info("NODE_READY")
@@ -306,7 +303,7 @@ func run(ctx context.Context, cfg Config, log *logrus.Logger, reload <-chan os.S
 	shutCtx, cancelShut := context.WithTimeout(context.Background(), 5*time.Second)
 	srv.Shutdown(shutCtx)
 	cancelShut()
-	wg.Wait()
+	g.wait()
 	log.WithField("node", cfg.Name).Info("NODE_STOPPED")
 	return cause
 }
@@ -323,7 +320,7 @@ func (n *Node) campaignLoop(ctx context.Context, me cluster.NodeInfo, fatal cont
 		if err != nil {
 			if ctx.Err() == nil {
 				n.log.WithError(err).Warn("CAMPAIGN_FAILED")
-				sleepCtx(ctx, 500*time.Millisecond)
+				walrepl.Sleep(ctx, 500*time.Millisecond)
 			}
 			continue
 		}
@@ -332,7 +329,7 @@ func (n *Node) campaignLoop(ctx context.Context, me cluster.NodeInfo, fatal cont
 			rctx, rcancel := context.WithTimeout(context.Background(), 2*time.Second)
 			l.Resign(rctx)
 			rcancel()
-			sleepCtx(ctx, 300*time.Millisecond)
+			walrepl.Sleep(ctx, 300*time.Millisecond)
 			continue
 		}
 		n.clearFailoverHint(ctx)
@@ -342,22 +339,26 @@ func (n *Node) campaignLoop(ctx context.Context, me cluster.NodeInfo, fatal cont
 			n.mu.Lock()
 			n.stepDownFn = lcancel
 			n.mu.Unlock()
-			go func() {
+			// This leadership's goroutines end with lctx and are joined
+			// before the next campaign.
+			var lg group
+			lg.goFunc(func() {
 				select {
 				case <-l.Done():
 					n.log.WithField("epoch", l.Epoch).Warn("LEADER_SESSION_LOST: stopping as leader")
 				case <-lctx.Done():
 				}
 				lcancel()
-			}()
+			})
 			peerAddrs := map[string]string{}
 			for _, p := range peers {
 				peerAddrs[p.Name] = p.Addr
 			}
-			go n.watchMembership(lctx, voters, peerAddrs, lcancel)
+			lg.goFunc(func() { n.watchMembership(lctx, voters, peerAddrs, lcancel) })
 			n.log.WithFields(logrus.Fields{"epoch": l.Epoch, "voters": voters}).Info("ELECTED_LEADER")
 			err = n.replica.Lead(lctx, l.Epoch, voters, peers)
 			lcancel()
+			lg.wait()
 			n.mu.Lock()
 			n.stepDownFn = nil
 			n.mu.Unlock()
@@ -377,7 +378,7 @@ func (n *Node) campaignLoop(ctx context.Context, me cluster.NodeInfo, fatal cont
 		if errors.Is(err, walrepl.ErrIsLearner) {
 			backoff = 2 * time.Second
 		}
-		sleepCtx(ctx, backoff)
+		walrepl.Sleep(ctx, backoff)
 	}
 }
 
@@ -428,9 +429,8 @@ func startWatchdog(ctx context.Context) func() {
 		return func() {}
 	}
 	wctx, cancel := context.WithCancel(ctx)
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
+	var g group
+	g.goFunc(func() {
 		t := time.NewTicker(interval / 3)
 		defer t.Stop()
 		for {
@@ -441,15 +441,6 @@ func startWatchdog(ctx context.Context) func() {
 				return
 			}
 		}
-	}()
-	return func() { cancel(); <-done }
-}
-
-func sleepCtx(ctx context.Context, d time.Duration) {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-t.C:
-	case <-ctx.Done():
-	}
+	})
+	return func() { cancel(); g.wait() }
 }

@@ -3,125 +3,93 @@ package node
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"sort"
-	"strings"
 	"time"
 
 	"github.com/autonomyops/orchestrator/api"
+	"github.com/autonomyops/orchestrator/cluster"
 	"github.com/autonomyops/orchestrator/walrepl"
 	"go.etcd.io/etcd/api/v3/etcdserverpb"
-	clientv3 "go.etcd.io/etcd/client/v3"
 )
 
-// etcdSettings is the cluster settings store: keys under /autonomy/<c>/config/.
+// etcdSettings is the cluster settings store (cluster.Member's config/
+// keys) in the API's shapes and errors.
 type etcdSettings struct{ n *Node }
 
-// Settings implements api.Backend.
-func (n *Node) Settings() api.SettingsStore { return etcdSettings{n} }
-
-func (s etcdSettings) prefix() string { return s.n.member.Prefix() + "config/" }
-
 func (s etcdSettings) List(ctx context.Context) ([]api.Setting, int64, error) {
-	resp, err := s.n.member.Client().Get(ctx, s.prefix(), clientv3.WithPrefix())
+	all, rev, err := s.n.member.Settings(ctx)
 	if err != nil {
 		return nil, 0, err
 	}
 	var out []api.Setting
-	for _, kv := range resp.Kvs {
-		out = append(out, api.Setting{Key: strings.TrimPrefix(string(kv.Key), s.prefix()), Value: json.RawMessage(kv.Value), Revision: kv.ModRevision})
+	for _, st := range all {
+		out = append(out, api.Setting{Key: st.Key, Value: json.RawMessage(st.Value), Revision: st.Revision})
 	}
-	return out, resp.Header.Revision, nil
+	return out, rev, nil
 }
 
 func (s etcdSettings) Get(ctx context.Context, key string) (api.Setting, error) {
-	resp, err := s.n.member.Client().Get(ctx, s.prefix()+key)
+	st, ok, err := s.n.member.Setting(ctx, key)
 	if err != nil {
 		return api.Setting{}, err
 	}
-	if len(resp.Kvs) == 0 {
+	if !ok {
 		return api.Setting{}, fmt.Errorf("%w: no setting %q", api.ErrNotFound, key)
 	}
-	kv := resp.Kvs[0]
-	return api.Setting{Key: key, Value: json.RawMessage(kv.Value), Revision: kv.ModRevision}, nil
+	return api.Setting{Key: key, Value: json.RawMessage(st.Value), Revision: st.Revision}, nil
 }
 
-// cmp returns the compare for If-Match rev (0: the key must not exist).
-func (s etcdSettings) cmp(key string, rev int64) clientv3.Cmp {
-	if rev == 0 {
-		return clientv3.Compare(clientv3.CreateRevision(s.prefix()+key), "=", 0)
-	}
-	return clientv3.Compare(clientv3.ModRevision(s.prefix()+key), "=", rev)
-}
-
-func (s etcdSettings) mismatch(ctx context.Context, key string, want int64) error {
-	cur, err := s.Get(ctx, key)
-	have := "absent"
-	if err == nil {
-		have = fmt.Sprintf("revision %d", cur.Revision)
-	}
-	return fmt.Errorf("%w: %q is %s, not revision %d; read it again and retry with its revision", api.ErrRevisionMismatch, key, have, want)
-}
-
-func (s etcdSettings) Put(ctx context.Context, key string, value json.RawMessage, ifRev *int64) (api.Setting, error) {
-	cli := s.n.member.Client()
-	put := clientv3.OpPut(s.prefix()+key, string(value))
-	if ifRev == nil {
-		resp, err := cli.Put(ctx, s.prefix()+key, string(value))
-		if err != nil {
-			return api.Setting{}, err
+// mapErr turns cluster's conditional-write errors into the API's, saying
+// what the key holds now.
+func (s etcdSettings) mapErr(ctx context.Context, key string, want *int64, err error) error {
+	switch {
+	case errors.Is(err, cluster.ErrNotFound):
+		return fmt.Errorf("%w: no setting %q", api.ErrNotFound, key)
+	case errors.Is(err, cluster.ErrRevisionMismatch) && want != nil:
+		cur, gerr := s.Get(ctx, key)
+		have := "absent"
+		if gerr == nil {
+			have = fmt.Sprintf("revision %d", cur.Revision)
 		}
-		return api.Setting{Key: key, Value: value, Revision: resp.Header.Revision}, nil
+		return fmt.Errorf("%w: %q is %s, not revision %d; read it again and retry with its revision", api.ErrRevisionMismatch, key, have, *want)
 	}
-	resp, err := cli.Txn(ctx).If(s.cmp(key, *ifRev)).Then(put).Commit()
-	if err != nil {
-		return api.Setting{}, err
-	}
-	if !resp.Succeeded {
-		return api.Setting{}, s.mismatch(ctx, key, *ifRev)
-	}
-	return api.Setting{Key: key, Value: value, Revision: resp.Header.Revision}, nil
-}
-
-func (s etcdSettings) Delete(ctx context.Context, key string, ifRev *int64) (api.Setting, error) {
-	cli := s.n.member.Client()
-	ops := []clientv3.Cmp{clientv3.Compare(clientv3.CreateRevision(s.prefix()+key), ">", 0)}
-	if ifRev != nil {
-		ops = append(ops, s.cmp(key, *ifRev))
-	}
-	resp, err := cli.Txn(ctx).If(ops...).Then(clientv3.OpDelete(s.prefix() + key)).Commit()
-	if err != nil {
-		return api.Setting{}, err
-	}
-	if !resp.Succeeded {
-		if _, err := s.Get(ctx, key); err != nil {
-			return api.Setting{}, err
-		}
-		return api.Setting{}, s.mismatch(ctx, key, *ifRev)
-	}
-	return api.Setting{Key: key, Revision: resp.Header.Revision}, nil
-}
-
-// Audit implements api.Backend: records live in etcd under audit/, keyed by
-// time so that listing them newest first is a reverse range read.
-func (n *Node) Audit(ctx context.Context, rec api.AuditRecord) error {
-	b, _ := json.Marshal(rec)
-	key := fmt.Sprintf("%saudit/%020d-%s", n.member.Prefix(), rec.At.UnixNano(), rec.Node)
-	_, err := n.member.Client().Put(ctx, key, string(b))
 	return err
 }
 
-// AuditList implements api.Backend.
+func (s etcdSettings) Put(ctx context.Context, key string, value json.RawMessage, ifRev *int64) (api.Setting, error) {
+	rev, err := s.n.member.PutSetting(ctx, key, value, ifRev)
+	if err != nil {
+		return api.Setting{}, s.mapErr(ctx, key, ifRev, err)
+	}
+	return api.Setting{Key: key, Value: value, Revision: rev}, nil
+}
+
+func (s etcdSettings) Delete(ctx context.Context, key string, ifRev *int64) (api.Setting, error) {
+	rev, err := s.n.member.DeleteSetting(ctx, key, ifRev)
+	if err != nil {
+		return api.Setting{}, s.mapErr(ctx, key, ifRev, err)
+	}
+	return api.Setting{Key: key, Revision: rev}, nil
+}
+
+// Audit implements api.AuditLog: records live in etcd (cluster.Member.PutAudit).
+func (n *Node) Audit(ctx context.Context, rec api.AuditRecord) error {
+	b, _ := json.Marshal(rec)
+	return n.member.PutAudit(ctx, rec.At, rec.Node, b)
+}
+
+// AuditList implements api.AuditLog.
 func (n *Node) AuditList(ctx context.Context, limit int) ([]api.AuditRecord, error) {
-	resp, err := n.member.Client().Get(ctx, n.member.Prefix()+"audit/", clientv3.WithPrefix(),
-		clientv3.WithSort(clientv3.SortByKey, clientv3.SortDescend), clientv3.WithLimit(int64(limit)))
+	recs, err := n.member.AuditRecords(ctx, limit)
 	if err != nil {
 		return nil, err
 	}
 	var out []api.AuditRecord
-	for _, kv := range resp.Kvs {
+	for _, b := range recs {
 		var r api.AuditRecord
-		if json.Unmarshal(kv.Value, &r) == nil {
+		if json.Unmarshal(b, &r) == nil {
 			out = append(out, r)
 		}
 	}
@@ -140,7 +108,7 @@ func (n *Node) audit(ctx context.Context, action, who string, details map[string
 // not a trustworthy read replica.
 const replicaHeardBound = 3 * time.Second
 
-// ReplicaHealth implements api.Backend, from the leader's safe_seq as last
+// ReplicaHealth implements api.ClusterView, from the leader's safe_seq as last
 // carried by its replication messages — live, not a published position.
 func (n *Node) ReplicaHealth(maxLag uint64) (api.ReplicaHealth, bool) {
 	rs := n.replica.Status()

@@ -15,7 +15,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/autonomyops/orchestrator/api"
+	"github.com/autonomyops/orchestrator/api/wire"
 	"github.com/autonomyops/orchestrator/node/proctest"
 )
 
@@ -112,7 +112,7 @@ func TestOps_OperatorSurface(t *testing.T) {
 	t.Run("bad JSON is 400 and writes nothing", func(t *testing.T) {
 		ws, _ := walStatus(leader)
 		code, _, b := do(t, "POST", leader.URL()+"/v1/telemetry/events", op, `{"kind": oops}`, nil)
-		var er api.ErrorResponse
+		var er wire.ErrorResponse
 		json.Unmarshal(b, &er)
 		if code != 400 || er.Error == "" || er.Message == "" {
 			t.Fatalf("got %d %s", code, b)
@@ -133,7 +133,7 @@ func TestOps_OperatorSurface(t *testing.T) {
 			evs = append(evs, fmt.Sprintf(`{"kind":"batch","agent":"agent-%d","i":%d}`, i%7, i))
 		}
 		code, _, b := do(t, "POST", leader.URL()+"/v1/telemetry/events", op, "["+strings.Join(evs, ",")+"]", nil)
-		var ir api.IngestResponse
+		var ir wire.IngestResponse
 		json.Unmarshal(b, &ir)
 		if code != 200 || len(ir.Seqs) != 100 || ir.Seqs[99] != ir.Seqs[0]+99 {
 			t.Fatalf("got %d %s", code, b)
@@ -142,7 +142,7 @@ func TestOps_OperatorSurface(t *testing.T) {
 	t.Run("idempotent retry answers the original Seq", func(t *testing.T) {
 		_, _, b1 := do(t, "POST", leader.URL()+"/v1/telemetry/events", op, `{"id":"once","kind":"x"}`, nil)
 		_, _, b2 := do(t, "POST", leader.URL()+"/v1/telemetry/events", op, `{"id":"once","kind":"x"}`, nil)
-		var r1, r2 api.IngestResponse
+		var r1, r2 wire.IngestResponse
 		json.Unmarshal(b1, &r1)
 		json.Unmarshal(b2, &r2)
 		if len(r1.Seqs) != 1 || len(r2.Seqs) != 1 || r1.Seqs[0] != r2.Seqs[0] {
@@ -151,7 +151,7 @@ func TestOps_OperatorSurface(t *testing.T) {
 	})
 	t.Run("fleet summary names every agent", func(t *testing.T) {
 		code, _, b := do(t, "GET", leader.URL()+"/v1/fleet/summary", view, "", nil)
-		var fs api.FleetSummary
+		var fs wire.FleetSummary
 		json.Unmarshal(b, &fs)
 		names := map[string]bool{}
 		for _, a := range fs.Agents {
@@ -168,7 +168,7 @@ func TestOps_OperatorSurface(t *testing.T) {
 	})
 	t.Run("settings compare-and-set", func(t *testing.T) {
 		code, _, b := do(t, "PUT", leader.URL()+"/v1/config/ingest/max_batch", admin, `{"value":9000}`, map[string]string{"If-Match": "0"})
-		var s1 api.Setting
+		var s1 wire.Setting
 		json.Unmarshal(b, &s1)
 		if code != 200 || s1.Revision == 0 {
 			t.Fatalf("create: %d %s", code, b)
@@ -228,7 +228,7 @@ func TestOps_OperatorSurface(t *testing.T) {
 		sc := bufio.NewScanner(resp.Body)
 		for sc.Scan() {
 			if line := strings.TrimSpace(sc.Text()); line != "" {
-				var ev api.Event
+				var ev wire.Event
 				if json.Unmarshal([]byte(line), &ev) != nil || !strings.Contains(string(ev.Event), `"live"`) {
 					t.Fatalf("bad line %q", line)
 				}
@@ -239,13 +239,13 @@ func TestOps_OperatorSurface(t *testing.T) {
 	})
 	t.Run("planned failover moves the leader and is audited", func(t *testing.T) {
 		code, _, b := do(t, "POST", leader.URL()+"/v1/ha/failover", admin, fmt.Sprintf(`{"to":%q,"dry_run":true}`, follower.Name), nil)
-		var dr api.FailoverResponse
+		var dr wire.FailoverResponse
 		json.Unmarshal(b, &dr)
 		if code != 200 || !dr.DryRun || len(dr.Candidates) != 2 {
 			t.Fatalf("dry run: %d %s", code, b)
 		}
 		code, _, b = do(t, "POST", leader.URL()+"/v1/ha/failover", admin, fmt.Sprintf(`{"to":%q}`, follower.Name), nil)
-		var fr api.FailoverResponse
+		var fr wire.FailoverResponse
 		json.Unmarshal(b, &fr)
 		if code != 200 || fr.NewLeader != follower.Name {
 			t.Fatalf("failover: %d %s", code, b)

@@ -15,7 +15,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/autonomyops/orchestrator/api"
+	"github.com/autonomyops/orchestrator/api/wire"
 	"github.com/autonomyops/orchestrator/ctl"
 	"github.com/autonomyops/orchestrator/node/proctest"
 )
@@ -81,7 +81,7 @@ func TestReload_SighupSwapsTheTokensFile(t *testing.T) {
 	}
 	l := c.WaitLeader(30 * time.Second)
 	code, _, b := do(t, "GET", l.URL()+"/v1/audit", "admin-token-2", "", nil)
-	var ar api.AuditResponse
+	var ar wire.AuditResponse
 	json.Unmarshal(b, &ar)
 	reloaded := map[string]bool{}
 	for _, r := range ar.Records {
@@ -156,8 +156,9 @@ func TestReload_SighupSwapsTLSCertificates(t *testing.T) {
 	pool := x509.NewCertPool()
 	pool.AppendCertsFromPEM(caPEM)
 	saved := proctest.Client.Transport
-	proctest.Client.Transport = &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool}}
-	defer func() { proctest.Client.Transport = saved }()
+	tr := &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool}}
+	proctest.Client.Transport = tr
+	defer func() { proctest.Client.Transport = saved; tr.CloseIdleConnections() }()
 	c.Start()
 	c.WaitLeader(60 * time.Second)
 	n1 := c.Node("n1")

@@ -11,7 +11,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/autonomyops/orchestrator/api"
+	"github.com/autonomyops/orchestrator/api/wire"
 	"github.com/autonomyops/orchestrator/node/proctest"
 )
 
@@ -50,7 +50,7 @@ func TestRetention_BoundedDiskOnEveryNode(t *testing.T) {
 			t.Fatalf("batch %d: %d %s", b, code, body)
 		}
 		if b == 0 {
-			var ir api.IngestResponse
+			var ir wire.IngestResponse
 			json.Unmarshal(body, &ir)
 			firstSeq = ir.Seqs[0]
 		}
@@ -83,14 +83,14 @@ func TestRetention_BoundedDiskOnEveryNode(t *testing.T) {
 		t.Helper()
 		l := c.WaitLeader(30 * time.Second)
 		code, _, body := do(t, "GET", l.URL()+"/v1/fleet/summary", "", "", nil)
-		var fs api.FleetSummary
+		var fs wire.FleetSummary
 		json.Unmarshal(body, &fs)
 		if code != 200 || len(fs.Agents) != 5 || fs.Events != 3500 || fs.ByKind["k0"] != 34*35 {
 			t.Fatalf("%s: fleet summary forgot trimmed events: %d %s", when, code, body)
 		}
 		// A retry of the very first event, whose frame is long trimmed.
 		code, _, body = do(t, "POST", l.URL()+"/v1/telemetry/events", "", fmt.Sprintf(`{"id":"ev-0-0","kind":"k0","agent":"agent-0","pad":%q}`, pad), nil)
-		var ir api.IngestResponse
+		var ir wire.IngestResponse
 		json.Unmarshal(body, &ir)
 		if code != 200 || len(ir.Seqs) != 1 || ir.Seqs[0] != firstSeq {
 			t.Fatalf("%s: retry of a trimmed event got %d %s, want Seq=%d", when, code, body, firstSeq)

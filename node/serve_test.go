@@ -14,7 +14,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/autonomyops/orchestrator/api"
+	"github.com/autonomyops/orchestrator/api/wire"
 	"github.com/autonomyops/orchestrator/node/proctest"
 	"github.com/autonomyops/orchestrator/walrepl"
 )
@@ -72,7 +72,7 @@ func TestServe_KillDashNineLosesNoAckedEvent(t *testing.T) {
 					if err != nil || code != http.StatusOK {
 						continue // unknown outcome: not acknowledged
 					}
-					var ir api.IngestResponse
+					var ir wire.IngestResponse
 					if json.Unmarshal(body, &ir) != nil || len(ir.Seqs) != 1 {
 						t.Errorf("bad ingest answer %s", body)
 						return

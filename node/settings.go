@@ -2,12 +2,12 @@ package node
 
 import (
 	"context"
-	"strings"
 	"time"
 
+	"github.com/autonomyops/orchestrator/cluster"
 	"github.com/autonomyops/orchestrator/settings"
+	"github.com/autonomyops/orchestrator/walrepl"
 	"github.com/sirupsen/logrus"
-	clientv3 "go.etcd.io/etcd/client/v3"
 )
 
 // Live settings: every node watches the config/ prefix in etcd and applies
@@ -34,21 +34,19 @@ func settingsDefaults(cfg Config) settings.Values {
 	}
 }
 
-func (n *Node) settingsPrefix() string { return n.member.Prefix() + "config/" }
-
 // readSettings reads every stored setting and the revision of the read.
 func (n *Node) readSettings(ctx context.Context) (map[string]settings.Stored, int64, error) {
 	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
-	resp, err := n.member.Client().Get(ctx, n.settingsPrefix(), clientv3.WithPrefix())
+	all, rev, err := n.member.Settings(ctx)
 	if err != nil {
 		return nil, 0, err
 	}
 	stored := map[string]settings.Stored{}
-	for _, kv := range resp.Kvs {
-		stored[strings.TrimPrefix(string(kv.Key), n.settingsPrefix())] = settings.Stored{Value: kv.Value, Revision: kv.ModRevision}
+	for _, st := range all {
+		stored[st.Key] = settings.Stored{Value: st.Value, Revision: st.Revision}
 	}
-	return stored, resp.Header.Revision, nil
+	return stored, rev, nil
 }
 
 // loadSettings applies the stored settings once, before the node serves.
@@ -75,35 +73,29 @@ func (n *Node) watchSettings(ctx context.Context, stored map[string]settings.Sto
 			if err != nil {
 				if ctx.Err() == nil {
 					n.log.WithError(err).Warn("SETTINGS_READ_FAILED: retrying")
-					sleepCtx(ctx, time.Second)
+					walrepl.Sleep(ctx, time.Second)
 				}
 				continue
 			}
 			stored, rev = s, r
 			n.applySettings(stored, rev)
 		}
-		wctx, cancel := context.WithCancel(ctx)
-		for wr := range n.member.Client().Watch(wctx, n.settingsPrefix(), clientv3.WithPrefix(), clientv3.WithRev(rev+1)) {
-			if err := wr.Err(); err != nil {
-				if ctx.Err() == nil {
-					n.log.WithError(err).Warn("SETTINGS_WATCH_FAILED: reading the settings again")
-				}
-				break
-			}
-			for _, ev := range wr.Events {
-				key := strings.TrimPrefix(string(ev.Kv.Key), n.settingsPrefix())
-				if ev.Type == clientv3.EventTypeDelete {
-					delete(stored, key)
+		err := n.member.WatchSettings(ctx, rev, func(r int64, changes []cluster.SettingEvent) {
+			for _, ev := range changes {
+				if ev.Deleted {
+					delete(stored, ev.Key)
 				} else {
-					stored[key] = settings.Stored{Value: ev.Kv.Value, Revision: ev.Kv.ModRevision}
+					stored[ev.Key] = settings.Stored{Value: ev.Value, Revision: ev.Revision}
 				}
 			}
-			rev = wr.Header.Revision
+			rev = r
 			n.applySettings(stored, rev)
+		})
+		if err != nil && ctx.Err() == nil {
+			n.log.WithError(err).Warn("SETTINGS_WATCH_FAILED: reading the settings again")
 		}
-		cancel()
 		stored = nil // read everything again before the next watch
-		sleepCtx(ctx, 200*time.Millisecond)
+		walrepl.Sleep(ctx, 200*time.Millisecond)
 	}
 }
 

@@ -10,7 +10,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/autonomyops/orchestrator/api"
+	"github.com/autonomyops/orchestrator/api/client"
+	"github.com/autonomyops/orchestrator/api/wire"
 	"github.com/autonomyops/orchestrator/ctl"
 	"github.com/autonomyops/orchestrator/node/proctest"
 	"github.com/autonomyops/orchestrator/settings"
@@ -28,7 +29,7 @@ func (sc *settingsCluster) leader() *proctest.Node { return sc.c.WaitLeader(30 *
 // put writes a setting on the leader and fails unless it is accepted.
 func (sc *settingsCluster) put(key, value string) {
 	sc.t.Helper()
-	code, _, b := do(sc.t, "PUT", sc.leader().URL()+api.SettingPath(key), "", `{"value":`+value+`}`, nil)
+	code, _, b := do(sc.t, "PUT", sc.leader().URL()+client.SettingPath(key), "", `{"value":`+value+`}`, nil)
 	if code != http.StatusOK {
 		sc.t.Fatalf("PUT %s = %s: %d %s", key, value, code, b)
 	}
@@ -36,22 +37,22 @@ func (sc *settingsCluster) put(key, value string) {
 
 func (sc *settingsCluster) del(key string) {
 	sc.t.Helper()
-	code, _, b := do(sc.t, "DELETE", sc.leader().URL()+api.SettingPath(key), "", "", nil)
+	code, _, b := do(sc.t, "DELETE", sc.leader().URL()+client.SettingPath(key), "", "", nil)
 	if code != http.StatusOK {
 		sc.t.Fatalf("DELETE %s: %d %s", key, code, b)
 	}
 }
 
 // applied returns what node n applies for key.
-func applied(t *testing.T, n *proctest.Node, key string) (api.SettingInfo, bool) {
+func applied(t *testing.T, n *proctest.Node, key string) (wire.SettingInfo, bool) {
 	resp, err := proctest.Client.Get(n.URL() + "/v1/node/settings")
 	if err != nil {
-		return api.SettingInfo{}, false
+		return wire.SettingInfo{}, false
 	}
 	defer resp.Body.Close()
-	var ns api.NodeSettings
+	var ns wire.NodeSettings
 	if json.NewDecoder(resp.Body).Decode(&ns) != nil || ns.Node != n.Name {
-		return api.SettingInfo{}, false
+		return wire.SettingInfo{}, false
 	}
 	for _, s := range ns.Settings {
 		if s.Key == key {
@@ -59,7 +60,7 @@ func applied(t *testing.T, n *proctest.Node, key string) (api.SettingInfo, bool)
 		}
 	}
 	t.Fatalf("%s: /v1/node/settings lacks %s", n.Name, key)
-	return api.SettingInfo{}, false
+	return wire.SettingInfo{}, false
 }
 
 // waitApplied waits until every node applies value (compact JSON) for key
@@ -97,10 +98,10 @@ func (sc *settingsCluster) failoverTo(n *proctest.Node) {
 	}
 }
 
-func ingestBody(t *testing.T, base, body string) (int, api.IngestResponse, string) {
+func ingestBody(t *testing.T, base, body string) (int, wire.IngestResponse, string) {
 	t.Helper()
 	code, _, b := do(t, "POST", base+"/v1/telemetry/events", "", body, nil)
-	var ir api.IngestResponse
+	var ir wire.IngestResponse
 	json.Unmarshal(b, &ir)
 	return code, ir, string(b)
 }
@@ -155,8 +156,8 @@ func TestSettings_LiveOnEveryNode(t *testing.T) {
 			{"retention/max_age", `"1s"`, "bad_setting"},
 			{"log/level", `"verbose"`, "bad_setting"},
 		} {
-			code, _, b := do(t, "PUT", leader.URL()+api.SettingPath(tc.key), "", `{"value":`+tc.value+`}`, nil)
-			var er api.ErrorResponse
+			code, _, b := do(t, "PUT", leader.URL()+client.SettingPath(tc.key), "", `{"value":`+tc.value+`}`, nil)
+			var er wire.ErrorResponse
 			json.Unmarshal(b, &er)
 			if code != http.StatusBadRequest || er.Error != tc.code || len(er.Settings) != len(settings.Schema()) {
 				t.Errorf("PUT %s = %s: %d %s", tc.key, tc.value, code, b)
@@ -166,7 +167,7 @@ func TestSettings_LiveOnEveryNode(t *testing.T) {
 					t.Errorf("PUT %s = %s: the message does not list %s with %s:\n%s", tc.key, tc.value, s.Key, s.Bounds(), er.Message)
 				}
 			}
-			if code, _, b := do(t, "GET", leader.URL()+api.SettingPath(tc.key), "", "", nil); code != http.StatusNotFound {
+			if code, _, b := do(t, "GET", leader.URL()+client.SettingPath(tc.key), "", "", nil); code != http.StatusNotFound {
 				t.Errorf("after a refused PUT, %s is stored: %d %s", tc.key, code, b)
 			}
 		}

@@ -52,8 +52,9 @@ func TestTLS_ClusterWithMutualTLSGossipKeyAndTokens(t *testing.T) {
 	pool := x509.NewCertPool()
 	pool.AppendCertsFromPEM(caPEM)
 	saved := proctest.Client.Transport
-	proctest.Client.Transport = bearer{base: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool}}, token: "admin-token"}
-	defer func() { proctest.Client.Transport = saved }()
+	ht := &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool}}
+	proctest.Client.Transport = bearer{base: ht, token: "admin-token"}
+	defer func() { proctest.Client.Transport = saved; ht.CloseIdleConnections() }()
 
 	c.Start()
 	leader := c.WaitLeader(60 * time.Second)
@@ -68,8 +69,11 @@ func TestTLS_ClusterWithMutualTLSGossipKeyAndTokens(t *testing.T) {
 	}
 
 	// Plain HTTP to the HTTPS API fails.
-	if resp, err := http.Get(strings.Replace(leader.URL(), "https://", "http://", 1) + "/v1/health"); err == nil && resp.StatusCode == 200 {
-		t.Fatal("the API answered plain HTTP")
+	if resp, err := http.Get(strings.Replace(leader.URL(), "https://", "http://", 1) + "/v1/health"); err == nil {
+		resp.Body.Close()
+		if resp.StatusCode == 200 {
+			t.Fatal("the API answered plain HTTP")
+		}
 	}
 	// A peer whose certificate comes from another CA is refused.
 	evil := t.TempDir()

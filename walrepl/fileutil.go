@@ -22,9 +22,12 @@ func fdatasync(f *os.File) error {
 	}
 }
 
-// syncDir fsyncs a directory so that entries created, renamed or removed in
-// it are durable.
-func syncDir(dir string) error {
+// syncDir is SyncDir, by the name this package's files call it.
+func syncDir(dir string) error { return SyncDir(dir) }
+
+// SyncDir fsyncs a directory so that entries created, renamed or removed in
+// it are durable. The one copy: autonomyctl uses it too.
+func SyncDir(dir string) error {
 	d, err := os.Open(dir)
 	if err != nil {
 		return err

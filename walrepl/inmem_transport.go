@@ -147,20 +147,6 @@ type inmemTransport struct {
 	from string
 }
 
-func sleepOrDone(ctx context.Context, d time.Duration) error {
-	if d <= 0 {
-		return ctx.Err()
-	}
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-t.C:
-		return nil
-	case <-ctx.Done():
-		return ctx.Err()
-	}
-}
-
 // call delivers a request and its answer, both subject to cuts and delay.
 func call[Req, Resp any](ctx context.Context, t *inmemTransport, kind, to string, req Req, h func(Handler, context.Context, Req) Resp) (Resp, error) {
 	var zero Resp
@@ -169,14 +155,14 @@ func call[Req, Resp any](ctx context.Context, t *inmemTransport, kind, to string
 	if err != nil {
 		return zero, err
 	}
-	if err := sleepOrDone(ctx, d); err != nil {
+	if err := Sleep(ctx, d); err != nil {
 		return zero, err
 	}
 	resp := h(hd, ctx, req)
 	if !t.net.linkUp(to, t.from) {
 		return zero, fmt.Errorf("%w: %s → %s (answer lost)", ErrUnreachable, to, t.from)
 	}
-	if err := sleepOrDone(ctx, d); err != nil {
+	if err := Sleep(ctx, d); err != nil {
 		return zero, err
 	}
 	return resp, nil
@@ -251,7 +237,7 @@ func deliver[T any](s *inmemStream, from, to string, ch chan T, m T) error {
 		s.close(err)
 		return err
 	}
-	if err := sleepOrDone(s.ctx, d); err != nil {
+	if err := Sleep(s.ctx, d); err != nil {
 		return s.err()
 	}
 	select {

@@ -141,6 +141,7 @@ func runRandomSchedule(t *testing.T, seed int64) {
 			for _, x := range c.names {
 				c.checkAcked(acked, x)
 			}
+			c.checkHistory(acked, leader)
 		}
 	}
 

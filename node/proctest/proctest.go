@@ -20,7 +20,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/autonomyops/orchestrator/api"
+	"github.com/autonomyops/orchestrator/api/wire"
+	"github.com/autonomyops/orchestrator/test/checker"
 )
 
 var (
@@ -270,8 +271,8 @@ var Client = &http.Client{
 }
 
 // Health returns the node's /v1/health status code and body.
-func (n *Node) Health() (int, api.Health) {
-	var h api.Health
+func (n *Node) Health() (int, wire.Health) {
+	var h wire.Health
 	resp, err := Client.Get(n.URL() + "/v1/health")
 	if err != nil {
 		return 0, h
@@ -313,16 +314,16 @@ func Post(ctx context.Context, url, body string) (int, []byte, error) {
 }
 
 // AllEvents reads every committed event from a node's API, paging by Seq.
-func AllEvents(t testing.TB, base string) []api.Event {
+func AllEvents(t testing.TB, base string) []wire.Event {
 	t.Helper()
-	var out []api.Event
+	var out []wire.Event
 	after := uint64(0)
 	for {
 		resp, err := Client.Get(fmt.Sprintf("%s/v1/telemetry/events?after_seq=%d&limit=10000", base, after))
 		if err != nil {
 			t.Fatal(err)
 		}
-		var er api.EventsResponse
+		var er wire.EventsResponse
 		err = json.NewDecoder(resp.Body).Decode(&er)
 		resp.Body.Close()
 		if err != nil || resp.StatusCode != http.StatusOK {
@@ -337,16 +338,16 @@ func AllEvents(t testing.TB, base string) []api.Event {
 }
 
 // AllFrames reads every committed frame of a node's own WAL via /v1/wal/inspect.
-func AllFrames(t testing.TB, base string) []api.Frame {
+func AllFrames(t testing.TB, base string) []wire.Frame {
 	t.Helper()
-	var out []api.Frame
+	var out []wire.Frame
 	after := uint64(0)
 	for {
 		resp, err := Client.Get(fmt.Sprintf("%s/v1/wal/inspect?after_seq=%d&limit=10000", base, after))
 		if err != nil {
 			t.Fatal(err)
 		}
-		var ir api.InspectResponse
+		var ir wire.InspectResponse
 		err = json.NewDecoder(resp.Body).Decode(&ir)
 		resp.Body.Close()
 		if err != nil || resp.StatusCode != http.StatusOK {
@@ -498,7 +499,7 @@ func (w *Writer) Write(ctx context.Context, id string) uint64 {
 		cancel()
 		switch resp.StatusCode {
 		case http.StatusOK:
-			var ir api.IngestResponse
+			var ir wire.IngestResponse
 			if json.Unmarshal(b, &ir) != nil || len(ir.Seqs) != 1 {
 				w.c.t.Errorf("bad ingest answer %s", b)
 				return 0
@@ -552,44 +553,26 @@ func (w *Writer) Snapshot() map[string]uint64 {
 	return out
 }
 
-// CheckAllNodes verifies, on every running node, that each acknowledged
-// event is present exactly once at its Seq, and that all nodes hold identical
-// frames up to the smallest safe_seq among them.
+// CheckAllNodes checks every running node's committed log with the
+// project's history checker (test/checker): each acknowledged event is
+// present exactly once at its Seq on every node, the nodes hold identical
+// frames where their logs overlap, and each log is well formed (no Seq gap,
+// epochs that begin with their epoch-start frame and never go back, one
+// leader an epoch). The history is partial: only the acknowledged events
+// are listed, and the logs may be trimmed by retention.
 func (c *Cluster) CheckAllNodes(acked map[string]uint64) {
 	c.t.Helper()
-	var ref []api.Frame
-	var refName string
+	logs := map[string][]wire.Frame{}
 	for _, n := range c.Nodes {
-		if !n.Running() {
-			continue
+		if n.Running() {
+			logs[n.Name] = AllFrames(c.t, n.URL())
 		}
-		frames := AllFrames(c.t, n.URL())
-		ids := map[string]int{}
-		bySeq := map[uint64]string{}
-		for _, f := range frames {
-			var ev struct{ ID string }
-			json.Unmarshal(f.Event, &ev)
-			if ev.ID != "" {
-				ids[ev.ID]++
-				bySeq[f.Seq] = ev.ID
-			}
-		}
-		for id, seq := range acked {
-			if ids[id] != 1 || bySeq[seq] != id {
-				c.t.Errorf("%s: acknowledged event %s (Seq=%d) present %d times; Seq=%d holds %q", n.Name, id, seq, ids[id], seq, bySeq[seq])
-			}
-		}
-		if ref == nil {
-			ref, refName = frames, n.Name
-			continue
-		}
-		m := min(len(ref), len(frames))
-		for i := 0; i < m; i++ {
-			a, b := ref[i], frames[i]
-			if a.Seq != b.Seq || a.Epoch != b.Epoch || !a.TS.Equal(b.TS) || a.Type != b.Type || string(a.Event) != string(b.Event) {
-				c.t.Errorf("%s and %s differ at Seq=%d", refName, n.Name, a.Seq)
-				break
-			}
-		}
+	}
+	events := make([]checker.Event, 0, len(acked))
+	for id, seq := range acked {
+		events = append(events, checker.Event{ID: id, Outcome: checker.OK, Seq: seq})
+	}
+	for _, e := range checker.CheckWith(logs, events, checker.Options{Partial: true}).Errors {
+		c.t.Error(e)
 	}
 }

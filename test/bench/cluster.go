@@ -12,7 +12,7 @@ import (
 	"sync"
 	"time"
 
-	"github.com/autonomyops/orchestrator/api"
+	"github.com/autonomyops/orchestrator/api/wire"
 )
 
 // node is one autonomy-orchestrator of the cluster under test, started like
@@ -167,7 +167,7 @@ func (c *orchCluster) waitSteady(ctx context.Context, d time.Duration, lagMax ui
 			}
 		}
 		if l := c.leader(ctx); l != nil {
-			var st api.HAStatus
+			var st wire.HAStatus
 			if code, err := getJSON(ctx, l.api+"/v1/ha/status", &st); err == nil && code == http.StatusOK {
 				ok := len(st.Members) == len(c.nodes) && st.Quorum.Healthy == len(c.nodes)
 				for _, m := range st.Members {
@@ -234,7 +234,7 @@ func ingestOp(cli *http.Client, url, phase string, perReq int) opFunc {
 		if resp.StatusCode != http.StatusOK {
 			return fmt.Errorf("status %d: %s", resp.StatusCode, bytes.TrimSpace(b))
 		}
-		var ir api.IngestResponse
+		var ir wire.IngestResponse
 		if err := json.Unmarshal(b, &ir); err != nil || len(ir.Seqs) != perReq {
 			return fmt.Errorf("bad answer %q", b)
 		}
@@ -317,7 +317,7 @@ func measureCluster(ctx context.Context, ws *workspace, bin string, o *options, 
 		}
 		res.RSSMiB[n.name] = round(float64(n.peakKB)/1024, 1)
 		res.Meta.RSS[n.name] = rssMeta{PeakMiB: round(float64(n.peakKB)/1024, 1), EndMiB: round(float64(end)/1024, 1)}
-		var ws api.WALStatus
+		var ws wire.WALStatus
 		if code, err := getJSON(ctx, n.api+"/v1/wal/status", &ws); err == nil && code == http.StatusOK {
 			res.Meta.WALBytes[n.name] = ws.Bytes
 		}

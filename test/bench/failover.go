@@ -10,6 +10,8 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/autonomyops/orchestrator/walrepl"
 )
 
 // failoverWriters keep this many clients writing through the failovers, so
@@ -49,7 +51,7 @@ func measureFailovers(ctx context.Context, c *orchCluster, n int, res *results) 
 		}
 		// A second of steady writes, so gossip and the followers' view of
 		// the leader are settled as they would be in service.
-		if err := sleepCtx(ctx, time.Second); err != nil {
+		if err := walrepl.Sleep(ctx, time.Second); err != nil {
 			return err
 		}
 		l.sampleRSS()
@@ -65,7 +67,7 @@ func measureFailovers(ctx context.Context, c *orchCluster, n int, res *results) 
 				fm.Ms, fm.TimedOut = float64(failoverTimeout.Milliseconds()), true
 				break
 			}
-			if err := sleepCtx(ctx, 5*time.Millisecond); err != nil {
+			if err := walrepl.Sleep(ctx, 5*time.Millisecond); err != nil {
 				return err
 			}
 		}
@@ -99,7 +101,7 @@ func failoverWriter(ctx context.Context, c *orchCluster, cli *http.Client, w int
 		resp, err := cli.Do(req)
 		if err != nil {
 			target = ""
-			sleepCtx(ctx, 10*time.Millisecond)
+			walrepl.Sleep(ctx, 10*time.Millisecond)
 			continue
 		}
 		io.Copy(io.Discard, resp.Body)
@@ -107,28 +109,17 @@ func failoverWriter(ctx context.Context, c *orchCluster, cli *http.Client, w int
 		switch resp.StatusCode {
 		case http.StatusOK:
 			acks.add(sent, time.Now())
-			sleepCtx(ctx, 5*time.Millisecond) // a steady trickle, not a load test
+			walrepl.Sleep(ctx, 5*time.Millisecond) // a steady trickle, not a load test
 		case http.StatusTemporaryRedirect:
 			if loc := resp.Header.Get("Location"); loc != "" && !strings.HasPrefix(target, strings.TrimSuffix(loc, "/v1/telemetry/events")) {
 				target = loc
 				continue
 			}
 			target = ""
-			sleepCtx(ctx, 10*time.Millisecond)
+			walrepl.Sleep(ctx, 10*time.Millisecond)
 		default:
 			target = ""
-			sleepCtx(ctx, 10*time.Millisecond)
+			walrepl.Sleep(ctx, 10*time.Millisecond)
 		}
-	}
-}
-
-func sleepCtx(ctx context.Context, d time.Duration) error {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-t.C:
-		return nil
-	case <-ctx.Done():
-		return ctx.Err()
 	}
 }

@@ -13,7 +13,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/autonomyops/orchestrator/api"
+	"github.com/autonomyops/orchestrator/api/wire"
 )
 
 // httpClient never follows redirects: the workload follows them itself, to
@@ -51,15 +51,15 @@ func getJSON(ctx context.Context, url string, timeout time.Duration, out any) (i
 }
 
 // Health is GET /v1/health on one node: its status code and body.
-func (n *Node) Health(ctx context.Context) (int, api.Health, error) {
-	var h api.Health
+func (n *Node) Health(ctx context.Context) (int, wire.Health, error) {
+	var h wire.Health
 	code, err := getJSON(ctx, n.URL()+"/v1/health", time.Second, &h)
 	return code, h, err
 }
 
 // WALStatus is GET /v1/wal/status on one node.
-func (n *Node) WALStatus(ctx context.Context) (api.WALStatus, error) {
-	var ws api.WALStatus
+func (n *Node) WALStatus(ctx context.Context) (wire.WALStatus, error) {
+	var ws wire.WALStatus
 	code, err := getJSON(ctx, n.URL()+"/v1/wal/status", time.Second, &ws)
 	if err == nil && code != http.StatusOK {
 		err = fmt.Errorf("GET /v1/wal/status on %s: status %d", n.Name, code)
@@ -69,12 +69,12 @@ func (n *Node) WALStatus(ctx context.Context) (api.WALStatus, error) {
 
 // Frames reads every committed frame of the node's own WAL, paging forward
 // with after_seq, and the safe_seq of the last page.
-func (n *Node) Frames(ctx context.Context) ([]api.Frame, uint64, error) {
-	var out []api.Frame
+func (n *Node) Frames(ctx context.Context) ([]wire.Frame, uint64, error) {
+	var out []wire.Frame
 	var safe uint64
 	after := uint64(0)
 	for {
-		var ir api.InspectResponse
+		var ir wire.InspectResponse
 		code, err := getJSON(ctx, fmt.Sprintf("%s/v1/wal/inspect?after_seq=%d&limit=10000", n.URL(), after), 30*time.Second, &ir)
 		if err != nil {
 			return nil, 0, err
@@ -129,7 +129,7 @@ func postEvent(ctx context.Context, base, body string, timeout time.Duration) po
 	}
 	switch resp.StatusCode {
 	case http.StatusOK:
-		var ir api.IngestResponse
+		var ir wire.IngestResponse
 		if err := json.Unmarshal(b, &ir); err != nil || len(ir.Seqs) != 1 {
 			r.err = fmt.Errorf("bad ingest answer %.200q", b)
 			return r
@@ -138,7 +138,7 @@ func postEvent(ctx context.Context, base, body string, timeout time.Duration) po
 	case http.StatusTemporaryRedirect, http.StatusPermanentRedirect:
 		r.location = resp.Header.Get("Location")
 	default:
-		var er api.ErrorResponse
+		var er wire.ErrorResponse
 		if json.Unmarshal(b, &er) == nil {
 			r.code = er.Error
 		}
@@ -156,11 +156,11 @@ func refused(err error) bool {
 // PlannedFailover is POST /v1/ha/failover on n (which must lead) with
 // {"to": to}: the product's planned handover, as `autonomyctl ha failover`
 // sends it.
-func (n *Node) PlannedFailover(ctx context.Context, to string, timeout time.Duration) (api.FailoverResponse, error) {
-	var fr api.FailoverResponse
+func (n *Node) PlannedFailover(ctx context.Context, to string, timeout time.Duration) (wire.FailoverResponse, error) {
+	var fr wire.FailoverResponse
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
-	body, _ := json.Marshal(api.FailoverRequest{To: to})
+	body, _ := json.Marshal(wire.FailoverRequest{To: to})
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, n.URL()+"/v1/ha/failover", strings.NewReader(string(body)))
 	if err != nil {
 		return fr, err

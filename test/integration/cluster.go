@@ -14,7 +14,7 @@ import (
 	"sync"
 	"time"
 
-	"github.com/autonomyops/orchestrator/api"
+	"github.com/autonomyops/orchestrator/api/wire"
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.uber.org/zap"
 )
@@ -218,10 +218,10 @@ func parallel(nodes []*Node, fn func(*Node) error) error {
 func (c *Cluster) StartAll() error { return parallel(c.Nodes, (*Node).Start) }
 
 // Leaders returns the nodes whose /v1/health answers 200, with their health.
-func (c *Cluster) Leaders(ctx context.Context) ([]*Node, []api.Health) {
+func (c *Cluster) Leaders(ctx context.Context) ([]*Node, []wire.Health) {
 	var mu sync.Mutex
 	var ns []*Node
-	var hs []api.Health
+	var hs []wire.Health
 	parallel(c.Nodes, func(n *Node) error {
 		code, h, err := n.Health(ctx)
 		if err == nil && code == http.StatusOK {
@@ -236,7 +236,7 @@ func (c *Cluster) Leaders(ctx context.Context) ([]*Node, []api.Health) {
 
 // WaitLeader waits up to d until exactly one node, not among exclude,
 // answers /v1/health 200 (and no excluded one does) and returns it.
-func (c *Cluster) WaitLeader(d time.Duration, exclude ...*Node) (*Node, api.Health, error) {
+func (c *Cluster) WaitLeader(d time.Duration, exclude ...*Node) (*Node, wire.Health, error) {
 	deadline := time.Now().Add(d)
 	for {
 		ns, hs := c.Leaders(context.Background())
@@ -250,7 +250,7 @@ func (c *Cluster) WaitLeader(d time.Duration, exclude ...*Node) (*Node, api.Heal
 			}
 		}
 		if time.Now().After(deadline) {
-			return nil, api.Health{}, fmt.Errorf("no single leader (excluding %v) within %s; healthy now: %v", exclude, d, ns)
+			return nil, wire.Health{}, fmt.Errorf("no single leader (excluding %v) within %s; healthy now: %v", exclude, d, ns)
 		}
 		time.Sleep(50 * time.Millisecond)
 	}

@@ -15,8 +15,8 @@ import (
 	"time"
 
 	"github.com/anishathalye/porcupine"
-
-	"github.com/autonomyops/orchestrator/api"
+	"github.com/autonomyops/orchestrator/api/wire"
+	"github.com/autonomyops/orchestrator/test/checker"
 )
 
 // Scenario is one fault scenario of issue 5.
@@ -39,7 +39,7 @@ type Result struct {
 	Acked     int
 	Failed    int
 	Unknown   int
-	Check     CheckResult
+	Check     checker.CheckResult
 	Failovers []time.Duration
 	Errors    []string
 	Notes     []string
@@ -154,7 +154,7 @@ func (s *S) healAll() []error {
 }
 
 // Leader waits for the single serving leader.
-func (s *S) Leader() (*Node, api.Health, error) {
+func (s *S) Leader() (*Node, wire.Health, error) {
 	return s.C.WaitLeader(30 * time.Second)
 }
 
@@ -294,7 +294,7 @@ func runScenario(t *testing.T, env Env, sc *Scenario, rep int) *Result {
 		// Check what there is anyway: lost and divergent frames are the
 		// interesting part of a failure to converge.
 	}
-	logs := map[string][]api.Frame{}
+	logs := map[string][]wire.Frame{}
 	for _, n := range c.Nodes {
 		if st := n.State(); !st.Running {
 			// It failed for good: read its committed frames from its disk.
@@ -320,13 +320,13 @@ func runScenario(t *testing.T, env Env, sc *Scenario, rep int) *Result {
 	} else if l, _, lerr := c.WaitLeader(5 * time.Second); lerr == nil {
 		ref = l.Name
 	}
-	res.Check = Check(logs, s.W.Events(), ref)
+	res.Check = checker.Check(logs, s.W.Events(), ref)
 	for _, e := range res.Check.Errors {
 		fail("checker: %s", e)
 	}
 	if refLog, ok := logs[ref]; ok {
 		t0 := time.Now()
-		lin, why := CheckLinearizable(s.W.Events(), refLog, 2*time.Minute)
+		lin, why := checker.CheckLinearizable(s.W.Events(), refLog, 2*time.Minute)
 		s.Logf("porcupine: %s over %d events in %s", lin, len(s.W.Events()), time.Since(t0).Round(time.Millisecond))
 		switch lin {
 		case porcupine.Illegal:

@@ -10,7 +10,7 @@ import (
 	"os"
 	"time"
 
-	"github.com/autonomyops/orchestrator/api"
+	"github.com/autonomyops/orchestrator/api/wire"
 )
 
 // The WAL's byte layout (docs/wal-format.md), for editing a stopped node's
@@ -147,7 +147,7 @@ func tearTail(path string, persistedSafe uint64) (string, error) {
 // committedFramesOnDisk reads a stopped node's committed frames (up to its
 // persisted safe_seq) from its WAL file, in the API's shape: the checker's
 // view of a node that cannot answer any more.
-func committedFramesOnDisk(n *Node) ([]api.Frame, error) {
+func committedFramesOnDisk(n *Node) ([]wire.Frame, error) {
 	safe, err := n.PersistedSafeSeq()
 	if err != nil {
 		return nil, err
@@ -160,7 +160,7 @@ func committedFramesOnDisk(n *Node) ([]api.Frame, error) {
 	if err != nil {
 		return nil, err
 	}
-	var out []api.Frame
+	var out []wire.Frame
 	for _, f := range fs {
 		if f.Seq > safe {
 			break
@@ -170,7 +170,7 @@ func committedFramesOnDisk(n *Node) ([]api.Frame, error) {
 		if f.Type == 2 {
 			typ = "epoch_start"
 		}
-		out = append(out, api.Frame{Seq: f.Seq, Epoch: f.Epoch, TS: time.Unix(0, int64(binary.LittleEndian.Uint64(h[24:]))).UTC(),
+		out = append(out, wire.Frame{Seq: f.Seq, Epoch: f.Epoch, TS: time.Unix(0, int64(binary.LittleEndian.Uint64(h[24:]))).UTC(),
 			Type: typ, Event: json.RawMessage(append([]byte(nil), h[frameHeaderSize:]...))})
 	}
 	return out, nil

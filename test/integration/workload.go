@@ -11,44 +11,28 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/autonomyops/orchestrator/test/checker"
+	"github.com/autonomyops/orchestrator/walrepl"
 )
 
-// Outcome is what a client knows about one event.
-type Outcome int
+// The history of the clients' events is the checker's (test/checker).
+type (
+	Outcome = checker.Outcome
+	Event   = checker.Event
+)
 
+// What a client knows about one event (checker.Outcome).
 const (
-	Pending Outcome = iota
-	// OK: acknowledged (200 with its Seq). It must be on every node, once.
-	OK
-	// Failed: every attempt was refused before a leader could write it
-	// (dial refused, no_leader from a follower, 4xx). It must be nowhere.
-	Failed
-	// Unknown: some attempt may have been written (timeout, reset, 5xx
-	// after the leader took it). It may be anywhere, at most once.
-	Unknown
+	Pending = checker.Pending
+	OK      = checker.OK
+	Failed  = checker.Failed
+	Unknown = checker.Unknown
 )
-
-func (o Outcome) String() string {
-	return [...]string{"pending", "ok", "failed", "unknown"}[o]
-}
 
 type ackRec struct {
 	sent, at, firstSent time.Time
 	by                  string
-}
-
-// Event is the history of one event id.
-type Event struct {
-	ID        string
-	Outcome   Outcome
-	Seq       uint64    // acknowledged Seq
-	AckedBy   string    // the node that answered 200
-	FirstTry  bool      // acknowledged on the first request sent to a node
-	FirstSent time.Time // first request
-	AckSent   time.Time // the request that was acknowledged
-	AckAt     time.Time
-	Attempts  int
-	Pinned    string
 }
 
 // Workload posts events with unique ids and records every outcome.
@@ -96,7 +80,7 @@ func (w *Workload) Start(k int, opt WriterOpts) context.CancelFunc {
 			for ctx.Err() == nil {
 				w.WriteOne(ctx, opt.Pin)
 				if opt.Interval > 0 {
-					sleepCtx(ctx, opt.Interval)
+					walrepl.Sleep(ctx, opt.Interval)
 				}
 			}
 		}()
@@ -204,7 +188,7 @@ func (w *Workload) WriteOne(ctx context.Context, pin *Node) Event {
 			}
 			target = ""
 		}
-		sleepCtx(ctx, 50*time.Millisecond)
+		walrepl.Sleep(ctx, 50*time.Millisecond)
 	}
 	final = Failed
 	if ambiguous {
@@ -309,13 +293,4 @@ func (w *Workload) WaitAcks(t time.Time, k int, d time.Duration) bool {
 		time.Sleep(50 * time.Millisecond)
 	}
 	return false
-}
-
-func sleepCtx(ctx context.Context, d time.Duration) {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-t.C:
-	case <-ctx.Done():
-	}
 }

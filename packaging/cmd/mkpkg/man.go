@@ -14,8 +14,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/autonomyops/orchestrator/ctl/manpage"
 	"github.com/spf13/cobra"
-	"github.com/spf13/cobra/doc"
 	"github.com/spf13/pflag"
 )
 
@@ -64,8 +64,7 @@ func generateMan(ctx context.Context, bin, version, dir string, date time.Time) 
 			return nil, fmt.Errorf("mkpkg: man pages of %s: `%s __genman` failed (%v: %s) and its --help could not be read: %w",
 				name, name, err, strings.TrimSpace(string(out)), herr)
 		}
-		header := &doc.GenManHeader{Section: "1", Date: &date, Source: "AutonomyOps " + version, Manual: "AutonomyOps Manual"}
-		if err := doc.GenManTree(root, header, raw); err != nil {
+		if err := manpage.Write(root, raw, version, date); err != nil {
 			return nil, fmt.Errorf("mkpkg: man pages of %s: %w", name, err)
 		}
 	}
@@ -160,7 +159,7 @@ func helpTree(ctx context.Context, bin string, path []string, hostname string, d
 			return nil, err
 		}
 		if child.Short == "" {
-			child.Short = manEscape(sub.short)
+			child.Short = manpage.Escape(sub.short)
 		}
 		c.AddCommand(child.Command)
 		for _, f := range child.globalFlags {
@@ -312,7 +311,7 @@ func parseFlags(body []string) ([]*pflag.Flag, error) {
 	}
 	for _, f := range flags {
 		f.Usage, f.DefValue = splitDefault(f.Usage, f.Value.Type())
-		f.Usage = manEscape(f.Usage)
+		f.Usage = manpage.Escape(f.Usage)
 		_ = f.Value.Set(f.DefValue)
 	}
 	return flags, nil
@@ -381,13 +380,13 @@ func (h *help) command(bin string, path []string, hostname string) *commandWithG
 	}
 	c := &cobra.Command{
 		Use:               use,
-		Long:              manEscape(h.description),
+		Long:              manpage.Escape(h.description),
 		Aliases:           h.aliases,
 		Example:           h.examples,
 		DisableAutoGenTag: true,
 	}
 	if len(path) == 0 {
-		c.Short = manEscape(strings.SplitN(h.description, "\n", 2)[0])
+		c.Short = manpage.Escape(strings.SplitN(h.description, "\n", 2)[0])
 	}
 	if runnable {
 		c.Run = func(*cobra.Command, []string) {}
@@ -399,23 +398,4 @@ func (h *help) command(bin string, path []string, hostname string) *commandWithG
 		}
 	}
 	return &commandWithGlobals{Command: c, globalFlags: h.global}
-}
-
-// manEscape backslash-escapes the characters markdown reads as HTML or link
-// syntax, outside backtick code spans: cobra/doc renders every text as
-// markdown (go-md2man), where "http://<listen>" would lose "<listen>" as an
-// HTML tag. (autonomyctl's __genman does the same to its own tree.)
-func manEscape(s string) string {
-	var b strings.Builder
-	code := false
-	for _, r := range s {
-		if r == '`' {
-			code = !code
-		}
-		if !code && strings.ContainsRune(`\<>[]`, r) {
-			b.WriteByte('\\')
-		}
-		b.WriteRune(r)
-	}
-	return b.String()
 }

@@ -1,4 +1,4 @@
-package api_test
+package client_test
 
 import (
 	"context"
@@ -16,7 +16,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/autonomyops/orchestrator/api"
+	"github.com/autonomyops/orchestrator/api/client"
+	"github.com/autonomyops/orchestrator/api/wire"
 )
 
 // node is a fake API node. A leader answers /v1/health 200 and serves the
@@ -49,26 +50,26 @@ func (n *node) serve(w http.ResponseWriter, r *http.Request) {
 	switch r.URL.Path {
 	case "/v1/health":
 		if n.leader == nil {
-			writeJSON(w, 200, api.Health{Status: "ok", Role: "leader", Node: n.name, Epoch: 3, WAL: "ok"})
+			writeJSON(w, 200, wire.Health{Status: "ok", Role: "leader", Node: n.name, Epoch: 3, WAL: "ok"})
 			return
 		}
-		writeJSON(w, 503, api.Health{Status: "unavailable", Role: "follower", Node: n.name, Leader: n.leader.name,
+		writeJSON(w, 503, wire.Health{Status: "unavailable", Role: "follower", Node: n.name, Leader: n.leader.name,
 			LeaderURL: n.leader.srv.URL, Epoch: 3, WAL: "ok", Reasons: []string{"not_leader"}})
 	case "/v1/ha/status":
-		writeJSON(w, 200, api.HAStatus{Node: n.name, Role: map[bool]string{true: "leader", false: "follower"}[n.leader == nil]})
+		writeJSON(w, 200, wire.HAStatus{Node: n.name, Role: map[bool]string{true: "leader", false: "follower"}[n.leader == nil]})
 	case "/v1/wal/status":
-		writeJSON(w, 200, api.WALStatus{Node: n.name, LastSeq: 9})
+		writeJSON(w, 200, wire.WALStatus{Node: n.name, LastSeq: 9})
 	case "/v1/fleet/summary":
 		n.routeHits.Add(1)
 		if n.leader != nil {
-			w.Header().Set(api.HeaderLeader, n.leader.name)
+			w.Header().Set(wire.HeaderLeader, n.leader.name)
 			http.Redirect(w, r, n.leader.srv.URL+r.URL.RequestURI(), http.StatusTemporaryRedirect)
 			return
 		}
 		n.authSeen.Store(r.Header.Get("Authorization"))
 		writeJSON(w, 200, map[string]any{"node": n.name, "query": r.URL.RawQuery})
 	default:
-		writeJSON(w, 404, api.ErrorResponse{Error: "not_found", Message: "no such route: " + r.URL.Path})
+		writeJSON(w, 404, wire.ErrorResponse{Error: "not_found", Message: "no such route: " + r.URL.Path})
 	}
 }
 
@@ -83,9 +84,9 @@ func refused(t *testing.T) (string, int) {
 	return fmt.Sprintf("http://127.0.0.1:%d", p), p
 }
 
-func newClient(t *testing.T, eps []string, token string) *api.Client {
+func newClient(t *testing.T, eps []string, token string) *client.Client {
 	t.Helper()
-	c, err := api.NewClient(eps, api.ClientOptions{Token: token, HTTPClient: &http.Client{Timeout: 5 * time.Second}})
+	c, err := client.New(eps, client.Options{Token: token, HTTPClient: &http.Client{Timeout: 5 * time.Second}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -105,7 +106,7 @@ func TestClient_leaderDiscovery(t *testing.T) {
 	// Only followers: ErrNoLeader, naming what they said.
 	c = newClient(t, []string{follower.srv.URL}, "")
 	_, err = c.Leader(context.Background())
-	if !errors.Is(err, api.ErrNoLeader) || !strings.Contains(err.Error(), "not_leader") {
+	if !errors.Is(err, client.ErrNoLeader) || !strings.Contains(err.Error(), "not_leader") {
 		t.Fatalf("followers only: %v", err)
 	}
 }
@@ -115,7 +116,7 @@ func TestClient_leaderOnlyGoesToLeader(t *testing.T) {
 	follower := newNode(t, "b", leader)
 	c := newClient(t, []string{follower.srv.URL, leader.srv.URL}, "tok")
 	var out map[string]string
-	rep, err := c.Do(context.Background(), api.Request{Path: "/v1/fleet/summary", Route: api.LeaderOnly}, &out)
+	rep, err := c.Do(context.Background(), client.Request{Path: "/v1/fleet/summary", Route: client.LeaderOnly}, &out)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -131,7 +132,7 @@ func TestClient_followsRedirectWithToken(t *testing.T) {
 	follower := newNode(t, "b", leader)
 	c := newClient(t, []string{follower.srv.URL}, "s3cret") // the leader is not in the list
 	var out map[string]string
-	rep, err := c.Do(context.Background(), api.Request{Path: "/v1/fleet/summary", Route: api.LeaderOnly,
+	rep, err := c.Do(context.Background(), client.Request{Path: "/v1/fleet/summary", Route: client.LeaderOnly,
 		Query: url.Values{"since": {"1h"}}}, &out)
 	if err != nil {
 		t.Fatal(err)
@@ -155,7 +156,7 @@ func TestClient_redirectLoop(t *testing.T) {
 	defer a.Close()
 	defer b.Close()
 	c := newClient(t, []string{a.URL}, "")
-	_, err := c.Do(context.Background(), api.Request{Path: "/v1/x", Endpoint: a.URL}, nil)
+	_, err := c.Do(context.Background(), client.Request{Path: "/v1/x", Endpoint: a.URL}, nil)
 	if err == nil || !strings.Contains(err.Error(), "more than 3 redirects") {
 		t.Fatalf("err = %v", err)
 	}
@@ -166,7 +167,7 @@ func TestClient_httpError(t *testing.T) {
 		switch r.URL.Path {
 		case "/json":
 			w.Header().Set("Retry-After", "1")
-			writeJSON(w, 503, api.ErrorResponse{Error: "no_leader", Message: "no leader is known right now; retry shortly"})
+			writeJSON(w, 503, wire.ErrorResponse{Error: "no_leader", Message: "no leader is known right now; retry shortly"})
 		default:
 			w.WriteHeader(502)
 			fmt.Fprint(w, "<html>bad gateway</html>")
@@ -175,15 +176,15 @@ func TestClient_httpError(t *testing.T) {
 	defer srv.Close()
 	c := newClient(t, []string{srv.URL}, "")
 
-	_, err := c.Do(context.Background(), api.Request{Path: "/json"}, nil)
-	var he *api.HTTPError
+	_, err := c.Do(context.Background(), client.Request{Path: "/json"}, nil)
+	var he *client.HTTPError
 	if !errors.As(err, &he) || he.Status != 503 || he.Code != "no_leader" || he.Message != "no leader is known right now; retry shortly" || he.RetryAfter != "1" {
 		t.Fatalf("err = %#v", err)
 	}
 	if err.Error() != "GET "+srv.URL+"/json: 503 no_leader: no leader is known right now; retry shortly" {
 		t.Fatalf("Error() = %q", err.Error())
 	}
-	_, err = c.Do(context.Background(), api.Request{Path: "/html"}, nil)
+	_, err = c.Do(context.Background(), client.Request{Path: "/html"}, nil)
 	if !errors.As(err, &he) || he.Status != 502 || he.Code != "http_502" || he.Message != "<html>bad gateway</html>" {
 		t.Fatalf("err = %#v", err)
 	}
@@ -198,8 +199,8 @@ func TestClient_connectionRefusedText(t *testing.T) {
 	want := func(path string) string {
 		return fmt.Sprintf(`Get "%s%s": dial tcp 127.0.0.1:%d: connect: connection refused`, dead, path, port)
 	}
-	_, err := c.Do(context.Background(), api.Request{Path: "/v1/fleet/summary", Route: api.LeaderOnly}, nil)
-	var unr *api.UnreachableError
+	_, err := c.Do(context.Background(), client.Request{Path: "/v1/fleet/summary", Route: client.LeaderOnly}, nil)
+	var unr *client.UnreachableError
 	if !errors.As(err, &unr) || err.Error() != want("/v1/fleet/summary") {
 		t.Fatalf("leader-only: %v", err)
 	}
@@ -215,7 +216,7 @@ func TestClient_connectionRefusedText(t *testing.T) {
 	if err == nil || err.Error() != want("/v1/ha/status") {
 		t.Fatalf("ha status: %v", err)
 	}
-	_, err = c.Do(context.Background(), api.Request{Method: "POST", Path: "/v1/telemetry/events", Route: api.LeaderOnly, Body: map[string]int{"a": 1}}, nil)
+	_, err = c.Do(context.Background(), client.Request{Method: "POST", Path: "/v1/telemetry/events", Route: client.LeaderOnly, Body: map[string]int{"a": 1}}, nil)
 	if err == nil || !strings.HasPrefix(err.Error(), `Post "`+dead+`/v1/telemetry/events": dial tcp`) {
 		t.Fatalf("post: %v", err)
 	}
@@ -229,7 +230,7 @@ func TestClient_timeoutText(t *testing.T) {
 		}
 	}))
 	defer srv.Close()
-	c, err := api.NewClient([]string{srv.URL}, api.ClientOptions{HTTPClient: &http.Client{Timeout: 100 * time.Millisecond}})
+	c, err := client.New([]string{srv.URL}, client.Options{HTTPClient: &http.Client{Timeout: 100 * time.Millisecond}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -277,16 +278,16 @@ func TestNormalizeEndpoint(t *testing.T) {
 		" http://node-a:8888/ ":       "http://node-a:8888",
 		"https://lb.example/autonomy": "https://lb.example/autonomy",
 	} {
-		if got, err := api.NormalizeEndpoint(in); err != nil || got != want {
+		if got, err := client.NormalizeEndpoint(in); err != nil || got != want {
 			t.Errorf("%q: %q, %v", in, got, err)
 		}
 	}
 	for _, bad := range []string{"ftp://x", "http://", "http://u:p@x:1", "http://x:1/?a=b"} {
-		if _, err := api.NormalizeEndpoint(bad); err == nil {
+		if _, err := client.NormalizeEndpoint(bad); err == nil {
 			t.Errorf("%q accepted", bad)
 		}
 	}
-	if _, err := api.NewClient([]string{" ", ""}, api.ClientOptions{}); !errors.Is(err, api.ErrNoEndpoints) {
+	if _, err := client.New([]string{" ", ""}, client.Options{}); !errors.Is(err, client.ErrNoEndpoints) {
 		t.Errorf("empty list: %v", err)
 	}
 }
@@ -297,11 +298,11 @@ func logNode(t *testing.T, h http.HandlerFunc) *httptest.Server {
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		switch r.URL.Path {
 		case "/v1/health":
-			writeJSON(w, 200, api.Health{Status: "ok", Role: "leader"})
+			writeJSON(w, 200, wire.Health{Status: "ok", Role: "leader"})
 		case "/v1/logs":
 			h(w, r)
 		default:
-			writeJSON(w, 404, api.ErrorResponse{Error: "not_found"})
+			writeJSON(w, 404, wire.ErrorResponse{Error: "not_found"})
 		}
 	}))
 	t.Cleanup(srv.Close)
@@ -322,15 +323,15 @@ func TestClient_logsStream(t *testing.T) {
 	})
 	follower := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if r.URL.Path == "/v1/health" {
-			writeJSON(w, 503, api.Health{Role: "follower"})
+			writeJSON(w, 503, wire.Health{Role: "follower"})
 			return
 		}
-		w.Header().Set(api.HeaderLeader, leader.URL)
+		w.Header().Set(wire.HeaderLeader, leader.URL)
 		http.Redirect(w, r, leader.URL+r.URL.RequestURI(), http.StatusTemporaryRedirect)
 	}))
 	defer follower.Close()
 	c := newClient(t, []string{follower.URL}, "tok")
-	s, err := c.Logs(context.Background(), api.LogsQuery{AfterSeq: 3, Follow: true, Kind: "error"}, time.Second)
+	s, err := c.Logs(context.Background(), client.LogsQuery{AfterSeq: 3, Follow: true, Kind: "error"}, time.Second)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -367,7 +368,7 @@ func TestClient_logsStreamFailures(t *testing.T) {
 			fmt.Fprint(w, `{"seq":1,"ev`)
 		})
 		c := newClient(t, []string{srv.URL}, "")
-		s, err := c.Logs(context.Background(), api.LogsQuery{}, 0)
+		s, err := c.Logs(context.Background(), client.LogsQuery{}, 0)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -384,30 +385,30 @@ func TestClient_logsStreamFailures(t *testing.T) {
 			<-r.Context().Done()
 		})
 		c := newClient(t, []string{srv.URL}, "")
-		s, err := c.Logs(context.Background(), api.LogsQuery{Follow: true}, 150*time.Millisecond)
+		s, err := c.Logs(context.Background(), client.LogsQuery{Follow: true}, 150*time.Millisecond)
 		if err != nil {
 			t.Fatal(err)
 		}
 		defer s.Close()
 		t0 := time.Now()
-		if _, _, err := s.Next(); !errors.Is(err, api.ErrStreamIdle) || time.Since(t0) < 100*time.Millisecond {
+		if _, _, err := s.Next(); !errors.Is(err, client.ErrStreamIdle) || time.Since(t0) < 100*time.Millisecond {
 			t.Fatalf("err = %v after %s", err, time.Since(t0))
 		}
 	})
 	t.Run("not ndjson", func(t *testing.T) {
 		srv := logNode(t, func(w http.ResponseWriter, r *http.Request) { writeJSON(w, 200, map[string]any{"events": []int{}}) })
 		c := newClient(t, []string{srv.URL}, "")
-		if _, err := c.Logs(context.Background(), api.LogsQuery{}, 0); err == nil || !strings.Contains(err.Error(), "application/x-ndjson") {
+		if _, err := c.Logs(context.Background(), client.LogsQuery{}, 0); err == nil || !strings.Contains(err.Error(), "application/x-ndjson") {
 			t.Fatalf("err = %v", err)
 		}
 	})
 	t.Run("headers late", func(t *testing.T) {
 		srv := logNode(t, func(w http.ResponseWriter, r *http.Request) { <-r.Context().Done() })
-		c, err := api.NewClient([]string{srv.URL}, api.ClientOptions{HTTPClient: &http.Client{Timeout: 200 * time.Millisecond}})
+		c, err := client.New([]string{srv.URL}, client.Options{HTTPClient: &http.Client{Timeout: 200 * time.Millisecond}})
 		if err != nil {
 			t.Fatal(err)
 		}
-		_, err = c.Logs(context.Background(), api.LogsQuery{Follow: true}, 0)
+		_, err = c.Logs(context.Background(), client.LogsQuery{Follow: true}, 0)
 		var ue *url.Error
 		if !errors.As(err, &ue) || !ue.Timeout() ||
 			!strings.Contains(err.Error(), `Get "`+srv.URL+`/v1/logs?follow=true": context deadline exceeded (Client.Timeout exceeded while awaiting headers)`) {
@@ -416,11 +417,11 @@ func TestClient_logsStreamFailures(t *testing.T) {
 	})
 	t.Run("status", func(t *testing.T) {
 		srv := logNode(t, func(w http.ResponseWriter, r *http.Request) {
-			writeJSON(w, 503, api.ErrorResponse{Error: "no_leader", Message: "election"})
+			writeJSON(w, 503, wire.ErrorResponse{Error: "no_leader", Message: "election"})
 		})
 		c := newClient(t, []string{srv.URL}, "")
-		_, err := c.Logs(context.Background(), api.LogsQuery{}, 0)
-		var he *api.HTTPError
+		_, err := c.Logs(context.Background(), client.LogsQuery{}, 0)
+		var he *client.HTTPError
 		if !errors.As(err, &he) || he.Status != 503 || he.Code != "no_leader" {
 			t.Fatalf("err = %v", err)
 		}
@@ -433,8 +434,8 @@ func TestClient_logsStreamFailures(t *testing.T) {
 			time.Sleep(300 * time.Millisecond)
 			fmt.Fprint(w, `{"seq":1,"epoch":1,"ts":"2026-01-02T03:04:05Z","event":{}}`+"\n")
 		})
-		c, _ := api.NewClient([]string{srv.URL}, api.ClientOptions{HTTPClient: &http.Client{Timeout: 100 * time.Millisecond}})
-		s, err := c.Logs(context.Background(), api.LogsQuery{}, 0)
+		c, _ := client.New([]string{srv.URL}, client.Options{HTTPClient: &http.Client{Timeout: 100 * time.Millisecond}})
+		s, err := c.Logs(context.Background(), client.LogsQuery{}, 0)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -461,20 +462,20 @@ func TestClient_postResentOnlyAfterDialError(t *testing.T) {
 		writeJSON(w, 200, map[string]string{"ok": "yes"})
 	}))
 	defer ok.Close()
-	c, _ := api.NewClient([]string{slow.URL, ok.URL}, api.ClientOptions{HTTPClient: &http.Client{Timeout: 200 * time.Millisecond}})
-	_, err := c.Do(context.Background(), api.Request{Method: http.MethodPost, Path: "/v1/x", Body: map[string]int{"a": 1}}, nil)
+	c, _ := client.New([]string{slow.URL, ok.URL}, client.Options{HTTPClient: &http.Client{Timeout: 200 * time.Millisecond}})
+	_, err := c.Do(context.Background(), client.Request{Method: http.MethodPost, Path: "/v1/x", Body: map[string]int{"a": 1}}, nil)
 	var ue *url.Error
 	if !errors.As(err, &ue) || okHits.Load() != 0 || hits.Load() != 1 {
 		t.Fatalf("err %v; slow %d hits, next %d hits", err, hits.Load(), okHits.Load())
 	}
 	dead, _ := refused(t)
-	c, _ = api.NewClient([]string{dead, ok.URL}, api.ClientOptions{})
-	if _, err := c.Do(context.Background(), api.Request{Method: http.MethodPost, Path: "/v1/x"}, nil); err != nil || okHits.Load() != 1 {
+	c, _ = client.New([]string{dead, ok.URL}, client.Options{})
+	if _, err := c.Do(context.Background(), client.Request{Method: http.MethodPost, Path: "/v1/x"}, nil); err != nil || okHits.Load() != 1 {
 		t.Fatalf("after a dial error: %v, %d hits", err, okHits.Load())
 	}
 	// GETs are resent after any transport error.
-	c, _ = api.NewClient([]string{slow.URL, ok.URL}, api.ClientOptions{HTTPClient: &http.Client{Timeout: 200 * time.Millisecond}})
-	if _, err := c.Do(context.Background(), api.Request{Path: "/v1/x"}, nil); err != nil || okHits.Load() != 2 {
+	c, _ = client.New([]string{slow.URL, ok.URL}, client.Options{HTTPClient: &http.Client{Timeout: 200 * time.Millisecond}})
+	if _, err := c.Do(context.Background(), client.Request{Path: "/v1/x"}, nil); err != nil || okHits.Load() != 2 {
 		t.Fatalf("GET: %v, %d hits", err, okHits.Load())
 	}
 }
@@ -485,7 +486,7 @@ func TestClient_settingsAndOps(t *testing.T) {
 	var reqs []seen
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if r.URL.Path == "/v1/health" {
-			writeJSON(w, 200, api.Health{Role: "leader"})
+			writeJSON(w, 200, wire.Health{Role: "leader"})
 			return
 		}
 		b, _ := io.ReadAll(r.Body)
@@ -494,15 +495,15 @@ func TestClient_settingsAndOps(t *testing.T) {
 		mu.Unlock()
 		switch {
 		case r.URL.Path == "/v1/config/":
-			writeJSON(w, 200, api.SettingsList{Settings: []api.Setting{{Key: "a", Revision: 3}}, Revision: 9})
+			writeJSON(w, 200, wire.SettingsList{Settings: []wire.Setting{{Key: "a", Revision: 3}}, Revision: 9})
 		case strings.HasPrefix(r.URL.Path, "/v1/config/"):
-			writeJSON(w, 200, api.Setting{Key: strings.TrimPrefix(r.URL.Path, "/v1/config/"), Value: json.RawMessage(`1`), Revision: 10})
+			writeJSON(w, 200, wire.Setting{Key: strings.TrimPrefix(r.URL.Path, "/v1/config/"), Value: json.RawMessage(`1`), Revision: 10})
 		case r.URL.Path == "/v1/audit":
-			writeJSON(w, 200, api.AuditResponse{Records: []api.AuditRecord{{Action: "failover"}}})
+			writeJSON(w, 200, wire.AuditResponse{Records: []wire.AuditRecord{{Action: "failover"}}})
 		case r.URL.Path == "/v1/ha/failover":
-			writeJSON(w, 200, api.FailoverResponse{NewLeader: "b", TookMs: 5})
+			writeJSON(w, 200, wire.FailoverResponse{NewLeader: "b", TookMs: 5})
 		case r.URL.Path == "/v1/fleet/summary":
-			writeJSON(w, 200, api.FleetSummary{Events: 7})
+			writeJSON(w, 200, wire.FleetSummary{Events: 7})
 		}
 	}))
 	defer srv.Close()
@@ -527,7 +528,7 @@ func TestClient_settingsAndOps(t *testing.T) {
 	if ar, _, err := c.Audit(ctx, 3); err != nil || ar.Records[0].Action != "failover" {
 		t.Fatalf("%+v %v", ar, err)
 	}
-	if fr, _, err := c.Failover(ctx, api.FailoverRequest{To: "b"}); err != nil || fr.NewLeader != "b" {
+	if fr, _, err := c.Failover(ctx, wire.FailoverRequest{To: "b"}); err != nil || fr.NewLeader != "b" {
 		t.Fatalf("%+v %v", fr, err)
 	}
 	if fs, _, err := c.FleetSummary(ctx); err != nil || fs.Events != 7 {

@@ -1,17 +1,13 @@
-//go:build integration
-
-package integration
+package checker
 
 import (
-	"encoding/json"
 	"fmt"
 	"math"
 	"slices"
 	"time"
 
 	"github.com/anishathalye/porcupine"
-
-	"github.com/autonomyops/orchestrator/api"
+	"github.com/autonomyops/orchestrator/api/wire"
 )
 
 // The ingest history as porcupine sees it (issue 12): every event id is one
@@ -72,16 +68,15 @@ func describeOp(input, output any) string {
 // CheckLinearizable checks the clients' events against ref, the cluster's
 // committed log after healing, within timeout. It returns porcupine's verdict
 // and, for Illegal, the operations around the longest linearizable prefix.
-func CheckLinearizable(events []Event, ref []api.Frame, timeout time.Duration) (porcupine.CheckResult, string) {
+func CheckLinearizable(events []Event, ref []wire.Frame, timeout time.Duration) (porcupine.CheckResult, string) {
 	at := map[string]uint64{}
 	for _, f := range ref {
 		if f.Type != "event" {
 			continue
 		}
-		var id eventID
-		if json.Unmarshal(f.Event, &id) == nil && id.ID != "" {
-			if _, dup := at[id.ID]; !dup {
-				at[id.ID] = f.Seq // a duplicate is the other checker's finding
+		if id := EventID(f.Event); id != "" {
+			if _, dup := at[id]; !dup {
+				at[id] = f.Seq // a duplicate is Check's finding
 			}
 		}
 	}

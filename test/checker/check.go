@@ -1,6 +1,4 @@
-//go:build integration
-
-package integration
+package checker
 
 import (
 	"bytes"
@@ -8,7 +6,7 @@ import (
 	"fmt"
 	"sort"
 
-	"github.com/autonomyops/orchestrator/api"
+	"github.com/autonomyops/orchestrator/api/wire"
 )
 
 // CheckResult is what the history checker found. Errors lists every
@@ -40,17 +38,48 @@ type epochStart struct {
 	Epoch  uint64 `json:"epoch"`
 }
 
-type eventID struct {
-	ID string `json:"id"`
+// Options adjust Check to what a caller can know.
+type Options struct {
+	// Ref names the node whose log is the cluster's history (the leader
+	// after healing; "" or an unknown name picks the longest): an
+	// acknowledged event absent from it is lost, one absent only from
+	// another node is missing there.
+	Ref string
+	// Partial says the history lists only some events (say, only the
+	// acknowledged ones) and the logs may be cut: an id no event names is
+	// not a phantom, a log may begin above Seq 1 (retention trimmed it; an
+	// acknowledged event below it is not looked for), and nodes may hold
+	// logs of different lengths (compared where they overlap).
+	Partial bool
+	// ID returns the event id of an event frame's JSON; nil reads its "id"
+	// field. An empty id is not tracked.
+	ID func(event []byte) string
+}
+
+// EventID reads the "id" field of an event's JSON ("" if none).
+func EventID(event []byte) string {
+	var id struct {
+		ID string `json:"id"`
+	}
+	json.Unmarshal(event, &id)
+	return id.ID
 }
 
 // Check verifies the committed frames of every node (read after healing and
-// convergence) against the clients' history. ref names the node whose log
-// is the cluster's history (the leader after healing; "" picks the longest):
-// an acknowledged event absent from it is lost, one absent only from another
-// node is missing there.
-func Check(logs map[string][]api.Frame, events []Event, ref string) CheckResult {
+// convergence) against the clients' history, ref naming the reference log
+// (Options.Ref).
+func Check(logs map[string][]wire.Frame, events []Event, ref string) CheckResult {
+	return CheckWith(logs, events, Options{Ref: ref})
+}
+
+// CheckWith is Check with options.
+func CheckWith(logs map[string][]wire.Frame, events []Event, opts Options) CheckResult {
 	var r CheckResult
+	idOf := opts.ID
+	if idOf == nil {
+		idOf = EventID
+	}
+	ref := opts.Ref
 	nodes := make([]string, 0, len(logs))
 	for n := range logs {
 		nodes = append(nodes, n)
@@ -77,16 +106,22 @@ func Check(logs map[string][]api.Frame, events []Event, ref string) CheckResult 
 	}
 	epochs := map[uint64][]starts{}
 	idSeqs := map[string]map[string][]uint64{} // node → id → Seqs
-	frameAt := map[string]map[uint64]api.Frame{}
+	frameAt := map[string]map[uint64]wire.Frame{}
+	base := map[string]uint64{} // each log's first Seq
 	for _, n := range nodes {
 		fs := logs[n]
 		idSeqs[n] = map[string][]uint64{}
-		frameAt[n] = make(map[uint64]api.Frame, len(fs))
+		frameAt[n] = make(map[uint64]wire.Frame, len(fs))
 		var prevEpoch uint64
 		for i, f := range fs {
 			frameAt[n][f.Seq] = f
-			if i == 0 && f.Seq != 1 {
-				r.errorf("%s: first committed frame has Seq=%d, expected 1", n, f.Seq)
+			if i == 0 {
+				base[n] = f.Seq
+				if f.Seq != 1 && opts.Partial {
+					prevEpoch = f.Epoch // trimmed: its epoch began before the base
+				} else if f.Seq != 1 {
+					r.errorf("%s: first committed frame has Seq=%d, expected 1", n, f.Seq)
+				}
 			}
 			if i > 0 && f.Seq != fs[i-1].Seq+1 {
 				r.errorf("%s: Seq=%d follows Seq=%d", n, f.Seq, fs[i-1].Seq)
@@ -107,10 +142,8 @@ func Check(logs map[string][]api.Frame, events []Event, ref string) CheckResult 
 				}
 				epochs[f.Epoch] = append(epochs[f.Epoch], starts{leader: es.Leader, node: n, seq: f.Seq})
 			case "event":
-				var id eventID
-				json.Unmarshal(f.Event, &id)
-				if id.ID != "" {
-					idSeqs[n][id.ID] = append(idSeqs[n][id.ID], f.Seq)
+				if id := idOf(f.Event); id != "" {
+					idSeqs[n][id] = append(idSeqs[n][id], f.Seq)
 				}
 			}
 		}
@@ -136,22 +169,23 @@ func Check(logs map[string][]api.Frame, events []Event, ref string) CheckResult 
 		}
 	}
 
-	// Identical frames on every node, up to the shortest committed log.
+	// Identical frames on every node, Seq by Seq where the logs overlap.
 	divergent := map[uint64]bool{}
 	for i := 1; i < len(nodes); i++ {
 		a, b := logs[nodes[0]], logs[nodes[i]]
-		m := min(len(a), len(b))
 		first := true
-		for j := 0; j < m; j++ {
-			if !sameFrame(a[j], b[j]) {
-				divergent[a[j].Seq] = true
-				if first {
-					r.errorf("%s and %s differ at Seq=%d: %s vs %s", nodes[0], nodes[i], a[j].Seq, frameString(a[j]), frameString(b[j]))
-					first = false
-				}
+		for _, fa := range a {
+			fb, ok := frameAt[nodes[i]][fa.Seq]
+			if !ok || sameFrame(fa, fb) {
+				continue
+			}
+			divergent[fa.Seq] = true
+			if first {
+				r.errorf("%s and %s differ at Seq=%d: %s vs %s", nodes[0], nodes[i], fa.Seq, frameString(fa), frameString(fb))
+				first = false
 			}
 		}
-		if len(a) != len(b) {
+		if len(a) != len(b) && !opts.Partial {
 			r.errorf("%s holds %d committed frames, %s holds %d", nodes[0], len(a), nodes[i], len(b))
 		}
 	}
@@ -175,6 +209,9 @@ func Check(logs map[string][]api.Frame, events []Event, ref string) CheckResult 
 			switch e.Outcome {
 			case OK:
 				bad := false
+				if len(seqs) == 0 && opts.Partial && e.Seq < base[n] {
+					continue // trimmed by retention
+				}
 				if len(seqs) == 0 {
 					r.errorf("%s: acknowledged event %s (Seq=%d, acked by %s at %s) is missing", n, e.ID, e.Seq, e.AckedBy, e.AckAt.Format("15:04:05.000"))
 					bad = true
@@ -210,7 +247,7 @@ func Check(logs map[string][]api.Frame, events []Event, ref string) CheckResult 
 	r.Duplicated = len(dup)
 	for _, n := range nodes {
 		for id, seqs := range idSeqs[n] {
-			if byID[id] == nil {
+			if byID[id] == nil && !opts.Partial {
 				r.Phantom++
 				r.errorf("%s: event %s at Seq=%v was never sent by this scenario's clients", n, id, seqs)
 			}
@@ -219,10 +256,10 @@ func Check(logs map[string][]api.Frame, events []Event, ref string) CheckResult 
 	return r
 }
 
-func sameFrame(a, b api.Frame) bool {
+func sameFrame(a, b wire.Frame) bool {
 	return a.Seq == b.Seq && a.Epoch == b.Epoch && a.TS.Equal(b.TS) && a.Type == b.Type && bytes.Equal(a.Event, b.Event)
 }
 
-func frameString(f api.Frame) string {
+func frameString(f wire.Frame) string {
 	return fmt.Sprintf("{seq %d epoch %d %s %s}", f.Seq, f.Epoch, f.Type, f.Event)
 }

@@ -1,0 +1,21 @@
+// Package client is the Go client of the REST API, used by autonomyctl and
+// the integration suite. It links neither gin nor the WAL: the JSON shapes
+// are package api/wire. It knows two kinds of route (DESIGN §7):
+//
+//   - every-node routes (health, ha status, wal status/inspect, metrics) are
+//     answered by any node about itself: the client asks the first endpoint
+//     that answers, in the order given, unless a request names one endpoint;
+//   - leader-only routes: the client discovers the leader (the endpoint whose
+//     GET /v1/health answers 200) and sends the request there. A follower
+//     answers such a route with 307 and the leader's URL in Location and
+//     X-Autonomy-Leader; the client follows that itself (Go's http.Client would
+//     drop the Authorization header on a redirect to another host).
+//
+// Transport errors are returned as Go's own *url.Error, so the operator sees
+// the familiar text, e.g.
+//
+//	Get "http://localhost:8080/v1/fleet/summary": dial tcp 127.0.0.1:8080: connect: connection refused
+//
+// An answer with a status of 400 or above is an *HTTPError carrying the
+// server's {"error","message"} body.
+package client

@@ -1,0 +1,144 @@
+package cluster
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"testing"
+	"time"
+
+	"github.com/sirupsen/logrus"
+)
+
+func freePort(t *testing.T) int {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port
+}
+
+// startTestMember starts a single-member cluster in a temporary directory.
+func startTestMember(t *testing.T) *Member {
+	t.Helper()
+	cfg := DefaultConfig()
+	cfg.Name, cfg.DataDir = "n1", t.TempDir()
+	cfg.ClientURL = fmt.Sprintf("http://127.0.0.1:%d", freePort(t))
+	cfg.PeerURL = fmt.Sprintf("http://127.0.0.1:%d", freePort(t))
+	log := logrus.New()
+	log.SetLevel(logrus.WarnLevel)
+	log.SetOutput(testWriter{t})
+	cfg.Logger = log
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	m, err := StartMember(ctx, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(m.Close)
+	return m
+}
+
+type testWriter struct{ t *testing.T }
+
+func (w testWriter) Write(p []byte) (int, error) { w.t.Log(string(p)); return len(p), nil }
+
+// TestMember_keyLayouts: settings (conditional writes and the watch), audit
+// records (newest first) and the failover hint, through the typed methods
+// that own their keys.
+func TestMember_keyLayouts(t *testing.T) {
+	m := startTestMember(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+
+	// Settings.
+	zero := int64(0)
+	rev, err := m.PutSetting(ctx, "ingest/max_batch", []byte("5"), &zero)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := m.PutSetting(ctx, "ingest/max_batch", []byte("6"), &zero); !errors.Is(err, ErrRevisionMismatch) {
+		t.Fatalf("create over an existing key: %v", err)
+	}
+	s, ok, err := m.Setting(ctx, "ingest/max_batch")
+	if !ok || err != nil || string(s.Value) != "5" || s.Revision != rev {
+		t.Fatalf("Setting: %+v ok=%t err=%v (put at %d)", s, ok, err, rev)
+	}
+	all, readRev, err := m.Settings(ctx)
+	if err != nil || len(all) != 1 || all[0].Key != "ingest/max_batch" || readRev < rev {
+		t.Fatalf("Settings: %+v at %d, %v", all, readRev, err)
+	}
+	stale := rev - 1
+	if _, err := m.DeleteSetting(ctx, "ingest/max_batch", &stale); !errors.Is(err, ErrRevisionMismatch) {
+		t.Fatalf("delete at a stale revision: %v", err)
+	}
+	if _, err := m.DeleteSetting(ctx, "nope", nil); !errors.Is(err, ErrNotFound) {
+		t.Fatalf("delete of an absent key: %v", err)
+	}
+
+	wctx, wcancel := context.WithCancel(ctx)
+	got := make(chan SettingEvent, 4)
+	done := make(chan error, 1)
+	go func() {
+		done <- m.WatchSettings(wctx, readRev, func(_ int64, evs []SettingEvent) {
+			for _, ev := range evs {
+				got <- ev
+			}
+		})
+	}()
+	if _, err := m.PutSetting(ctx, "log/level", []byte(`"debug"`), nil); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := m.DeleteSetting(ctx, "ingest/max_batch", &rev); err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []SettingEvent{{Setting: Setting{Key: "log/level", Value: []byte(`"debug"`)}}, {Setting: Setting{Key: "ingest/max_batch"}, Deleted: true}} {
+		select {
+		case ev := <-got:
+			if ev.Key != want.Key || ev.Deleted != want.Deleted || string(ev.Value) != string(want.Value) {
+				t.Fatalf("watch: %+v, want %+v", ev, want)
+			}
+		case <-ctx.Done():
+			t.Fatal("watch: no event")
+		}
+	}
+	wcancel()
+	if err := <-done; err != nil {
+		t.Fatalf("WatchSettings after its context ended: %v", err)
+	}
+
+	// Audit records, newest first.
+	t0 := time.Unix(1700000000, 0)
+	for i := range 3 {
+		if err := m.PutAudit(ctx, t0.Add(time.Duration(i)*time.Second), "n1", []byte(fmt.Sprint(i))); err != nil {
+			t.Fatal(err)
+		}
+	}
+	recs, err := m.AuditRecords(ctx, 2)
+	if err != nil || len(recs) != 2 || string(recs[0]) != "2" || string(recs[1]) != "1" {
+		t.Fatalf("AuditRecords: %q %v", recs, err)
+	}
+
+	// The failover hint: put, read, cleared only by its target, revoked.
+	if _, ok := m.FailoverHint(ctx); ok {
+		t.Fatal("a hint before any failover")
+	}
+	revoke, err := m.PutFailoverHint(ctx, FailoverHint{To: "n2", From: "n1", Epoch: 7}, 10*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if h, ok := m.FailoverHint(ctx); !ok || h != (FailoverHint{To: "n2", From: "n1", Epoch: 7}) {
+		t.Fatalf("FailoverHint: %+v %t", h, ok)
+	}
+	m.ClearFailoverHint(ctx, "n3")
+	if _, ok := m.FailoverHint(ctx); !ok {
+		t.Fatal("cleared by a node it does not name")
+	}
+	revoke()
+	if _, ok := m.FailoverHint(ctx); ok {
+		t.Fatal("the hint outlived its revoked lease")
+	}
+}
