@@ -1,7 +1,6 @@
 package walrepl
 
 import (
-	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -203,12 +202,3 @@ type SystemClock struct{}
 
 func (SystemClock) Now() time.Time                  { return time.Now() }
 func (SystemClock) Since(t time.Time) time.Duration { return time.Since(t) }
-
-func sleepCtx(ctx context.Context, d time.Duration) {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-t.C:
-	case <-ctx.Done():
-	}
-}
