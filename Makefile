@@ -13,12 +13,14 @@ endif
 LDFLAGS := -s -w -X github.com/autonomyops/orchestrator/node.Version=$(VERSION) -X github.com/autonomyops/orchestrator/ctl.Version=$(VERSION)
 BIN := bin
 
-.PHONY: help build run test test-unit lint bench package image test-integration test-mutants clean
+.PHONY: help build run test test-unit lint bench package image test-integration test-mutants sim sim-mutants clean
 
 help:
 	@echo "make build             build bin/autonomy-orchestrator and bin/autonomyctl"
 	@echo "make run               run a local cluster in the foreground (Ctrl-C stops it)"
 	@echo "make test              lint + unit, in-process cluster and multi-process tests"
+	@echo "make sim               the replication simulator for 30 minutes on fresh seeds (SIM_DURATION, SIM_SEEDS)"
+	@echo "make sim-mutants       plant each bug of walrepl/sim_mutants_test.go; the simulator must find it"
 	@echo "make bench             benchmarks against the disk and etcd"
 	@echo "make package           build dist/*.deb and dist/*.rpm"
 
@@ -32,8 +34,18 @@ lint:
 	$(GO) vet -tags failpoints ./walrepl/...
 
 test: lint build
-	$(GO) test -race -count=1 -timeout 10m ./walrepl/...
+	$(GO) test -race -count=1 -timeout 10m -skip '^TestSimulator$$' ./walrepl/...
+	SIM_DURATION=$${SIM_DURATION:-60s} $(GO) test -count=1 -timeout 40m -run '^TestSimulator$$' -v ./walrepl/
 	$(GO) test -count=1 -timeout 15m $$($(GO) list ./... | grep -v -e /walrepl -e /test/integration -e /test/bench)
+
+# The seeded simulator of the replication core (walrepl/sim_test.go). Fresh
+# seeds every run, printed; a failure prints the command that replays it.
+sim:
+	SIM_DURATION=$${SIM_DURATION:-30m} $(GO) test -count=1 -timeout 0 -run '^TestSimulator$$' -v ./walrepl/
+
+# Each planted bug of walrepl/sim_mutants_test.go must be found by the simulator.
+sim-mutants:
+	SIM_MUTANTS=$${SIM_MUTANTS:-all} SIM_MUTANT_SEEDS=$${SIM_MUTANT_SEEDS:-20000} $(GO) test -count=1 -timeout 60m -run 'TestSimMutantsApply|TestSimulatorFindsMutants' -v ./walrepl/
 
 package: build
 	$(GO) run ./packaging/cmd/mkpkg --version $(VERSION) --bin-dir $(BIN) --out dist

@@ -140,10 +140,9 @@ func expectRefusedEpoch(t *testing.T, c *testCluster, name string, old, promised
 // Rule 1: a frame is committed (and acknowledged) only once a majority of
 // voters has fsynced it; safe_seq only grows.
 //
-// Mutation seen to fail: commitment.go quorum() `return len(c.match)/2 + 1`
-// → `return 1` (the leader alone commits). Also seen to fail: follower.go
-// HandleStream acker `ack := min(matched, durable)` → ack = matched
-// (acknowledging before the follower's fsync).
+// Mutations (sim_mutants_test.go, also found by the simulator):
+// rule1-quorum-of-one (the leader alone commits) and rule1-ack-before-fsync
+// (a follower acknowledges before its fsync).
 func TestRule1_commitNeedsMajorityFsync(t *testing.T) {
 	c := makeCluster(t, 3)
 	c.elect("n1")
@@ -223,10 +222,9 @@ func TestRule1_commitNeedsMajorityFsync(t *testing.T) {
 // Rule 2: a node that accepted epoch E refuses every message of a smaller
 // epoch (promise, fetch, append), and the promise survives a restart.
 //
-// Mutation seen to fail: follower.go acceptEpochLocked, delete
-// `if epoch < promised { return false, promised, nil }`. Also seen to fail:
-// replica.go promiseLocked, skip the saveState call (the promise is kept in
-// memory only; the check after the restart fails).
+// Mutations: rule2-old-epoch-accepted (core.go acceptEpoch's refusal
+// deleted) and rule2-promise-not-persisted (the promise kept in memory only;
+// the check after the restart fails).
 func TestRule2_oldEpochRefused(t *testing.T) {
 	c := makeCluster(t, 3)
 	e1 := c.elect("n1")
@@ -280,11 +278,8 @@ func TestRule2_oldEpochRefused(t *testing.T) {
 // Failed before 4bbc038 (deterministically, in this form): the follower's
 // acker acked on every open stream with the replica's current epoch and
 // matched Seq, and the leader counted acks without checking their epoch, so
-// n1 acknowledged frames n3 never held. Mutation seen to fail (restoring
-// that): leader.go stream(), `if resp.Promised > lr.epoch || resp.Epoch >
-// lr.epoch` → `if resp.Promised > lr.epoch` and `if !resp.OK || resp.Epoch
-// != lr.epoch` → `if !resp.OK`, with follower.go's acker case `se != 0 &&
-// se == e && (…)` → `e != 0 && (…)`.
+// n1 acknowledged frames n3 never held. Mutation (restoring that):
+// rule2-acks-of-another-epoch.
 func TestRule2_deposedLeaderCannotCommit(t *testing.T) {
 	c := makeClusterWith(t, 3, func(name string, rc *ReplicaConfig) {
 		if name == "n1" {
@@ -357,10 +352,8 @@ func TestRule2_deposedLeaderCannotCommit(t *testing.T) {
 // committed, and adopts the most up-to-date tail of its promise majority,
 // compared by (last frame's epoch, last Seq) — not by length.
 //
-// Mutation seen to fail (part 1): leader.go isStarted, `return lr.started &&
-// lr.ctx.Err() == nil` → `return lr.ctx.Err() == nil`. Seen to fail (part 2):
-// replica.go better(), `return e1 > e2 || (e1 == e2 && s1 > s2)` →
-// `return s1 > s2` (longest log wins).
+// Mutations: rule3-serves-before-barrier (part 1) and rule3-longest-log-wins
+// (part 2: replica.go better() compares lengths only).
 func TestRule3_barrierAndBestTail(t *testing.T) {
 	t.Run("barrier", func(t *testing.T) {
 		c := makeCluster(t, 3)
@@ -435,10 +428,10 @@ func TestRule3_barrierAndBestTail(t *testing.T) {
 // Rule 4: a follower truncates only its uncommitted divergent suffix and
 // converges; asked to truncate at or below its safe_seq, it fail-hards.
 //
-// Mutation seen to fail (part 1): follower.go applyAppend, replace the
-// TruncateAfter call at the first conflicting frame with nothing (the
-// follower keeps its divergent suffix). Seen to fail (part 2): wal.go
-// TruncateAfter, delete the `if seq < w.safeSeq { ... }` refusal.
+// Mutations: rule4-divergent-suffix-kept (part 1, the follower keeps its
+// divergent suffix). Seen to fail (part 2, WAL code, not in the simulator's
+// table): wal.go TruncateAfter, delete the `if seq < w.safeSeq { ... }`
+// refusal.
 func TestRule4_divergentSuffix(t *testing.T) {
 	t.Run("truncatedAndConverges", func(t *testing.T) {
 		c := makeCluster(t, 3)
@@ -597,9 +590,9 @@ func TestRule5_followerPersistsMinSafe(t *testing.T) {
 // Rule 6: a follower that was down during thousands of frames catches up in
 // bulk after its restart while commits of the others go on.
 //
-// Mutation seen to fail: leader.go stream(), send at most one frame per
-// round trip (`inflight < r.cfg.MaxInflight` → `inflight < 1` and
-// `int(r.cfg.MaxInflight-inflight)` → `1`).
+// Mutation seen to fail: core_lead.go pump, send at most one frame per
+// round trip (`maxFrames = int(c.cfg.MaxInflight - inflight)` → `1`). Not in
+// the simulator's table: it is slowness, not a safety or liveness break.
 func TestRule6_bulkCatchUp(t *testing.T) {
 	c := makeCluster(t, 3)
 	c.elect("n1")
@@ -647,8 +640,7 @@ func TestRule6_bulkCatchUp(t *testing.T) {
 // {lagging node, empty node} pair must not elect a leader that forgets
 // committed frames. Once caught up, the learner votes again.
 //
-// Mutation seen to fail: leader.go promiseRound, `if !lr.voters[resp.Node]
-// || resp.Learner` → `if !lr.voters[resp.Node]` (a learner's promise counts).
+// Mutation: rule7-learner-counted (a learner's promise and acks count).
 func TestRule7_learnerAfterReset(t *testing.T) {
 	c := makeCluster(t, 3)
 	c.elect("n1")
@@ -723,10 +715,9 @@ func TestRule7_learnerAfterReset(t *testing.T) {
 // acknowledged and the leader steps down; a leader that hears no majority
 // within QuorumTimeout steps down.
 //
-// Mutation seen to fail (part 1): wal.go flushOnce, on error set
+// Mutation seen to fail (part 1, WAL code): wal.go flushOnce, on error set
 // `w.durableSeq = last` instead of calling failLocked (the error is
-// ignored). Seen to fail (part 2): leader.go watchQuorum, delete the
-// `if lost { lr.cancel(...); return }` block. (Part 2's bound of
+// ignored). Part 2: rule8-no-step-down. (Part 2's bound of
 // QuorumTimeout+400ms failed before 4bbc038, which stepped down up to
 // 2×QuorumTimeout after the majority was last heard.)
 func TestRule8_fatalErrorsAndQuorumLoss(t *testing.T) {
@@ -851,10 +842,9 @@ func (c *jumpClock) Since(t time.Time) time.Duration {
 // Rule 9: timeouts use the monotonic clock, so wall-clock jumps change
 // nothing; gossip never reaches a commit or leadership decision.
 //
-// Mutation seen to fail: leader.go sinceHeardLocked,
-// `lr.r.cfg.Clock.Since(t)` → `lr.r.cfg.Clock.Now().Sub(t)` (elapsed time from wall readings): with
-// the clock stepping forward the leader steps down although every peer is
-// heard; stepping backward, an isolated leader never steps down. Seen to fail (gossip): adding `import _
+// Mutation: rule9-wall-clock (how long ago a peer was heard measured on the
+// wall clock): with the clock stepping forward the leader steps down although
+// every peer is heard; stepping backward, an isolated leader never steps down. Seen to fail (gossip): adding `import _
 // "github.com/hashicorp/memberlist"` to a walrepl source file.
 func TestRule9_clockJumpsAndNoGossip(t *testing.T) {
 	for _, tc := range []struct {

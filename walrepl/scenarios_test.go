@@ -211,8 +211,8 @@ func TestScenario_KAFKA7164_doubleFastFailover(t *testing.T) {
 // fsynced on n1 alone; X must not be reported committed. (d) n3 (epoch D,
 // promise from n2: its tail (B, s) beats n2's (A, s)) overwrites X with Y.
 //
-// Mutation seen to fail: commitment.go recalcLocked, `if q < c.barrier ||
-// q <= c.commit` → `if q <= c.commit`.
+// Mutation: rule3-figure8 (core_lead.go setMatch, `if q < ld.barrier ||
+// q <= ld.commit` → `if q <= ld.commit`).
 func TestScenario_RaftFigure8(t *testing.T) {
 	c := makeClusterWith(t, 3, func(name string, rc *ReplicaConfig) {
 		if name == "n1" {

@@ -2,6 +2,7 @@ package walrepl
 
 import (
 	"bytes"
+	"encoding/json"
 	"fmt"
 	"os"
 	"os/exec"
@@ -140,8 +141,8 @@ func TestSimMutantsApply(t *testing.T) {
 	}
 }
 
-// TestSimulatorFindsMutants builds walrepl with each planted bug in a copy of
-// the module and runs the simulator on it: it must report a violation within
+// TestSimulatorFindsMutants builds walrepl with each planted bug (through
+// go test -overlay) and runs the simulator on it: it must report a violation within
 // SIM_MUTANT_SEEDS seeds (default 3000). Run by `make sim-mutants`
 // (SIM_MUTANTS=1; a comma list of names narrows it).
 func TestSimulatorFindsMutants(t *testing.T) {
@@ -160,25 +161,30 @@ func TestSimulatorFindsMutants(t *testing.T) {
 			continue
 		}
 		t.Run(m.name, func(t *testing.T) {
+			// The mutated files replace the originals through go's -overlay:
+			// the tree itself is never edited.
 			dir := t.TempDir()
-			for _, f := range []string{"go.mod", "go.sum"} {
-				b, err := os.ReadFile(filepath.Join(root, f))
+			pkg := filepath.Join(root, "walrepl")
+			for _, e := range m.edits {
+				b, err := os.ReadFile(filepath.Join(pkg, e.file))
 				if err != nil {
 					t.Fatal(err)
 				}
-				os.WriteFile(filepath.Join(dir, f), b, 0o644)
+				os.WriteFile(filepath.Join(dir, e.file), b, 0o644)
 			}
-			pkg := filepath.Join(dir, "walrepl")
-			os.MkdirAll(pkg, 0o755)
-			srcs, _ := filepath.Glob(filepath.Join(root, "walrepl", "*.go"))
-			for _, src := range srcs {
-				b, _ := os.ReadFile(src)
-				os.WriteFile(filepath.Join(pkg, filepath.Base(src)), b, 0o644)
-			}
-			if err := m.apply(pkg); err != nil {
+			if err := m.apply(dir); err != nil {
 				t.Fatal(err)
 			}
-			cmd := exec.Command("go", "test", "-count=1", "-run", "^TestSimulator$", "-v", ".")
+			replace := map[string]string{}
+			for _, e := range m.edits {
+				replace[filepath.Join(pkg, e.file)] = filepath.Join(dir, e.file)
+			}
+			ov, _ := json.Marshal(map[string]any{"Replace": replace})
+			overlay := filepath.Join(dir, "overlay.json")
+			if err := os.WriteFile(overlay, ov, 0o644); err != nil {
+				t.Fatal(err)
+			}
+			cmd := exec.Command("go", "test", "-overlay", overlay, "-count=1", "-run", "^TestSimulator$", "-v", ".")
 			cmd.Dir = pkg
 			cmd.Env = append(os.Environ(), fmt.Sprintf("SIM_SEEDS=1:%d", seeds), "SIM_DURATION=")
 			out, _ := cmd.CombinedOutput()

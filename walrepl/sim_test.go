@@ -248,6 +248,7 @@ type sim struct {
 	streams []*simStream
 	late    []lateAck
 	cut     map[[2]int]bool
+	slow    map[[2]int]bool // directed links whose messages are rarely delivered: long delays
 	tokens  map[uint64]*simMsg
 	nextTok uint64
 
@@ -267,7 +268,7 @@ type sim struct {
 
 func newSim(seed int64, cfg simConfig) *sim {
 	s := &sim{seed: seed, rng: rand.New(rand.NewSource(seed)), cfg: cfg, elected: -1, leading: map[int]uint64{},
-		cut: map[[2]int]bool{}, tokens: map[uint64]*simMsg{}, committed: map[uint64]Frame{}, committedAt: map[string]uint64{}, committer: map[uint64]int{},
+		cut: map[[2]int]bool{}, slow: map[[2]int]bool{}, tokens: map[uint64]*simMsg{}, committed: map[uint64]Frame{}, committedAt: map[string]uint64{}, committer: map[uint64]int{},
 		checked: map[[2]uint64]uint64{}, reqs: map[uint64]*simOp{}}
 	s.ccfg = coreConfig{Heartbeat: 50 * time.Millisecond, QuorumTimeout: 600 * time.Millisecond, PromiseTimeout: 800 * time.Millisecond,
 		RetryInterval: 50 * time.Millisecond, MaxBatchBytes: 256, MaxInflight: uint64(1 + s.rng.Intn(64))}
@@ -390,8 +391,10 @@ func (s *sim) randomStep() {
 		s.dropOrDup()
 	case r < 815:
 		s.partition()
-	case r < 830:
+	case r < 825:
 		s.healNet()
+	case r < 830:
+		s.toggleSlow()
 	case r < 842:
 		s.crash(s.pick(), s.rng.Intn(2) == 0)
 	case r < 870:
@@ -633,8 +636,15 @@ func (s *sim) ackPending(n *simNode, epoch, seq uint64) {
 	s.pend = keep
 }
 
-// send routes one of n's outgoing messages.
+// send routes one of n's outgoing messages. A node answers for an epoch
+// only once its promise of that epoch is on disk (DESIGN §6 rule 2).
 func (s *sim) send(n *simNode, m *outMsg) {
+	if r := m.promiseResp; r != nil && r.OK && n.disk.st.PromisedEpoch < r.Promised {
+		s.violate("%s promised epoch %d with %d on disk", n.name, r.Promised, n.disk.st.PromisedEpoch)
+	}
+	if r := m.resp; r != nil && r.OK && n.disk.st.PromisedEpoch < r.Epoch {
+		s.violate("%s answered epoch %d's stream with %d on disk", n.name, r.Epoch, n.disk.st.PromisedEpoch)
+	}
 	to := -1
 	if m.to.Name != "" {
 		to = slices.Index(s.names, m.to.Name)
@@ -768,16 +778,18 @@ func (s *sim) deliver() {
 		toB bool
 	}
 	var cs []choice
+	// A slow link's messages wait: they are offered one time in twenty.
+	offer := func(from, to int) bool { return !s.nodes[to].paused && (!s.slow[[2]int{from, to}] || s.rng.Intn(20) == 0) }
 	for _, m := range s.msgs {
-		if n := s.nodes[m.to]; !n.paused {
+		if offer(m.from, m.to) {
 			cs = append(cs, choice{msg: m})
 		}
 	}
 	for _, st := range s.streams {
-		if len(st.toB) > 0 && !s.nodes[st.b].paused {
+		if len(st.toB) > 0 && offer(st.a, st.b) {
 			cs = append(cs, choice{st: st, toB: true})
 		}
-		if (len(st.toA) > 0 || st.closing) && !s.nodes[st.a].paused {
+		if (len(st.toA) > 0 || st.closing) && offer(st.b, st.a) {
 			cs = append(cs, choice{st: st})
 		}
 	}
@@ -1049,6 +1061,14 @@ func (s *sim) partition() {
 
 func (s *sim) healNet() {
 	s.cut = map[[2]int]bool{}
+	s.slow = map[[2]int]bool{}
+}
+
+func (s *sim) toggleSlow() {
+	a, b := s.rng.Intn(len(s.nodes)), s.rng.Intn(len(s.nodes))
+	if a != b {
+		s.slow[[2]int{a, b}] = !s.slow[[2]int{a, b}]
+	}
 }
 
 // crash kills n: its streams break, its disk keeps what a crash keeps.
