@@ -779,7 +779,9 @@ func (s *sim) deliver() {
 	}
 	var cs []choice
 	// A slow link's messages wait: they are offered one time in twenty.
-	offer := func(from, to int) bool { return !s.nodes[to].paused && (!s.slow[[2]int{from, to}] || s.rng.Intn(20) == 0) }
+	offer := func(from, to int) bool {
+		return !s.nodes[to].paused && (!s.slow[[2]int{from, to}] || s.rng.Intn(20) == 0)
+	}
 	for _, m := range s.msgs {
 		if offer(m.from, m.to) {
 			cs = append(cs, choice{msg: m})
