@@ -21,7 +21,8 @@ const (
 	NodeFileName     = "node.json" // its presence means the node was initialised
 	LockFileName     = "LOCK"      // flock held by the running node
 	// BackupPrefix names the copies `wal reset` moves the telemetry
-	// directory to: telemetry.corrupt-YYYYMMDD-HHMMSS (UTC).
+	// directory to: telemetry.corrupt-YYYYMMDD (local date, as the
+	// runbook's `date +%Y%m%d`), then .2, .3, ... the same day.
 	BackupPrefix = TelemetryDirName + ".corrupt-"
 )
 
