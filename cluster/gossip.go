@@ -157,7 +157,9 @@ func (g *Gossip) Join(addrs []string) (int, error) { return g.ml.Join(addrs) }
 // callbacks run under memberlist's lock, so the copies made there are safe.
 // memberlist reports no suspicion through events, and the State field of its
 // Node is never set: a node is alive from its join until it is declared dead
-// or leaves, when it is dropped (State then says "unknown").
+// or leaves (one event, NotifyLeave, for both), and dead from then on, with
+// the last health it gossiped, until it joins again. "unknown" is left for a
+// node this one has never seen in gossip.
 type memberView struct {
 	mu    sync.Mutex
 	nodes map[string]PeerHealth
@@ -176,11 +178,17 @@ func (v *memberView) NotifyJoin(n *memberlist.Node)   { v.put(n) }
 func (v *memberView) NotifyUpdate(n *memberlist.Node) { v.put(n) }
 func (v *memberView) NotifyLeave(n *memberlist.Node) {
 	v.mu.Lock()
-	delete(v.nodes, n.Name)
+	if p, ok := v.nodes[n.Name]; ok {
+		p.State = "dead"
+		v.nodes[n.Name] = p
+	} else {
+		v.nodes[n.Name] = PeerHealth{Health: Health{Name: n.Name}, State: "dead"}
+	}
 	v.mu.Unlock()
 }
 
-// Peers returns every node memberlist knows alive, this one included.
+// Peers returns every node gossip has seen, this one included: alive, or
+// dead once memberlist declared it dead or saw it leave (see memberView).
 func (g *Gossip) Peers() map[string]PeerHealth {
 	g.view.mu.Lock()
 	defer g.view.mu.Unlock()
@@ -191,8 +199,9 @@ func (g *Gossip) Peers() map[string]PeerHealth {
 	return out
 }
 
-// State returns name's gossip state: alive, or unknown once memberlist has
-// declared it dead or seen it leave (see memberView).
+// State returns name's gossip state: alive; dead once memberlist has
+// declared it dead or seen it leave (see memberView); unknown for a node
+// never seen in gossip.
 func (g *Gossip) State(name string) string {
 	g.view.mu.Lock()
 	defer g.view.mu.Unlock()

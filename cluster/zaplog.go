@@ -2,7 +2,9 @@ package cluster
 
 import (
 	"strings"
+	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/sirupsen/logrus"
 	"go.uber.org/zap"
@@ -17,6 +19,60 @@ type zapState struct {
 	// closing is set when the member is being closed on purpose: the errors
 	// etcd then reports about its own listeners closing are expected.
 	closing atomic.Bool
+
+	// repeats: when each repeating warning (repeatingWarnings) was last
+	// passed at its level, by message and peer.
+	mu      sync.Mutex
+	repeats map[string]time.Time
+	now     func() time.Time // time.Now; tests replace it
+}
+
+// notActionable are etcd warnings about choices this appliance makes on
+// purpose; an operator can do nothing about them, so they are logged at
+// debug (with etcd_level). The client URL serves gRPC and HTTP on one port
+// because its only client is the node itself, on the loopback; etcd's auth
+// (and its simple token) is off, the API has its own tokens.
+var notActionable = map[string]bool{
+	"Running http and grpc server on single port. This is not recommended for production.": true,
+	"simple token is not cryptographically signed":                                         true,
+}
+
+// repeatingWarnings are etcd warnings repeated every few seconds for as
+// long as a peer is unreachable: the first one for a peer is logged at its
+// level, then at most one per repeatInterval; the others at debug.
+var repeatingWarnings = map[string]bool{
+	"prober detected unhealthy status": true,
+	"prober found high clock drift":    true,
+}
+
+const repeatInterval = 5 * time.Minute
+
+// quieted reports whether a warning or error should be logged at debug.
+func (st *zapState) quieted(msg string, fields map[string]any) bool {
+	if notActionable[msg] {
+		return true
+	}
+	if !repeatingWarnings[msg] {
+		return false
+	}
+	peer, _ := fields["remote-peer-id"].(string)
+	rt, _ := fields["round-tripper-name"].(string)
+	key := msg + "\x00" + peer + "\x00" + rt
+	now := time.Now
+	if st.now != nil {
+		now = st.now
+	}
+	t := now()
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	if last, ok := st.repeats[key]; ok && t.Sub(last) < repeatInterval {
+		return true
+	}
+	if st.repeats == nil {
+		st.repeats = map[string]time.Time{}
+	}
+	st.repeats[key] = t
+	return false
 }
 
 // zapToLogrus routes etcd's zap logs into the node's logrus stream, so that
@@ -69,9 +125,10 @@ func (c *zapToLogrus) Write(e zapcore.Entry, fs []zapcore.Field) error {
 		f.AddTo(enc)
 	}
 	level := e.Level
-	if level >= zapcore.WarnLevel && c.st.closing.Load() && closeNoise(enc.Fields) {
-		// A clean stop is not an error: keep the line, at debug, with
-		// etcd's own level beside it.
+	if level >= zapcore.WarnLevel && (c.st.closing.Load() && closeNoise(enc.Fields) || c.st.quieted(e.Message, enc.Fields)) {
+		// A clean stop is not an error, and some warnings ask nothing of
+		// the operator: keep the line, at debug, with etcd's own level
+		// beside it.
 		enc.Fields["etcd_level"] = level.String()
 		level = zapcore.DebugLevel
 	}

@@ -147,7 +147,7 @@ func (in *invocation) rootCmd() *cobra.Command {
 			"changes), the fleet summary, cluster settings, the audit log, an in-process demo, and its own configuration.\n\n" +
 			"Endpoints: --endpoints, else " + EnvOrchestratorURL + " (comma-separated list allowed), else\n" +
 			"`autonomyctl config set orchestrator.url URL`. With several endpoints autonomyctl finds the leader itself.",
-		Version:       versionString(),
+		Version:       buildVersion().Version,
 		Args:          groupArgs,
 		RunE:          func(cmd *cobra.Command, _ []string) error { return cmd.Help() },
 		SilenceErrors: true,

@@ -32,8 +32,8 @@ func (in *invocation) haStatusCmd() *cobra.Command {
 		Use:   "status",
 		Short: "Show the leader, etcd's and gossip's view of every member side by side, WAL positions and the quorum",
 		Long: "GET /v1/ha/status from the leader, or from the first node that answers when no leader is known.\n" +
-			"Each member shows etcd's view (voter or learner, holder of the leader key) next to gossip's (alive,\n" +
-			"suspect, dead) and replication's (role, fsynced Seq, lag); every disagreement the node found is printed as a\n" +
+			"Each member shows etcd's view (voter or learner, holder of the leader key) next to gossip's (alive, dead,\n" +
+			"or unknown if never seen) and replication's (role, fsynced Seq, lag); every disagreement the node found is printed as a\n" +
 			"WARNING line. -o json prints the API's answer unchanged.\n\n" +
 			"Under quorum loss the answering node shows no leader (and the last one it saw), and every member it knows\n" +
 			"from its last copy of etcd's registry, each marked alive or unreachable. Exit 0 when a leader can commit,\n" +

@@ -41,6 +41,9 @@ func buildVersion() versionInfo {
 	return v
 }
 
+// versionString is the version with the commit, for `autonomyctl version`.
+// `--version` prints buildVersion().Version alone: the package's version, as
+// `autonomy-orchestrator --version` prints it.
 func versionString() string {
 	v := buildVersion()
 	s := v.Version

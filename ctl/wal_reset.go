@@ -36,7 +36,8 @@ func (in *invocation) walResetCmd() *cobra.Command {
 		Short: "Accept telemetry loss on a stopped node: back the WAL up and start it empty next time",
 		Long: "The runbook's Path 2 (operator reset), done safely. With the node stopped:\n" +
 			"  1. refuses while a node holds the data-dir lock (DIR/LOCK);\n" +
-			"  2. moves DIR/telemetry to DIR/telemetry.corrupt-YYYYMMDD-HHMMSS (UTC) for post-mortem analysis;\n" +
+			"  2. moves DIR/telemetry to DIR/telemetry.corrupt-YYYYMMDD (the runbook's name; a later reset the same day\n" +
+			"     takes telemetry.corrupt-YYYYMMDD.2, .3, ...) for post-mortem analysis;\n" +
 			"  3. creates an empty DIR/telemetry holding the one-shot reset marker telemetry.reset.\n" +
 			"The next start begins with an empty WAL and logs WAL_RESET_BY_OPERATOR at WARN (and an audit event); in a\n" +
 			"cluster the node then re-replicates the committed history from the leader. Without --yes it asks for\n" +
@@ -86,10 +87,11 @@ func (in *invocation) walReset(dataDir string, yes bool) error {
 	if err != nil {
 		return err
 	}
-	now := in.cli.now().UTC().Truncate(time.Second)
+	local := in.cli.now()
+	now := local.UTC().Truncate(time.Second)
 	backup := ""
 	if haveDir {
-		backup = uniqueBackup(dataDir, now)
+		backup = uniqueBackup(dataDir, local)
 	}
 	if !yes {
 		if err := in.confirmReset(tdir, backup, prev); err != nil {
@@ -149,13 +151,16 @@ func (in *invocation) walReset(dataDir string, yes bool) error {
 	})
 }
 
-// uniqueBackup returns DIR/telemetry.corrupt-YYYYMMDD-HHMMSS, with -N added
-// when that name is taken.
+// uniqueBackup returns DIR/telemetry.corrupt-YYYYMMDD, the runbook's name
+// (`telemetry.corrupt-$(date +%Y%m%d)`: t's date in its own time zone, local
+// time as date(1) prints it), or, when that is taken by an earlier reset of
+// the same day (by this command or by hand), the first free one of
+// telemetry.corrupt-YYYYMMDD.2, .3, ...
 func uniqueBackup(dataDir string, t time.Time) string {
-	base := filepath.Join(dataDir, datadir.BackupPrefix+t.Format("20060102-150405"))
+	base := filepath.Join(dataDir, datadir.BackupPrefix+t.Format("20060102"))
 	p := base
-	for n := 1; fileExists(p); n++ {
-		p = fmt.Sprintf("%s-%d", base, n)
+	for n := 2; fileExists(p); n++ {
+		p = fmt.Sprintf("%s.%d", base, n)
 	}
 	return p
 }

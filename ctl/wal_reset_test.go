@@ -38,7 +38,7 @@ func TestWALReset_backsUpAndWritesMarker(t *testing.T) {
 	if code != ctl.ExitOK {
 		t.Fatalf("exit %d", code)
 	}
-	backup := filepath.Join(w.dataDir, "telemetry.corrupt-20260304-050607")
+	backup := filepath.Join(w.dataDir, "telemetry.corrupt-20260304")
 	mustContain(t, "stdout", out, "backed up", w.tdir+" -> "+backup, walrepl.ResetMarkerFile, "by alice",
 		"WAL_RESET_BY_OPERATOR", "re-replicates the committed history")
 
@@ -107,7 +107,7 @@ func TestWALReset_json(t *testing.T) {
 	if err := jsonUnmarshal(out, &res); err != nil {
 		t.Fatal(err)
 	}
-	if res.Backup != filepath.Join(w.dataDir, "telemetry.corrupt-20260304-050607") || res.By != "alice" ||
+	if res.Backup != filepath.Join(w.dataDir, "telemetry.corrupt-20260304") || res.By != "alice" ||
 		res.Marker != filepath.Join(w.tdir, walrepl.ResetMarkerFile) || !res.Previous.OK || res.Previous.LastSeq != 3 {
 		t.Fatalf("json: %+v", res)
 	}
@@ -115,16 +115,16 @@ func TestWALReset_json(t *testing.T) {
 
 func TestWALReset_backupNameTaken(t *testing.T) {
 	w := makeSimpleWAL(t, 1)
-	taken := filepath.Join(w.dataDir, "telemetry.corrupt-20260304-050607")
+	taken := filepath.Join(w.dataDir, "telemetry.corrupt-20260304")
 	os.Mkdir(taken, 0o700)
-	os.Mkdir(taken+"-1", 0o700)
+	os.Mkdir(taken+".2", 0o700)
 	tc := resetCLI(t)
 	tc.env["SUDO_USER"] = ""
 	if code, _, _ := tc.run(t, "wal", "reset", "--data-dir", w.dataDir, "--yes"); code != 0 {
 		t.Fatalf("exit %d", code)
 	}
-	if _, err := os.Stat(filepath.Join(taken+"-2", walrepl.WALFile)); err != nil {
-		t.Fatalf("want the backup at %s-2: %v", taken, err)
+	if _, err := os.Stat(filepath.Join(taken+".3", walrepl.WALFile)); err != nil {
+		t.Fatalf("want the backup at %s.3: %v", taken, err)
 	}
 	var m walrepl.ResetMarker
 	mb, _ := os.ReadFile(filepath.Join(w.tdir, walrepl.ResetMarkerFile))
@@ -233,4 +233,41 @@ func fileExistsT(p string) bool {
 func globBackups(dataDir string) []string {
 	m, _ := filepath.Glob(filepath.Join(dataDir, datadir.BackupPrefix+"*"))
 	return m
+}
+
+// TestWALReset_secondResetSameDay: the first reset of a day takes the
+// runbook's name, telemetry.corrupt-YYYYMMDD (the date as `date +%Y%m%d`
+// prints it: local time, here a zone where it is still the 4th while UTC is
+// on the 5th); a second reset the same day, whether the first was done by
+// this command or by the runbook's `cp -r`, takes .2 and leaves the first
+// backup untouched; a third takes .3.
+func TestWALReset_secondResetSameDay(t *testing.T) {
+	w := makeSimpleWAL(t, 3)
+	first := w.sum(t)
+	tc := resetCLI(t)
+	tc.Now = func() time.Time { return time.Date(2026, 3, 4, 23, 30, 0, 0, time.FixedZone("EST", -5*3600)) }
+	base := filepath.Join(w.dataDir, "telemetry.corrupt-20260304")
+	for i, want := range []string{base, base + ".2", base + ".3"} {
+		if i > 0 {
+			// The node started in between: a new WAL in the telemetry dir.
+			os.Remove(filepath.Join(w.tdir, walrepl.ResetMarkerFile))
+			os.WriteFile(filepath.Join(w.tdir, walrepl.WALFile), []byte("start "+want), 0o600)
+		}
+		code, out, errOut := tc.run(t, "wal", "reset", "--data-dir", w.dataDir, "--yes")
+		if code != ctl.ExitOK {
+			t.Fatalf("reset %d: exit %d\n%s%s", i+1, code, out, errOut)
+		}
+		mustContain(t, "stdout", out, w.tdir+" -> "+want)
+	}
+	if (&testWAL{walPath: filepath.Join(base, walrepl.WALFile)}).sum(t) != first {
+		t.Fatal("a later reset changed the first backup")
+	}
+	for _, b := range []string{base + ".2", base + ".3"} {
+		if got, _ := os.ReadFile(filepath.Join(b, walrepl.WALFile)); string(got) != "start "+b {
+			t.Fatalf("%s holds %q", b, got)
+		}
+	}
+	if n := len(globBackups(w.dataDir)); n != 3 {
+		t.Fatalf("%d backups, want 3: %v", n, globBackups(w.dataDir))
+	}
 }

@@ -134,10 +134,12 @@ func (n *Node) HAStatus(ctx context.Context) api.HAStatus {
 		}
 		if g, ok := gossiped[name]; ok {
 			m.GossipState, m.LastSeq, m.FsyncedSeq, m.FailHard = g.State, g.LastSeq, g.FsyncedSeq, g.FailHard
-			if g.Role != "" {
+			// A dead node keeps the positions it was last seen with; the
+			// role it last gossiped (leader, say) is history, not its role.
+			if g.Role != "" && g.State == "alive" {
 				m.Role = g.Role
 			}
-			m.Learner = g.Role == walrepl.RoleLearner
+			m.Learner = g.Role == walrepl.RoleLearner && g.State == "alive"
 		}
 		if out.Leader != nil && out.Leader.Name == name && m.Role != walrepl.RoleLeader {
 			m.Role = walrepl.RoleLeader
@@ -154,15 +156,19 @@ func (n *Node) HAStatus(ctx context.Context) api.HAStatus {
 				m.Role = walrepl.RoleLearner
 			}
 		}
+		// A node's last Seq is never below what it has fsynced. Gossip's
+		// LastSeq can be older than the leader's fresh view of FsyncedSeq
+		// (by one heartbeat): the fresher one bounds both.
+		m.LastSeq = max(m.LastSeq, m.FsyncedSeq)
 		if safe > m.FsyncedSeq {
 			m.Lag = safe - m.FsyncedSeq
 		}
 		out.Members = append(out.Members, m)
 	}
+	// Healthy counts the rows whose STATE is alive, on every node, so that the
+	// summary agrees with the table. (The leader's own commit check, which
+	// /v1/health reports, waits longer before it counts a voter out.)
 	out.Quorum = api.Quorum{Size: len(voters)/2 + 1, Healthy: alive}
-	if rs.Role == walrepl.RoleLeader {
-		out.Quorum.Healthy = rs.Healthy // the leader measures it on the replication stream
-	}
 	n.etcdView(&out, ms, stale, merr)
 	return out
 }

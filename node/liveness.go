@@ -32,7 +32,7 @@ func (n *Node) joinGossip(ctx context.Context) {
 			known := n.gossip.Peers()
 			var addrs []string
 			for name, ni := range infos {
-				if _, ok := known[name]; !ok && name != n.cfg.Name && ni.GossipAddr != "" {
+				if p, ok := known[name]; (!ok || p.State != "alive") && name != n.cfg.Name && ni.GossipAddr != "" {
 					addrs = append(addrs, ni.GossipAddr)
 				}
 			}
@@ -86,7 +86,7 @@ func (n *Node) detectLeaderDeath(ctx context.Context) {
 		}
 		// The second witness: the leader's replication port refuses
 		// connections (its process is gone), or gossip no longer sees it
-		// alive. memberlist drops dead nodes, so "unknown" counts too — but
+		// alive. A leader gossip never saw ("unknown") counts too — but
 		// only once this node has heard the leader, not while gossip is
 		// still forming at start.
 		gs := n.gossip.State(li.Name)

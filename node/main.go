@@ -80,6 +80,9 @@ func Main(args []string, stderr io.Writer) int {
 	cfg.BindFlags(serve.Flags())
 	serve.Flags().StringVar(&configFile, "config", "", "YAML file whose keys are these flags' names (command-line flags win)")
 	root.AddCommand(serve)
+	// The same form as `autonomyctl --version`: the name, then the package's
+	// version (the Makefile links packaging/pkgversion's output into both).
+	root.SetVersionTemplate("autonomy-orchestrator {{.Version}}\n")
 	root.SetArgs(args)
 	root.SetOut(os.Stdout)
 	root.SetErr(stderr)

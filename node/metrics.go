@@ -80,6 +80,7 @@ func (m *metrics) Collect(ch chan<- prometheus.Metric) {
 	ch <- prometheus.MustNewConstMetric(descTrimmed, prometheus.CounterValue, float64(n.wal.Trimmed()))
 	ch <- prometheus.MustNewConstMetric(descWALFailed, prometheus.GaugeValue, b2f(n.wal.Err() != nil))
 	ch <- prometheus.MustNewConstMetric(descLearner, prometheus.GaugeValue, b2f(rs.Role == walrepl.RoleLearner))
+	var etcdMembers map[string]bool // nil: unknown
 	if n.member != nil {
 		peers := map[string]int{"alive": 0, "unreachable": 0}
 		ctx, cancel := context.WithTimeout(context.Background(), 500*time.Millisecond)
@@ -87,7 +88,9 @@ func (m *metrics) Collect(ch chan<- prometheus.Metric) {
 		cancel()
 		if err == nil {
 			var names []string
+			etcdMembers = map[string]bool{}
 			for _, m := range ms {
+				etcdMembers[m.Name] = true
 				if !m.IsLearner && m.Name != "" && m.Name != n.cfg.Name {
 					names = append(names, m.Name)
 				}
@@ -102,7 +105,10 @@ func (m *metrics) Collect(ch chan<- prometheus.Metric) {
 	}
 	if n.gossip != nil {
 		states := map[string]int{"alive": 0, "suspect": 0, "dead": 0, "left": 0}
-		for _, p := range n.gossip.Peers() {
+		for name, p := range n.gossip.Peers() {
+			if p.State == "dead" && etcdMembers != nil && !etcdMembers[name] {
+				continue // removed from the cluster (member remove): not a member that died
+			}
 			states[p.State]++
 		}
 		for st, c := range states {

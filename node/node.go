@@ -156,10 +156,18 @@ func run(ctx context.Context, cfg Config, log *logrus.Logger, reload <-chan os.S
 		return err
 	}
 	startCtx, cancelStart := context.WithTimeout(ctx, 2*time.Minute)
+	waitCtx, endWait := context.WithCancel(startCtx)
+	waited := make(chan bool, 1)
+	go func() { waited <- waitForQuorumReport(waitCtx, cfg, log) }()
 	n.member, err = cluster.StartMember(startCtx, ccfg)
+	endWait()
+	reportedWait := <-waited
 	cancelStart()
 	if err != nil {
 		return err
+	}
+	if reportedWait {
+		log.WithField("node", cfg.Name).Info("QUORUM_REACHED: the etcd member joined a quorum of --initial-cluster")
 	}
 	defer n.member.Close()
 
@@ -284,7 +292,7 @@ func run(ctx context.Context, cfg Config, log *logrus.Logger, reload <-chan os.S
 	g.goFunc(func() { n.watchSettings(runCtx, stored, storedRev) })
 	g.goFunc(func() { n.serveReloads(runCtx, reload) })
 
-	daemon.SdNotify(false, daemon.SdNotifyReady)
+	daemon.SdNotify(false, daemon.SdNotifyReady+"\nSTATUS=ready: quorum reached, API on "+cfg.APIURL())
 	log.WithFields(logrus.Fields{"node": cfg.Name, "api": cfg.APIURL(), "listen": cfg.Listen, "version": Version}).Info("NODE_READY")
 	stopWatchdog := startWatchdog(runCtx)
 

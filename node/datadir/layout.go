@@ -25,7 +25,8 @@ const (
 	// EtcdDir is the embedded etcd member's data.
 	EtcdDir = "etcd"
 	// BackupPrefix names the copies `wal reset` moves the telemetry
-	// directory to: telemetry.corrupt-YYYYMMDD-HHMMSS (UTC).
+	// directory to: telemetry.corrupt-YYYYMMDD (local date, as the
+	// runbook's `date +%Y%m%d`), then .2, .3, ... the same day.
 	BackupPrefix = TelemetryDir + ".corrupt-"
 )
 
