@@ -11,6 +11,7 @@ import (
 	"io"
 	"net"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/sirupsen/logrus"
@@ -236,6 +237,11 @@ func serveConn(ctx context.Context, c net.Conn, h Handler, idle time.Duration) e
 	c.SetReadDeadline(time.Now().Add(idle))
 	if tc, ok := c.(*tls.Conn); ok {
 		if err := tc.HandshakeContext(ctx); err != nil {
+			if errors.Is(err, io.EOF) || errors.Is(err, syscall.ECONNRESET) || errors.Is(err, io.ErrUnexpectedEOF) {
+				// The peer closed the connection mid-handshake, as a restarting
+				// or probing peer does: not a certificate problem.
+				return fmt.Errorf("walrepl: peer closed the connection during the TLS handshake: %w", err)
+			}
 			return fmt.Errorf("%w: %v", ErrPeerRejected, err)
 		}
 	}

@@ -134,7 +134,7 @@ type Member struct {
 	// in gossip, or heard on the replication stream within the last second.
 	State       string `json:"state,omitempty"`
 	Role        string `json:"role"`
-	GossipState string `json:"gossip_state"` // alive, or unknown once gossip declared it dead or saw it leave
+	GossipState string `json:"gossip_state"` // alive, suspect, dead (until it rejoins), or unknown if gossip never saw it
 	LastSeq     uint64 `json:"last_seq"`
 	FsyncedSeq  uint64 `json:"fsynced_seq"`
 	Lag         uint64 `json:"lag"`
@@ -143,8 +143,8 @@ type Member struct {
 }
 
 // Quorum summarises whether the cluster can commit: Size voters are needed;
-// Healthy is, on the leader, the voters heard on the replication stream, and
-// on any other node the voters it judges alive (itself included).
+// Healthy counts the member rows marked alive (itself included), so it
+// matches the member table.
 type Quorum struct {
 	Size    int `json:"size"`
 	Healthy int `json:"healthy"`
