@@ -80,6 +80,7 @@ type logView struct {
 	written         uint64 // readable (ReadFrames) up to here
 	durable         uint64 // fsynced up to here
 	safe            uint64 // safe_seq as ordered (only grows)
+	truncs          uint64 // truncations and rebases ordered (the WAL counts those it made)
 }
 
 // epochAt mirrors WAL.EpochAt.
@@ -105,8 +106,9 @@ func (l *logView) appended(frames []Frame) {
 
 func (l *logView) truncatedAfter(seq uint64) {
 	if seq >= l.last {
-		return
+		return // the WAL makes no truncation either
 	}
+	l.truncs++
 	l.lastEpoch, _ = l.epochAt(seq)
 	if seq < l.base {
 		l.lastEpoch = l.baseEpoch
@@ -126,6 +128,7 @@ func (l *logView) truncatedAfter(seq uint64) {
 }
 
 func (l *logView) rebased(base, prevEpoch uint64) {
+	l.truncs++
 	l.base, l.baseEpoch = base, prevEpoch
 	l.last, l.lastEpoch, l.epochs = base-1, prevEpoch, nil
 	l.written, l.durable = base-1, base-1
@@ -290,15 +293,23 @@ func (c *core) tick(now time.Duration, wall int64) {
 }
 
 // progress reports the log's positions as the caller last read them: what
-// is readable and fsynced, the base (retention may have trimmed), and
-// whether the log failed.
-func (c *core) progress(written, durable, base, baseEpoch uint64, err error) {
+// is readable and fsynced, the base (retention may have trimmed), how many
+// truncations the log has made (truncs), and whether it failed.
+//
+// A report read before a truncation this core ordered was applied speaks of
+// frames that are gone: "fsynced up to 6" may mean the old frame 6, not the
+// new one appended after the truncation. Its positions are ignored until
+// the log has made every truncation ordered (the simulator found this:
+// a follower acknowledged a frame it had not fsynced).
+func (c *core) progress(written, durable, base, baseEpoch, truncs uint64, err error) {
 	if err != nil && c.failed == nil {
 		c.fail(err)
 		return
 	}
-	c.lv.written = min(max(c.lv.written, written), c.lv.last)
-	c.lv.durable = min(max(c.lv.durable, durable), c.lv.last)
+	if truncs == c.lv.truncs {
+		c.lv.written = min(max(c.lv.written, written), c.lv.last)
+		c.lv.durable = min(max(c.lv.durable, durable), c.lv.last)
+	}
 	if base > c.lv.base {
 		c.lv.base, c.lv.baseEpoch = base, baseEpoch
 	}

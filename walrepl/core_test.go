@@ -39,7 +39,7 @@ func (tc *testCore) drain() {
 			}
 		}
 		tc.sent = append(tc.sent, rd.msgs...)
-		tc.c.progress(tc.c.lv.last, tc.c.lv.last, tc.c.lv.base, tc.c.lv.baseEpoch, nil)
+		tc.c.progress(tc.c.lv.last, tc.c.lv.last, tc.c.lv.base, tc.c.lv.baseEpoch, tc.c.lv.truncs, nil)
 	}
 }
 
@@ -86,5 +86,41 @@ func (tc *testCore) tickUntilDial(t *testing.T, peer string) {
 	}
 	if tc.conn[peer] == before {
 		t.Fatalf("the leader never dialled %s again", peer)
+	}
+}
+
+// A progress report read before a truncation the core ordered was applied
+// speaks of the frames it removed. Found by the simulator (seed 161683584):
+// a follower truncated its own barrier at Seq 6 for the leader's frame 6,
+// took the stale "fsynced up to 6" for the new frame, and acknowledged it
+// unsynced; a crash then lost a committed frame.
+func TestCore_progressOlderThanATruncation(t *testing.T) {
+	lv := logView{id: fakeWAL("n2", 1), base: 1}
+	lv.appended([]Frame{{Seq: 1, Epoch: 5}, {Seq: 2, Epoch: 5}, {Seq: 3, Epoch: 7}})
+	lv.written, lv.durable = 3, 3
+	c := newCore("n2", testCoreConfig(), testLogger(t), promiseState{PromisedEpoch: 7}, lv, true)
+	staleTruncs := c.lv.truncs
+	// The leader of epoch 9 continues after Seq 2: frame 3 differs.
+	c.recvAppend(1, &AppendRequest{Epoch: 9, Leader: "n1", Gen: 1, PrevSeq: 2, PrevEpoch: 5, SafeSeq: 2,
+		Frames: []Frame{{Seq: 3, Epoch: 9, Type: FrameEvent, Payload: []byte(`{}`)}}})
+	// The log's positions as read before the truncation was applied.
+	c.progress(3, 3, 1, 0, staleTruncs, nil)
+	rd := c.takeReady()
+	for _, m := range rd.msgs {
+		if m.resp != nil && m.resp.OK && m.resp.DurableSeq > 2 {
+			t.Fatalf("acknowledged Seq=%d fsynced from a report older than the truncation at 2", m.resp.DurableSeq)
+		}
+	}
+	// Once the truncation is applied and the new frame fsynced, it is acked.
+	c.progress(3, 3, 1, 0, staleTruncs+1, nil)
+	rd = c.takeReady()
+	acked := uint64(0)
+	for _, m := range rd.msgs {
+		if m.resp != nil && m.resp.OK {
+			acked = max(acked, m.resp.DurableSeq)
+		}
+	}
+	if acked != 3 {
+		t.Fatalf("after the truncation and the fsync, acked %d, want 3", acked)
 	}
 }

@@ -134,12 +134,12 @@ func (r *Replica) run() {
 	defer t.Stop()
 	for {
 		changed := r.wal.Changed()
-		written, durable, base, baseEpoch, closed, err := r.wal.progress()
+		written, durable, base, baseEpoch, truncs, closed, err := r.wal.progress()
 		if closed {
 			r.shutdown(ErrClosed)
 			return
 		}
-		r.c.progress(written, durable, base, baseEpoch, err)
+		r.c.progress(written, durable, base, baseEpoch, truncs, err)
 		r.process()
 		select {
 		case f := <-r.inbox:

@@ -75,3 +75,22 @@ func envInt(t *testing.T, name string, def int) int {
 	}
 	return n
 }
+
+// simRegressions are seeds that once found a bug: each runs on every test
+// run, with the step count it failed at.
+var simRegressions = []struct {
+	seed  int64
+	nodes int
+	steps int
+	what  string
+}{
+	{161683584, 3, 3000, "a progress report older than a truncation made a follower ack an unsynced frame"},
+}
+
+func TestSimulatorRegressions(t *testing.T) {
+	for _, r := range simRegressions {
+		if res := runSim(r.seed, r.nodes, r.steps); res.err != nil {
+			t.Errorf("seed %d (%s): %v\n%s", r.seed, r.what, res.err, strings.Join(res.trace[max(0, len(res.trace)-60):], "\n"))
+		}
+	}
+}

@@ -37,6 +37,7 @@ type simDisk struct {
 	durable       uint64
 	safe          uint64
 	persistedSafe uint64
+	truncs        uint64 // truncations and rebases made (WAL.truncs)
 	failed        error
 }
 
@@ -53,7 +54,7 @@ func (d *simDisk) frame(seq uint64) (Frame, bool) {
 
 func (d *simDisk) view() logView {
 	lv := logView{id: d.id, base: d.base, baseEpoch: d.baseEpoch, last: d.last(), lastEpoch: d.baseEpoch,
-		written: d.last(), durable: d.durable, safe: d.safe}
+		written: d.last(), durable: d.durable, safe: d.safe, truncs: d.truncs}
 	lv.appended(d.frames)
 	return lv
 }
@@ -113,6 +114,7 @@ func (d *simDisk) apply(o logOp) error {
 		}
 		d.frames = d.frames[:o.seq-(d.base-1)]
 		d.durable = min(d.durable, o.seq)
+		d.truncs++
 	case opRebase:
 		if d.safe > o.base-1 && d.safe <= d.last() {
 			d.failed = fmt.Errorf("%w: rebase to %d would drop committed frames up to safe_seq=%d", ErrTruncateCommitted, o.base, d.safe)
@@ -120,6 +122,7 @@ func (d *simDisk) apply(o logOp) error {
 		}
 		d.base, d.baseEpoch, d.frames, d.durable = o.base, o.prevEpoch, nil, o.base-1
 		d.safe = max(d.safe, o.base-1)
+		d.truncs++
 	case opSafe:
 		d.safe = max(d.safe, o.seq)
 	}
@@ -432,7 +435,9 @@ func (s *sim) process(n *simNode) {
 			s.violate("%s: the core never stops asking (livelock in one step)", n.name)
 			return
 		}
-		n.c.progress(n.disk.last(), n.disk.durable, n.disk.base, n.disk.baseEpoch, n.disk.failed)
+		// Deliberately before the ready is performed: a report may be older
+		// than writes the core ordered (progress must cope).
+		n.c.progress(n.disk.last(), n.disk.durable, n.disk.base, n.disk.baseEpoch, n.disk.truncs, n.disk.failed)
 		rd := n.c.takeReady()
 		if rd.empty() {
 			break
@@ -1078,7 +1083,7 @@ func (s *sim) crash(n *simNode, lossy bool) {
 	if !n.up {
 		return
 	}
-	s.tracef("crash %s lossy=%v", n.name, lossy)
+	s.tracef("crash %s lossy=%v (tail %d, durable %d, safe %d, persisted %d)", n.name, lossy, n.disk.last(), n.disk.durable, n.disk.safe, n.disk.persistedSafe)
 	n.up = false
 	n.inc++
 	for _, st := range slices.Clone(s.streams) {

@@ -8,10 +8,10 @@ import (
 // progress reads, under one lock, what the replication core learns from
 // the log: what is readable and fsynced, where it begins, and whether it
 // failed or closed.
-func (w *WAL) progress() (written, durable, base, baseEpoch uint64, closed bool, err error) {
+func (w *WAL) progress() (written, durable, base, baseEpoch, truncs uint64, closed bool, err error) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	return w.writtenSeq, w.durableSeq, w.base, w.baseEpoch, w.closed, w.failed
+	return w.writtenSeq, w.durableSeq, w.base, w.baseEpoch, uint64(len(w.truncs)), w.closed, w.failed
 }
 
 // view is the log as the replication core starts from it.
@@ -19,7 +19,8 @@ func (w *WAL) view() logView {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	return logView{id: w.id, base: w.base, baseEpoch: w.baseEpoch, last: w.lastSeq, lastEpoch: w.lastEpoch,
-		epochs: append([]EpochStart(nil), w.epochs...), written: w.writtenSeq, durable: w.durableSeq, safe: w.safeSeq}
+		epochs: append([]EpochStart(nil), w.epochs...), written: w.writtenSeq, durable: w.durableSeq, safe: w.safeSeq,
+		truncs: uint64(len(w.truncs))}
 }
 
 // CheckPayloads reports why payloads cannot become frames of this WAL:
