@@ -187,14 +187,15 @@ const (
 )
 
 type coreEvent struct {
-	kind  eventKind
-	id    uint64
-	epoch uint64
-	first uint64
-	last  uint64
-	seq   uint64
-	ok    bool
-	err   error
+	kind   eventKind
+	truncs uint64 // evProposed: the log's truncation count right after the append
+	id     uint64
+	epoch  uint64
+	first  uint64
+	last   uint64
+	seq    uint64
+	ok     bool
+	err    error
 }
 
 type msgKind int
@@ -225,6 +226,11 @@ type outMsg struct {
 	from     uint64
 	limit    uint64
 	maxBytes int
+	// truncs: the log's truncation count when the core named the frames to
+	// read (msgAppend, msgFetchResp). If the log has truncated since (a
+	// later input of the same batch ordered it), the frames there are no
+	// longer the ones meant: the caller must not send them.
+	truncs uint64
 	// msgAppend: req has every field but Frames. With maxFrames > 0 the
 	// caller reads up to maxFrames frames from req.PrevSeq+1 to limit.
 	req       *AppendRequest
@@ -434,7 +440,7 @@ func (c *core) recvFetch(token uint64, req *FetchRequest) {
 		maxBytes = 1 << 20
 	}
 	c.send(outMsg{kind: msgFetchResp, token: token, fetchResp: &FetchResponse{OK: true, Promised: c.st.PromisedEpoch},
-		from: req.From, limit: c.lv.written, maxBytes: maxBytes})
+		from: req.From, limit: c.lv.written, maxBytes: maxBytes, truncs: c.lv.truncs})
 }
 
 // ---- the follower's append stream (DESIGN §6 rule 4) ----
@@ -462,6 +468,15 @@ func (c *core) recvAppend(conn uint64, req *AppendRequest) {
 	if !c.acceptEpoch(req.Epoch, req.Leader) {
 		c.send(outMsg{kind: msgAppendResp, conn: conn, resp: &AppendResponse{Epoch: req.Epoch, Gen: req.Gen, OK: false, Promised: c.st.PromisedEpoch}})
 		return
+	}
+	for i := range req.Frames {
+		if req.Frames[i].Epoch > req.Epoch {
+			// A leader sends frames of its epoch or older: these were read
+			// from a log that changed under the message.
+			fatal(fmt.Errorf("walrepl: an append of epoch %d from %s carries frame Seq=%d of epoch %d; closing the stream",
+				req.Epoch, req.Leader, req.Frames[i].Seq, req.Frames[i].Epoch))
+			return
+		}
 	}
 	sc.epoch, sc.gen = req.Epoch, req.Gen
 	last := c.lv.last

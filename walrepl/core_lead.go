@@ -630,7 +630,7 @@ func (c *core) pump(p *peerState) {
 	req := &AppendRequest{Epoch: ld.epoch, Leader: c.name, Gen: p.gen, PrevSeq: p.next - 1, PrevEpoch: prevEpoch,
 		SafeSeq: max(ld.commit, c.lv.safe), Rebase: rebase, EpochStarted: ld.started}
 	p.sending = true
-	c.send(outMsg{kind: msgAppend, to: p.peer, conn: p.conn, req: req, maxFrames: maxFrames, limit: c.lv.written})
+	c.send(outMsg{kind: msgAppend, to: p.peer, conn: p.conn, req: req, maxFrames: maxFrames, limit: c.lv.written, truncs: c.lv.truncs})
 }
 
 func (c *core) markHeard(p *peerState) { p.heard, p.heardOnce = c.now, true }
@@ -742,7 +742,7 @@ func (c *core) propose(id uint64, ts int64, payloads [][]byte) {
 			frames[i] = Frame{Seq: c.lv.last + 1 + uint64(i), Epoch: ld.epoch, Time: ts, Type: FrameEvent, Payload: p}
 		}
 		c.op(logOp{kind: opAppend, frames: frames})
-		c.emit(coreEvent{kind: evProposed, id: id, epoch: ld.epoch, first: frames[0].Seq, last: c.lv.last})
+		c.emit(coreEvent{kind: evProposed, id: id, epoch: ld.epoch, first: frames[0].Seq, last: c.lv.last, truncs: c.lv.truncs})
 	}
 }
 

@@ -124,3 +124,128 @@ func TestCore_progressOlderThanATruncation(t *testing.T) {
 		t.Fatalf("after the truncation and the fsync, acked %d, want 3", acked)
 	}
 }
+
+// rvNode is a core on a simDisk performed in the driver's order (persist,
+// ops, events, msgs): frames of a msgAppend are read from the disk after the
+// ready's ops, as Replica.sendAppend reads them, unless the log truncated
+// since the core named them.
+type rvNode struct {
+	t     *testing.T
+	c     *core
+	d     *simDisk
+	conns uint64
+	dial  map[string]uint64
+	out   []*AppendRequest
+	outTo []string
+}
+
+func (n *rvNode) perform() {
+	for {
+		n.c.progress(n.d.last(), n.d.last(), n.d.base, n.d.baseEpoch, n.d.truncs, nil)
+		rd := n.c.takeReady()
+		if rd.empty() {
+			return
+		}
+		for _, o := range rd.ops {
+			if err := n.d.apply(o); err != nil {
+				n.t.Fatalf("%s: disk refused: %v", n.c.name, err)
+			}
+		}
+		for i := range rd.msgs {
+			m := &rd.msgs[i]
+			switch m.kind {
+			case msgDial:
+				n.dial[m.to.Name] = m.conn
+			case msgAppend:
+				req := *m.req
+				if !framesStillMeant(m, n.d.truncs) {
+					n.c.streamClosed(m.conn, ErrUnreachable) // what the driver does
+					continue
+				}
+				if m.maxFrames > 0 {
+					for s := req.PrevSeq + 1; s <= min(m.limit, n.d.last()) && len(req.Frames) < m.maxFrames; s++ {
+						f, _ := n.d.frame(s)
+						req.Frames = append(req.Frames, f)
+					}
+				}
+				n.out = append(n.out, &req)
+				n.outTo = append(n.outTo, m.to.Name)
+				n.c.appendSent(m.conn, req.Gen, req.PrevSeq+1, len(req.Frames))
+			}
+		}
+	}
+}
+
+// Found by review (issue 12's second reviewer): the driver takes a batch of
+// inputs before it performs one ready, and reads a send's frames after the
+// ready's log changes. In one batch the leader n1 of epoch 10 pumps n2
+// (frames 5..6 of epoch 10 named), is deposed by n5's epoch 11, and
+// truncates to n5's log: read afterwards, "frames 5..6" were n5's, sent to
+// n2 in an epoch-10 message that n2 (which never promised 11) accepted, and
+// n2 then held at or below its safe_seq frames no leader committed there.
+// Now the send is dropped when the log truncated since the core named it,
+// and a follower refuses frames of an epoch above the message's.
+func TestCore_sendReadAfterTruncationInTheSameBatch(t *testing.T) {
+	cfg := testCoreConfig()
+	cfg.MaxInflight = 3
+	voters := []string{"n1", "n2", "n3", "n4", "n5"}
+	var peers []Peer
+	for _, v := range voters[1:] {
+		peers = append(peers, Peer{Name: v, Addr: v})
+	}
+	n1 := &rvNode{t: t, d: newSimDisk(fakeWAL("n1", 1)), dial: map[string]uint64{}}
+	n1.c = newCore("n1", cfg, testLogger(t), promiseState{}, n1.d.view(), true)
+	n1.c.campaign(10, voters, peers, &n1.conns)
+	n1.perform()
+	for _, p := range []string{"n2", "n3"} {
+		n1.c.recvPromiseResp(10, Peer{Name: p, Addr: p}, &PromiseResponse{OK: true, Node: p, Promised: 10, WALID: fakeWAL(p, 1), Base: 1})
+		n1.perform()
+	}
+	for _, p := range []string{"n2", "n3"} {
+		n1.c.streamOpened(n1.dial[p])
+		n1.perform()
+	}
+	for _, p := range []string{"n2", "n3"} {
+		n1.c.recvAppendResp(n1.dial[p], ack(10, 1, fakeWAL(p, 1), 1, false))
+		n1.perform()
+	}
+	if n1.c.ld == nil || !n1.c.ld.started {
+		t.Fatal("n1 did not start epoch 10")
+	}
+	n1.c.propose(1, 0, payloads("e10", 5)) // Seq 2..6
+	n1.perform()                           // n2 and n3 are sent 2..4 (MaxInflight 3)
+	n1.c.recvAppendResp(n1.dial["n3"], ack(10, 1, fakeWAL("n3", 1), 2, false))
+	n1.perform()
+
+	// n5 leads epoch 11, having adopted n3's tail (10, 2).
+	m5 := []Frame{
+		{Seq: 3, Epoch: 11, Type: FrameEpochStart, Payload: epochStartPayload("n5", 11)},
+		{Seq: 4, Epoch: 11, Type: FrameEvent, Payload: []byte(`{"m":4}`)},
+		{Seq: 5, Epoch: 11, Type: FrameEvent, Payload: []byte(`{"m":5}`)},
+		{Seq: 6, Epoch: 11, Type: FrameEvent, Payload: []byte(`{"m":6}`)},
+	}
+	// One batch: n2's ack (pumps n2), then n5's heartbeat and frames.
+	n1.out, n1.outTo = nil, nil
+	n1.c.recvAppendResp(n1.dial["n2"], ack(10, 1, fakeWAL("n2", 1), 4, false))
+	n1.c.recvAppend(1, &AppendRequest{Epoch: 11, Leader: "n5", Gen: 1, PrevSeq: 2, PrevEpoch: 10, SafeSeq: 2})
+	n1.c.recvAppend(1, &AppendRequest{Epoch: 11, Leader: "n5", Gen: 1, PrevSeq: 2, PrevEpoch: 10, SafeSeq: 3, EpochStarted: true, Frames: m5})
+	n1.perform()
+	for i, r := range n1.out {
+		for _, f := range r.Frames {
+			if f.Epoch > r.Epoch {
+				t.Errorf("n1 sent %s an epoch-%d append carrying frame Seq=%d of epoch %d", n1.outTo[i], r.Epoch, f.Seq, f.Epoch)
+			}
+		}
+	}
+
+	// The follower's backstop: such a message is refused whole.
+	n2d := newSimDisk(fakeWAL("n2", 1))
+	n2d.st.PromisedEpoch = 10
+	n2 := newCore("n2", cfg, testLogger(t), n2d.st, n2d.view(), true)
+	n2.recvAppend(7, &AppendRequest{Epoch: 10, Leader: "n1", Gen: 1, PrevSeq: 0, Frames: []Frame{
+		{Seq: 1, Epoch: 10, Type: FrameEpochStart, Payload: []byte(`{}`)}, {Seq: 2, Epoch: 11, Type: FrameEvent, Payload: []byte(`{}`)}}})
+	rd := n2.takeReady()
+	if len(rd.ops) != 0 {
+		t.Errorf("n2 applied %d log changes from an epoch-10 message carrying an epoch-11 frame", len(rd.ops))
+	}
+}

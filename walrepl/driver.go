@@ -332,6 +332,16 @@ func (r *Replica) sendMsg(m *outMsg) {
 	}
 }
 
+// framesStillMeant reports whether the frames a message names (a send's or
+// a fetch answer's) are still the ones the core meant: the log has made no
+// truncation since (truncs is the log's count now).
+func framesStillMeant(m *outMsg, truncs uint64) bool {
+	if m.kind == msgAppend && m.maxFrames == 0 {
+		return true // names no frames
+	}
+	return m.truncs == truncs
+}
+
 // goRPC runs a transport call on its own goroutine, bounded by
 // PromiseTimeout and by the replica's life.
 func (r *Replica) goRPC(f func(ctx context.Context)) {
@@ -351,6 +361,15 @@ func (r *Replica) sendAppend(m *outMsg) {
 	cc := r.conns[m.conn]
 	if cc == nil {
 		r.c.appendSent(m.conn, req.Gen, req.PrevSeq+1, 0)
+		return
+	}
+	if !framesStillMeant(m, r.wal.truncations()) {
+		// A later input of this batch truncated the log: frames read now
+		// would not be the ones the core meant (they may be another
+		// leader's). The stream starts over.
+		cc.close()
+		delete(r.conns, m.conn)
+		r.c.streamClosed(m.conn, errors.New("walrepl: the log was truncated under a send"))
 		return
 	}
 	if m.maxFrames > 0 {
@@ -456,7 +475,9 @@ func (r *Replica) ProposeNotify(ctx context.Context, ts int64, payloads [][]byte
 		f := r.pending[id]
 		r.pending[id] = func(ev coreEvent) {
 			if ev.err == nil {
-				if appended != nil {
+				// Only while the frames are still there: a later input of
+				// the same batch may have truncated them (leadership lost).
+				if appended != nil && r.wal.truncations() == ev.truncs {
 					appended(ev.first, ev.epoch)
 				}
 				r.waitCommitLocked(ev.epoch, ev.last, done)
@@ -580,6 +601,9 @@ func (r *Replica) answer(ctx context.Context, f func(token uint64)) (outMsg, boo
 		r.tokens[token] = func(m outMsg) {
 			if m.kind == msgFetchResp && m.fetchResp.OK {
 				frames, err := r.wal.ReadFrames(m.from, m.limit, 1<<20, m.maxBytes)
+				if err == nil && !framesStillMeant(&m, r.wal.truncations()) {
+					err = errors.New("truncated since the answer was decided")
+				}
 				if err != nil {
 					m.fetchResp = &FetchResponse{OK: false, Promised: m.fetchResp.Promised}
 				} else {

@@ -67,7 +67,10 @@ func (w *WAL) TrimTo(newBase uint64) (uint64, error) {
 		return b, nil
 	}
 	newBase = w.firstSeq + k*indexStride
-	off := w.index[k]
+	off := w.end // every frame goes (newBase is lastSeq+1, at a stride boundary)
+	if k < uint64(len(w.index)) {
+		off = w.index[k]
+	}
 	prevEpoch, _ := w.epochAtLocked(newBase - 1)
 	oldOffset := w.baseOffset
 	w.mu.Unlock()
@@ -88,9 +91,13 @@ func (w *WAL) TrimTo(newBase uint64) (uint64, error) {
 	w.indexSeen = append([]time.Time(nil), w.indexSeen[k:]...)
 	w.frames -= removed
 	w.trimmed += removed
-	i := sort.Search(len(w.epochs), func(i int) bool { return w.epochs[i].FirstSeq > newBase })
-	w.epochs = append([]epochStart(nil), w.epochs[i-1:]...)
-	w.epochs[0].FirstSeq = max(w.epochs[0].FirstSeq, newBase)
+	if w.frames == 0 {
+		w.epochs = nil // the log holds no frame; lastEpoch stays (= prevEpoch)
+	} else {
+		i := sort.Search(len(w.epochs), func(i int) bool { return w.epochs[i].FirstSeq > newBase })
+		w.epochs = append([]epochStart(nil), w.epochs[i-1:]...)
+		w.epochs[0].FirstSeq = max(w.epochs[0].FirstSeq, newBase)
+	}
 	w.base, w.baseOffset, w.baseEpoch, w.firstSeq = newBase, off, prevEpoch, newBase
 	w.notifyLocked()
 	w.mu.Unlock()

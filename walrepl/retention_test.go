@@ -205,3 +205,33 @@ func TestRetention_followerRebasedFromTrimmedLeader(t *testing.T) {
 		}
 	}
 }
+
+// Trimming everything (a base one past the last frame, which retentionBase
+// asks for when even the newest stride is over the byte bound) with a frame
+// count that is a multiple of the index stride indexed one past the index.
+// Found by review (issue 12's second reviewer); it panicked before.
+func TestRetention_trimEverythingAtAStrideBoundary(t *testing.T) {
+	dir := t.TempDir()
+	w := openTestWAL(t, dir)
+	last := appendN(t, w, 1, 2*indexStride, 100)
+	nb, err := w.TrimTo(last + 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if nb != last+1 {
+		t.Fatalf("base %d after trimming everything, want %d", nb, last+1)
+	}
+	next := appendN(t, w, 1, 3, 100)
+	if next != last+3 {
+		t.Fatalf("appended up to %d, want %d", next, last+3)
+	}
+	w.Close()
+	w2 := openTestWAL(t, dir)
+	if b, _ := w2.Base(); b != last+1 {
+		t.Fatalf("base %d after restart, want %d", b, last+1)
+	}
+	got, err := w2.ReadFrames(last+1, last+3, 10, 1<<20)
+	if err != nil || len(got) != 3 {
+		t.Fatalf("read %d frames after the trimmed head (err %v), want 3", len(got), err)
+	}
+}

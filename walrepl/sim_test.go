@@ -194,6 +194,7 @@ type simNode struct {
 	stalled  bool          // fsyncs do not complete
 	paused   bool          // frozen process: no ticks, nothing delivered to it
 	lossy    bool          // rolled back or reset, not yet confirmed as whole again
+	dirty    bool          // inputs taken, ready not yet performed (the driver batches inputs)
 	snapshot *simDisk      // an old copy of its disk, for a rollback
 	lastSafe uint64
 	heard    map[int]time.Duration // leader: when each peer's answer was last handed to it
@@ -217,6 +218,10 @@ type simOp struct {
 	failed  bool // refused before it was appended anywhere, for good
 	inLog   bool // some attempt reached some log: the outcome is unknown until acked
 	pending bool // an attempt awaits its commit
+	// attempt: an attempt's outcome is not yet known on the node it went
+	// to (-1: none). Like the API's in-flight ids (node/ingest.go), a
+	// retry waits for it.
+	attempt int
 }
 
 type simPending struct {
@@ -243,7 +248,6 @@ type sim struct {
 	log   logrus.FieldLogger
 
 	epoch   uint64 // etcd: the last epoch handed out
-	floor   uint64 // what a starting node reads as the current epoch: the last or, racing a campaign, the one before
 	elected int    // etcd: the node holding the leader key, -1 none
 	leading map[int]uint64
 
@@ -330,15 +334,10 @@ func (s *sim) start(n *simNode, created, learner bool) {
 	if learner {
 		st.Learner, st.LearnerUntil = true, 0
 	}
-	// The floor is defence in depth; the core must be safe without it, so
-	// the simulator also starts nodes with a stale floor or none.
+	// The floor is what node/ reads from etcd at every start
+	// (cluster.EpochFloor): at least the current leader's epoch. A reset or
+	// rolled-back disk lost its promise with its log; the floor restores it.
 	floor := s.epoch
-	switch s.rng.Intn(3) {
-	case 1:
-		floor = s.floor
-	case 2:
-		floor = 0
-	}
 	st.PromisedEpoch = max(st.PromisedEpoch, floor)
 	n.disk.st = st
 	n.inc++
@@ -418,8 +417,10 @@ func (s *sim) randomStep() {
 		s.clockStep(s.pick())
 	case r < 960:
 		s.abdicate()
-	default:
+	case r < 975:
 		s.deliverLate()
+	default:
+		s.flush()
 	}
 }
 
@@ -427,9 +428,30 @@ func (s *sim) pick() *simNode { return s.nodes[s.rng.Intn(len(s.nodes))] }
 
 func (s *sim) live(n *simNode) bool { return n.up && !n.paused }
 
+// after follows an input to n: usually the ready is performed at once; some
+// times more inputs come first, as the driver takes up to 257 inputs before it
+// performs one ready (a flush step performs it later).
+func (s *sim) after(n *simNode) {
+	if s.rng.Intn(10) < 3 {
+		n.dirty = true
+		return
+	}
+	s.process(n)
+}
+
+func (s *sim) flush() {
+	for _, i := range s.rng.Perm(len(s.nodes)) {
+		if n := s.nodes[i]; n.dirty && n.up && !n.paused {
+			s.process(n)
+			return
+		}
+	}
+}
+
 // process performs n's ready as the driver does: persist, apply, events,
 // messages; then feeds the log's progress back, until nothing is left.
 func (s *sim) process(n *simNode) {
+	n.dirty = false
 	for guard := 0; n.up; guard++ {
 		if guard > 10000 {
 			s.violate("%s: the core never stops asking (livelock in one step)", n.name)
@@ -534,6 +556,7 @@ func (s *sim) event(n *simNode, ev coreEvent) {
 		if op == nil {
 			return
 		}
+		op.attempt = -1
 		if ev.err != nil {
 			if !op.inLog {
 				op.failed = true
@@ -548,6 +571,9 @@ func (s *sim) event(n *simNode, ev coreEvent) {
 	case evReply:
 		op := s.reqs[ev.id]
 		delete(s.reqs, ev.id)
+		if op != nil {
+			op.attempt = -1
+		}
 		if op != nil && ev.ok {
 			op.pending = true
 			s.pend = append(s.pend, simPending{op: op, node: n.idx, epoch: int(ev.epoch), seq: op.seq})
@@ -670,7 +696,9 @@ func (s *sim) send(n *simNode, m *outMsg) {
 			a.kind, a.pResp = smPromiseResp, m.promiseResp
 		} else {
 			a.kind, a.fResp = smFetchResp, m.fetchResp
-			if a.fResp.OK {
+			if a.fResp.OK && !framesStillMeant(m, n.disk.truncs) {
+				a.fResp = &FetchResponse{OK: false, Promised: m.fetchResp.Promised}
+			} else if a.fResp.OK {
 				resp := *a.fResp
 				resp.Frames = s.readFrames(n, m.from, m.limit, 1<<20, m.maxBytes)
 				a.fResp = &resp
@@ -691,6 +719,11 @@ func (s *sim) send(n *simNode, m *outMsg) {
 			return
 		}
 		req := *m.req
+		if !framesStillMeant(m, n.disk.truncs) {
+			s.closeStream(st, nil, false)
+			n.c.streamClosed(m.conn, fmt.Errorf("sim: the log was truncated under a send"))
+			return
+		}
 		if m.maxFrames > 0 {
 			if first < n.disk.base {
 				s.closeStream(st, nil, false)
@@ -763,12 +796,12 @@ func (s *sim) closeStream(st *simStream, err error, notifyA bool) {
 				err = ErrUnreachable
 			}
 			a.c.streamClosed(st.conn, err)
-			s.process(a)
+			s.after(a)
 		}
 	}
 	if b.up && b.inc == st.bInc {
 		b.c.serverClosed(st.sconn)
-		s.process(b)
+		s.after(b)
 	}
 }
 
@@ -818,7 +851,7 @@ func (s *sim) deliver() {
 		s.tracef("%s→%s append e%d gen%d prev=%d/%d n=%d safe=%d started=%v rebase=%v", a.name, b.name, req.Epoch, req.Gen,
 			req.PrevSeq, req.PrevEpoch, len(req.Frames), req.SafeSeq, req.EpochStarted, req.Rebase)
 		b.c.recvAppend(st.sconn, req)
-		s.process(b)
+		s.after(b)
 		return
 	}
 	if len(st.toA) == 0 {
@@ -835,7 +868,7 @@ func (s *sim) deliver() {
 		a.backing[st.b] = max(a.backing[st.b], resp.DurableSeq)
 	}
 	a.c.recvAppendResp(st.conn, resp)
-	s.process(a)
+	s.after(a)
 }
 
 func (s *sim) deliverMsg(m *simMsg) {
@@ -856,7 +889,7 @@ func (s *sim) deliverMsg(m *simMsg) {
 			s.tracef("%s→%s fetch e%d from=%d", from.name, to.name, m.epoch, m.fetch.From)
 			to.c.recvFetch(s.nextTok, m.fetch)
 		}
-		s.process(to)
+		s.after(to)
 	case smPromiseResp, smFetchResp:
 		if !to.up || to.inc != m.toInc {
 			return // the process that asked is gone
@@ -874,7 +907,7 @@ func (s *sim) deliverMsg(m *simMsg) {
 			s.tracef("%s→%s fetched e%d ok=%v n=%d", from.name, to.name, m.epoch, m.fResp.OK, len(m.fResp.Frames))
 			to.c.recvFetchResp(m.epoch, m.fResp)
 		}
-		s.process(to)
+		s.after(to)
 	case smRPCFail:
 		if !to.up || to.inc != m.toInc {
 			return
@@ -884,14 +917,14 @@ func (s *sim) deliverMsg(m *simMsg) {
 		} else {
 			to.c.fetchFailed(m.epoch, ErrUnreachable)
 		}
-		s.process(to)
+		s.after(to)
 	case smDial:
 		if !from.up || from.inc != m.fromInc {
 			return
 		}
 		if !reachable || s.cut[[2]int{m.to, m.from}] {
 			from.c.streamClosed(m.conn, ErrUnreachable)
-			s.process(from)
+			s.after(from)
 			return
 		}
 		to.served++
@@ -902,7 +935,7 @@ func (s *sim) deliverMsg(m *simMsg) {
 			from.newest[m.to], from.backing[m.to] = m.conn, 0
 		}
 		from.c.streamOpened(m.conn)
-		s.process(from)
+		s.after(from)
 	}
 }
 
@@ -922,7 +955,7 @@ func (s *sim) deliverLate() {
 	}
 	s.tracef("late ack to %s on old stream %d durable=%d", n.name, l.conn, l.resp.DurableSeq)
 	n.c.recvAppendResp(l.conn, l.resp)
-	s.process(n)
+	s.after(n)
 }
 
 func (s *sim) tick() {
@@ -952,7 +985,7 @@ func (s *sim) client() {
 	}
 	n := s.nodes[i]
 	id := fmt.Sprintf("o%d", len(s.ops)+1)
-	op := &simOp{id: id, payload: []byte(fmt.Sprintf(`{"id":%q}`, id)), call: s.step}
+	op := &simOp{id: id, payload: []byte(fmt.Sprintf(`{"id":%q}`, id)), call: s.step, attempt: -1}
 	s.ops = append(s.ops, op)
 	if !s.live(n) {
 		op.failed = true
@@ -964,8 +997,10 @@ func (s *sim) client() {
 func (s *sim) propose(n *simNode, op *simOp) {
 	s.nextReq++
 	s.reqs[s.nextReq] = op
+	s.tracef("propose %s on %s", op.id, n.name)
+	op.attempt = n.idx
 	n.c.propose(s.nextReq, int64(s.now+n.skew), [][]byte{op.payload})
-	s.process(n)
+	s.after(n)
 }
 
 // retry sends an event whose outcome is unknown again, with its id: like
@@ -974,7 +1009,7 @@ func (s *sim) propose(n *simNode, op *simOp) {
 func (s *sim) retry() {
 	var unknown []*simOp
 	for _, op := range s.ops {
-		if op.inLog && !op.acked && !op.pending {
+		if op.inLog && !op.acked && !op.pending && op.attempt < 0 {
 			unknown = append(unknown, op)
 		}
 	}
@@ -1002,23 +1037,22 @@ func (s *sim) elect(i int) {
 	if old := s.elected; old >= 0 && old != i && s.rng.Intn(10) < 7 {
 		if e, ok := s.leading[old]; ok && s.live(s.nodes[old]) {
 			s.nodes[old].c.abdicate(e, ErrNotLeader)
-			s.process(s.nodes[old])
+			s.after(s.nodes[old])
 		}
 	}
-	s.floor = s.epoch
 	s.epoch += uint64(1 + s.rng.Intn(3))
 	s.elected = i
 	s.leading[i] = s.epoch
 	s.tracef("elect %s epoch %d", n.name, s.epoch)
 	n.c.campaign(s.epoch, s.names, s.peers[i], &n.conns)
-	s.process(n)
+	s.after(n)
 }
 
 func (s *sim) abdicate() {
 	for _, i := range s.rng.Perm(len(s.nodes)) {
 		if e, ok := s.leading[i]; ok && s.live(s.nodes[i]) && i != s.elected {
 			s.nodes[i].c.abdicate(e, ErrNotLeader)
-			s.process(s.nodes[i])
+			s.after(s.nodes[i])
 			return
 		}
 	}
@@ -1084,7 +1118,12 @@ func (s *sim) crash(n *simNode, lossy bool) {
 		return
 	}
 	s.tracef("crash %s lossy=%v (tail %d, durable %d, safe %d, persisted %d)", n.name, lossy, n.disk.last(), n.disk.durable, n.disk.safe, n.disk.persistedSafe)
-	n.up = false
+	n.up, n.dirty = false, false // an unperformed ready dies with the process
+	for _, op := range s.ops {
+		if op.attempt == n.idx {
+			op.attempt = -1 // the request failed with the process
+		}
+	}
 	n.inc++
 	for _, st := range slices.Clone(s.streams) {
 		if st.a == n.idx || st.b == n.idx {
@@ -1216,7 +1255,7 @@ func (s *sim) heal(why string) {
 			s.restart(n)
 		}
 	}
-	probe := &simOp{id: fmt.Sprintf("probe%d", s.step), call: s.step}
+	probe := &simOp{id: fmt.Sprintf("probe%d", s.step), call: s.step, attempt: -1}
 	probe.payload = []byte(fmt.Sprintf(`{"id":%q}`, probe.id))
 	s.ops = append(s.ops, probe)
 	deadline := s.now + 30*time.Second
@@ -1244,7 +1283,7 @@ func (s *sim) heal(why string) {
 			s.elect(-1)
 			lastElect = s.now
 		}
-		if leader >= 0 && !probe.pending && s.now-lastElect > 10*time.Millisecond {
+		if leader >= 0 && !probe.pending && probe.attempt < 0 && s.now-lastElect > 10*time.Millisecond {
 			s.elected = leader
 			if probe.inLog {
 				s.retryOp(probe, s.nodes[leader])
@@ -1267,9 +1306,9 @@ func (s *sim) retryOp(op *simOp, n *simNode) {
 		if f, _ := n.disk.frame(seq); f.Type == FrameEvent && bytes.Equal(f.Payload, op.payload) {
 			s.nextReq++
 			s.reqs[s.nextReq] = op
-			op.seq = seq
+			op.seq, op.attempt = seq, n.idx
 			n.c.checkCommitWait(s.nextReq, seq)
-			s.process(n)
+			s.after(n)
 			return
 		}
 	}

@@ -36,3 +36,10 @@ func (w *WAL) CheckPayloads(payloads [][]byte) error {
 	}
 	return nil
 }
+
+// truncations is how many truncations and rebases the log has made.
+func (w *WAL) truncations() uint64 {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return uint64(len(w.truncs))
+}
