@@ -205,6 +205,8 @@ type simNode struct {
 	// epoch (the simulator's own account of rule 1, independent of the core's).
 	backing map[int]uint64
 	newest  map[int]uint64 // peer → conn of the newest stream opened to it
+	// backedEpoch, backedTo: the commit point checkBacked last checked.
+	backedEpoch, backedTo uint64
 }
 
 // simOp is one client event: an id, sent until its outcome is known.
@@ -432,6 +434,7 @@ func (s *sim) live(n *simNode) bool { return n.up && !n.paused }
 // times more inputs come first, as the driver takes up to 257 inputs before it
 // performs one ready (a flush step performs it later).
 func (s *sim) after(n *simNode) {
+	s.checkBacked(n)
 	if s.rng.Intn(10) < 3 {
 		n.dirty = true
 		return
@@ -460,6 +463,7 @@ func (s *sim) process(n *simNode) {
 		// Deliberately before the ready is performed: a report may be older
 		// than writes the core ordered (progress must cope).
 		n.c.progress(n.disk.last(), n.disk.durable, n.disk.base, n.disk.baseEpoch, n.disk.truncs, n.disk.failed)
+		s.checkBacked(n)
 		rd := n.c.takeReady()
 		if rd.empty() {
 			break
@@ -597,19 +601,24 @@ func (s *sim) event(n *simNode, ev coreEvent) {
 	}
 }
 
-// commit checks a leader's commit point against every other commit: one
-// committing leader per epoch, one frame per Seq.
-func (s *sim) commit(n *simNode, epoch, seq uint64) {
-	if who, ok := s.committer[epoch]; ok && who != n.idx {
-		s.violate("two leaders committed in epoch %d: %s and %s", epoch, s.nodes[who].name, n.name)
+// checkBacked checks the core's commit point against acks the moment the core
+// moves it: a majority of voters, the leader counted by its own fsync, each
+// other by an ack of this epoch on its newest stream. The check runs right
+// after the input, not when the driver later performs the ready: by then a
+// newer stream may have replaced the one that carried a legitimate ack.
+func (s *sim) checkBacked(n *simNode) {
+	ld := n.c.ld
+	if ld == nil {
 		return
 	}
-	s.committer[epoch] = n.idx
-	if f, ok := n.disk.frame(seq); ok && f.Epoch != epoch {
-		s.violate("%s committed Seq=%d, a frame of epoch %d, in epoch %d: only a frame of its own epoch commits what is below it (Raft's Figure 8)",
-			n.name, seq, f.Epoch, epoch)
+	if ld.epoch != n.backedEpoch {
+		n.backedEpoch, n.backedTo = ld.epoch, 0
+	}
+	if ld.commit <= n.backedTo {
 		return
 	}
+	seq := ld.commit
+	n.backedTo = seq
 	backed := 0
 	if n.disk.durable >= seq {
 		backed++
@@ -621,7 +630,21 @@ func (s *sim) commit(n *simNode, epoch, seq uint64) {
 	}
 	if backed < len(s.nodes)/2+1 {
 		s.violate("%s committed Seq=%d in epoch %d with %d of %d voters holding it fsynced by their acks on its current streams",
-			n.name, seq, epoch, backed, len(s.nodes))
+			n.name, seq, ld.epoch, backed, len(s.nodes))
+	}
+}
+
+// commit checks a leader's commit point against every other commit: one
+// committing leader per epoch, one frame per Seq.
+func (s *sim) commit(n *simNode, epoch, seq uint64) {
+	if who, ok := s.committer[epoch]; ok && who != n.idx {
+		s.violate("two leaders committed in epoch %d: %s and %s", epoch, s.nodes[who].name, n.name)
+		return
+	}
+	s.committer[epoch] = n.idx
+	if f, ok := n.disk.frame(seq); ok && f.Epoch != epoch {
+		s.violate("%s committed Seq=%d, a frame of epoch %d, in epoch %d: only a frame of its own epoch commits what is below it (Raft's Figure 8)",
+			n.name, seq, f.Epoch, epoch)
 		return
 	}
 	key := [2]uint64{uint64(n.idx), epoch}
