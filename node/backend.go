@@ -88,12 +88,26 @@ func (n *Node) Health() (api.Health, bool) {
 	case !holdsToken:
 		h.Reasons = append(h.Reasons, "leader_token_not_held")
 	}
+	if n.transport != nil {
+		if r := n.transport.LastRefusal(); !r.At.IsZero() && time.Since(r.At) < protocolWarning {
+			h.Warnings = append(h.Warnings, "peer_protocol_unsupported")
+			if !leading {
+				h.Reasons = append(h.Reasons, "peer_protocol_unsupported")
+			}
+		}
+	}
 	ok := len(h.Reasons) == 0
 	if ok {
 		h.Status = "ok"
 	}
 	return h, ok
 }
+
+// protocolWarning is how long a refused peer (REPL_PROTOCOL_UNSUPPORTED)
+// stays in /v1/health's warnings. A leader tries every peer at each epoch
+// start and a follower hears a leader's promise round at each, so a peer
+// that still speaks another version renews it.
+const protocolWarning = time.Minute
 
 // HAStatus implements api.ClusterView. Leader is set only while some leader can
 // commit as this node can tell; otherwise LastLeader names the last one seen.
