@@ -158,7 +158,7 @@ type Node struct {
 	Extra   []string // extra serve flags
 	// Bin is the binary to run; "" means this tree's (Binary).
 	Bin string
-	Env     []string // extra environment, KEY=VALUE
+	Env []string // extra environment, KEY=VALUE
 	// APIScheme and PeerScheme are "http" (default) or "https".
 	APIScheme, PeerScheme string
 
