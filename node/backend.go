@@ -81,6 +81,11 @@ func (n *Node) Health() (api.Health, bool) {
 		h.Reasons = append(h.Reasons, "learner")
 	case !leading:
 		h.Reasons = append(h.Reasons, "not_leader")
+		if rs.Unconfirmed {
+			// Restarted, and no leader has confirmed its log yet (rule 13):
+			// it counts toward no election majority of restarted nodes.
+			h.Reasons = append(h.Reasons, "unconfirmed")
+		}
 	case !rs.EpochStarted:
 		h.Reasons = append(h.Reasons, "epoch_not_started")
 	case !rs.QuorumOK:

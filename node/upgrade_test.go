@@ -2,6 +2,7 @@ package node_test
 
 import (
 	"fmt"
+	"slices"
 	"testing"
 	"time"
 
@@ -62,9 +63,10 @@ func TestUpgrade_rollingFromThePreviousRelease(t *testing.T) {
 	fmt.Printf("rolling upgrade %s -> this tree: 3 nodes in %s under load, acked=%d lost=0\n", previousRelease, took.Round(100*time.Millisecond), len(acked))
 }
 
-// waitCaughtUp waits until n is a follower or the leader (not a learner)
-// and holds the cluster's safe_seq as some other node reported it when n
-// started.
+// waitCaughtUp waits until n is a follower or the leader (not a learner),
+// holds the cluster's safe_seq as some other node reported it when n
+// started, and a leader has confirmed its log (no "unconfirmed" reason), as
+// docs/operations.md "Upgrades" tells an operator to wait.
 func waitCaughtUp(t *testing.T, c *proctest.Cluster, n *proctest.Node, d time.Duration) {
 	t.Helper()
 	var target uint64
@@ -79,7 +81,7 @@ func waitCaughtUp(t *testing.T, c *proctest.Cluster, n *proctest.Node, d time.Du
 	deadline := time.Now().Add(d)
 	for {
 		_, h := n.Health()
-		if (h.Role == "follower" || h.Role == "leader") && h.SafeSeq >= target && h.LastSeq >= target {
+		if (h.Role == "follower" || h.Role == "leader") && h.SafeSeq >= target && h.LastSeq >= target && !slices.Contains(h.Reasons, "unconfirmed") {
 			return
 		}
 		if time.Now().After(deadline) {
