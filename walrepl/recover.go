@@ -295,9 +295,9 @@ func recoverDir(o *Options) (*scanResult, *Report, error) {
 // repairs a torn tail, upgrades a format-version-1 file, and opens every
 // segment of the chain: telemetry.wal for writing, the sealed ones for
 // reading.
-func openAndCheck(dir string, safe uint64, o *Options) (res *scanResult, rep *Report, err error) {
+func openAndCheck(dir string, safe uint64, o *Options) (_ *scanResult, _ *Report, err error) {
 	fsys := o.fs
-	res, err = scanDir(fsys, dir, safe, DefaultMaxPayload, nil)
+	res, err := scanDir(fsys, dir, safe, DefaultMaxPayload, nil)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -377,7 +377,7 @@ func openAndCheck(dir string, safe uint64, o *Options) (res *scanResult, rep *Re
 			"dir": dir, "offset": res.tornAt, "bytes_dropped": res.tornBytes(), "last_seq": res.lastSeq,
 		}).Warn("WAL_TORN_TAIL_TRUNCATED")
 	}
-	rep = reportOf(dir, res, safe)
+	rep := reportOf(dir, res, safe)
 	if res.tornAt >= 0 {
 		rep.FileSize = res.tornAt
 	}
