@@ -86,6 +86,13 @@ func scanDir(fsys fileSystem, dir string, safeSeq uint64, maxPayload int, visit 
 	// Every segment of the chain, sealed ones in Seq order, then the active.
 	var segs []*segment
 	for _, s := range sealed {
+		if s.first < bs.Base {
+			// Below the recorded base: a trim removed its frames from the
+			// log before a crash stopped it removing the file. Never read.
+			res.stale = append(res.stale, s.name)
+			res.notes = append(res.notes, fmt.Sprintf("remove %s: below the base %d (a trim that did not finish)", s.name, bs.Base))
+			continue
+		}
 		h, hs, err := readHeaderOf(fsys, joinDir(dir, s.name))
 		if err != nil {
 			return nil, err
