@@ -409,3 +409,15 @@ func TestWAL_Segments_singleByteChangeInCommittedRegion(t *testing.T) {
 	}
 	t.Logf("%d single-bit changes, all refused", checked)
 }
+
+// The segment header example of docs/wal-format.md, byte for byte.
+func TestWALFormat_docSegmentHeaderExample(t *testing.T) {
+	const ex = "414f54454c57414c 02000000 6e73513a a07e1e000102030405060708090a0b0c 0100000000000000 0000000000000000 00000000 01000000 0000000000000000"
+	got := fmt.Sprintf("%x", firstSeg().encode())
+	if want := strings.ReplaceAll(ex, " ", ""); got != want {
+		t.Fatalf("hand encoder %s\npage         %s", got, want)
+	}
+	if docSealedName(4097) != "telemetry-00000000000000004097.seg" || walrepl.SealedName(4097) != docSealedName(4097) {
+		t.Fatalf("sealed name %s / %s", docSealedName(4097), walrepl.SealedName(4097))
+	}
+}

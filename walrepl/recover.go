@@ -456,9 +456,9 @@ func createWAL(fsys fileSystem, dir string, learner bool) error {
 }
 
 // moveAsideSegments moves every segment file left in dir (sealed segments, a
-// roll's telemetry.wal.next) into a new directory beside dir,
-// <dir>.corrupt-YYYYMMDD-HHMMSS, and returns its path ("" when there was
-// none). A WAL that is being created or reset never reads them.
+// roll's telemetry.wal.next) into a new directory beside dir, the first free
+// of <dir>.corrupt-YYYYMMDD, .2, .3, ..., and returns its path ("" when
+// there was none). A WAL that is being created or reset never reads them.
 func moveAsideSegments(fsys fileSystem, dir string) (string, error) {
 	names, err := fsys.List(dir)
 	if err != nil {
@@ -473,7 +473,10 @@ func moveAsideSegments(fsys fileSystem, dir string) (string, error) {
 	if len(left) == 0 {
 		return "", nil
 	}
-	stem := filepath.Clean(dir) + ".corrupt-" + time.Now().UTC().Format("20060102-150405")
+	// The runbook's backup name (step 2: telemetry.corrupt-$(date +%Y%m%d)),
+	// then .2, .3, ... as `autonomyctl wal reset` does: the operator's own
+	// backup of the day usually holds that name already.
+	stem := filepath.Clean(dir) + ".corrupt-" + time.Now().Format("20060102")
 	to := stem
 	for i := 2; ; i++ {
 		ok, err := fsys.Exists(to)
