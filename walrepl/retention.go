@@ -60,8 +60,11 @@ func (w *WAL) TrimTo(newBase uint64) (uint64, error) {
 		}
 		w.segs = append(w.segs, ns)
 	}
-	k := 0 // segments [0,k) hold only frames below newBase; never the active one
-	for k < len(w.segs)-1 && w.segs[k+1].first <= newBase {
+	// Segments [0,k) hold only frames below newBase. Only sealed ones go:
+	// never telemetry.wal (w.disk), nor a segment a queued roll has not
+	// created yet.
+	k := 0
+	for k < len(w.segs)-1 && w.segs[k] != w.disk && w.segs[k+1].first <= newBase {
 		k++
 	}
 	if k == 0 {

@@ -315,3 +315,43 @@ func TestSegment_optionsValidate(t *testing.T) {
 		t.Fatal("a segment bound below the minimum was accepted")
 	}
 }
+
+// A trim while a roll is queued (the next frame begins a segment the
+// flusher has not created yet) never deletes telemetry.wal.
+func TestSegment_trimWithQueuedRoll(t *testing.T) {
+	dir := t.TempDir()
+	w := openSegWAL(t, dir, MinSegmentBytes, nil)
+	defer w.Close()
+	last := appendN(t, w, 1, 100, 100)
+	for { // fill telemetry.wal to its bound, every frame durable and committed
+		w.mu.Lock()
+		full := w.disk.end >= w.opts.SegmentBytes && w.segs[len(w.segs)-1] == w.disk
+		w.mu.Unlock()
+		if full {
+			break
+		}
+		last = appendN(t, w, 1, 1, 100)
+	}
+	w.mu.Lock() // the next frame begins a new segment; the roll stays queued
+	w.queueLocked(&Frame{Seq: w.lastSeq + 1, Epoch: 1, Type: FrameEvent, Payload: []byte(`{"queued":true}`)})
+	if w.segs[len(w.segs)-1] == w.disk {
+		t.Fatal("test setup: no roll was queued")
+	}
+	w.mu.Unlock()
+	if _, err := w.TrimTo(last + 1); err != nil {
+		t.Fatal(err)
+	}
+	if !fileExistsT(t, filepath.Join(dir, WALFile)) {
+		t.Fatal("telemetry.wal was deleted")
+	}
+	w.kickFlusher()
+	l, _, _, _ := w.Positions()
+	if err := w.WaitDurable(context.Background(), l); err != nil {
+		t.Fatal(err)
+	}
+	w.SetSafeSeq(l)
+	w.Close()
+	if rep, err := Verify(dir, true, 0); err != nil || rep.LastSeq != l {
+		t.Fatalf("Verify: %+v, %v", rep, err)
+	}
+}
