@@ -101,6 +101,26 @@ func TestRetention_BoundedDiskOnEveryNode(t *testing.T) {
 		if segs < 2 {
 			t.Fatalf("%s: %d segment files", n.Name, segs)
 		}
+		// autonomy_wal_bytes_on_disk (bytes_on_disk) is the segment files'
+		// sizes; retention may trim between the two readings, so retry.
+		var sum int64
+		for try := 0; ; try++ {
+			ws, _ := walStatus(n)
+			sum = 0
+			ents, _ := os.ReadDir(dir)
+			for _, e := range ents {
+				if info, err := e.Info(); err == nil && (strings.HasSuffix(e.Name(), ".seg") || e.Name() == "telemetry.wal") {
+					sum += info.Size()
+				}
+			}
+			if ws.BytesOnDisk == sum {
+				break
+			}
+			if try == 20 {
+				t.Fatalf("%s: bytes_on_disk %d, the segment files' sizes sum to %d", n.Name, ws.BytesOnDisk, sum)
+			}
+			time.Sleep(100 * time.Millisecond)
+		}
 	}
 	c.CheckAllNodes(nil)
 
