@@ -6,7 +6,6 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
-	"syscall"
 )
 
 // fileSystem is every file-system call the segment layer (segment.go,
@@ -126,15 +125,6 @@ func sameFile(a, b string) (bool, error) {
 		return false, err
 	}
 	return os.SameFile(sa, sb), nil
-}
-
-// allocatedBytes is what du counts for path (tests compare it with sizes).
-func allocatedBytes(path string) (int64, error) {
-	var st syscall.Stat_t
-	if err := syscall.Stat(path, &st); err != nil {
-		return 0, err
-	}
-	return st.Blocks * 512, nil
 }
 
 // isNotExist is errors.Is(err, fs.ErrNotExist).
