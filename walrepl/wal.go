@@ -53,8 +53,11 @@ type Options struct {
 	Clock Clock
 	// Inject is a test seam: when set, it is called at the named points of
 	// the write path (wal-before-write, wal-before-fsync, wal-after-fsync,
-	// safeseq-before-persist) and an error it returns is treated exactly like
-	// an I/O error there. Nil in production.
+	// safeseq-before-persist; a segment roll's roll-after-next,
+	// roll-after-link, roll-after-rename; truncate-before-fsync,
+	// truncate-after-rename, truncate-before-cut; trim-before-base,
+	// trim-before-delete; rebase-after-rename) and an error it returns is
+	// treated exactly like an I/O error there. Nil in production.
 	Inject func(point string) error
 
 	fs fileSystem // the segment layer's file system; osFS when nil
