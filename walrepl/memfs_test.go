@@ -230,7 +230,7 @@ func TestSegment_powerCutsOnMemFS(t *testing.T) {
 			dir := t.TempDir() // the state files; the segments live in mem
 			mem := newMemFS()
 			acked := map[uint64]string{}
-			var failAt string
+			var fail armed
 			open := func() *WAL {
 				o := DefaultOptions(dir)
 				o.Logger = quietLogger()
@@ -238,12 +238,7 @@ func TestSegment_powerCutsOnMemFS(t *testing.T) {
 				o.SegmentBytes = MinSegmentBytes
 				o.SafeSeqPersistInterval = time.Millisecond
 				o.fs = mem
-				o.Inject = func(p string) error {
-					if p == failAt {
-						return fmt.Errorf("power cut at %s", p)
-					}
-					return nil
-				}
+				o.Inject = fail.inject
 				w, _, err := Open(o)
 				if err != nil {
 					t.Fatalf("restart: %v", err)
@@ -272,7 +267,7 @@ func TestSegment_powerCutsOnMemFS(t *testing.T) {
 			points := []string{"roll-after-next", "roll-after-link", "roll-after-rename", "trim-before-delete", "truncate-after-rename"}
 			for round := 0; round < 30; round++ {
 				if rng.IntN(4) == 0 {
-					failAt = points[rng.IntN(len(points))]
+					fail.arm(points[rng.IntN(len(points))])
 				}
 				for i := 0; i < rng.IntN(20)+1 && w.Err() == nil; i++ {
 					// Batches of up to 60 frames: one flush then spans
@@ -313,7 +308,7 @@ func TestSegment_powerCutsOnMemFS(t *testing.T) {
 				if rng.IntN(3) == 0 || w.Err() != nil {
 					w.crash()
 					mem.crash()
-					failAt = ""
+					fail.arm("")
 					w = open()
 					check(w)
 					// Frames above the persisted safe_seq may be

@@ -848,6 +848,10 @@ func (w *WAL) ReadFrames(from, limit uint64, maxFrames, maxBytes int) ([]Frame, 
 	var plans []readPlan
 	for i := w.segIndexLocked(from); i >= 0 && i < len(w.segs) && w.segs[i].first <= last; i++ {
 		s := w.segs[i]
+		if s.f == nil { // not possible for written frames; be safe
+			w.mu.Unlock()
+			return nil, fmt.Errorf("%w: segment %s is not open", ErrClosed, s.name)
+		}
 		off := s.start
 		if i == w.segIndexLocked(from) {
 			var err error
@@ -1022,7 +1026,13 @@ func (w *WAL) crash() {
 		close(w.stop)
 		w.wg.Wait()
 		w.fileMu.Lock()
-		closeSegs(w.segs)
+		w.mu.Lock()
+		for _, sg := range w.segs {
+			if sg.f != nil {
+				sg.f.Close() // kept non-nil: a late reader gets "file already closed"
+			}
+		}
+		w.mu.Unlock()
 		w.fileMu.Unlock()
 	})
 }
