@@ -225,6 +225,7 @@ func (w *WAL) RunRetention(ctx context.Context, r Retention) {
 		if r.Bounds != nil {
 			cur.MaxBytes, cur.MaxAge = r.Bounds()
 		}
+		w.setRetentionBytes(cur.MaxBytes)
 		if cur.MaxBytes <= 0 && cur.MaxAge <= 0 {
 			continue
 		}
@@ -242,6 +243,22 @@ func (w *WAL) RunRetention(ctx context.Context, r Retention) {
 			w.log.WithError(err).Error("WAL_TRIM_FAILED")
 		}
 	}
+}
+
+// setRetentionBytes keeps segments at most a quarter of a retention size
+// bound (and at least MinSegmentBytes, at most Options.SegmentBytes), so
+// that deleting whole segments can keep the WAL near the bound even when a
+// live setting lowers it below the configured segment size. 0 (no size
+// bound) restores Options.SegmentBytes. Segments already written keep their
+// size.
+func (w *WAL) setRetentionBytes(maxBytes int64) {
+	rb := w.opts.SegmentBytes
+	if maxBytes > 0 {
+		rb = min(rb, max(maxBytes/4, MinSegmentBytes))
+	}
+	w.mu.Lock()
+	w.rollBytes = rb
+	w.mu.Unlock()
 }
 
 // retentionBase returns the base that brings the WAL within r, or 0 when

@@ -355,3 +355,49 @@ func TestSegment_trimWithQueuedRoll(t *testing.T) {
 		t.Fatalf("Verify: %+v, %v", rep, err)
 	}
 }
+
+// A retention size bound lowered below the configured segment size (a live
+// setting) shrinks the segments written from then on to a quarter of it, so
+// that trims of whole segments keep the WAL near the bound.
+func TestSegment_retentionBoundShrinksSegments(t *testing.T) {
+	const segBytes, size = 1 << 20, 500
+	dir := t.TempDir()
+	w := openSegWAL(t, dir, segBytes, nil)
+	defer w.Close()
+	var bound atomic.Int64 // none at first
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		w.RunRetention(ctx, Retention{Interval: 5 * time.Millisecond,
+			Bounds: func() (int64, time.Duration) { return bound.Load(), 0 }})
+	}()
+	appendN(t, w, 1, 400, size) // ~215 KB in telemetry.wal
+	bound.Store(128 << 10)
+	waitFor(t, 5*time.Second, "the new roll bound", func() bool {
+		w.mu.Lock()
+		defer w.mu.Unlock()
+		return w.rollBytes == 32<<10
+	})
+	for i := 0; i < 20; i++ {
+		appendN(t, w, 1, 50, size)
+	}
+	maxFrame := int64(FrameHeaderSize + size + 40)
+	waitFor(t, 5*time.Second, "the WAL within the lowered bound", func() bool {
+		_, total := segFiles(t, dir)
+		return total <= 128<<10+32<<10+maxFrame
+	})
+	cancel()
+	<-done
+	names, total := segFiles(t, dir)
+	for _, n := range names {
+		st, err := os.Stat(filepath.Join(dir, n))
+		if err == nil && st.Size() > 32<<10+maxFrame {
+			t.Fatalf("%s has %d bytes under a 128 KiB retention bound", n, st.Size())
+		}
+	}
+	if len(names) < 3 {
+		t.Fatalf("files %v", names)
+	}
+	t.Logf("%d files, %d bytes, %d frames trimmed", len(names), total, w.Trimmed())
+}

@@ -154,8 +154,12 @@ type WAL struct {
 	lastEpoch uint64
 	// segs is the chain: sealed segments in Seq order, then the active one
 	// (the last; its file may not exist yet while a roll is queued).
-	segs          []*segment
-	pending       []chunk // queued frames, not yet written, in order
+	segs    []*segment
+	pending []chunk // queued frames, not yet written, in order
+	// rollBytes is the segment bound in effect: Options.SegmentBytes, or
+	// less while a retention size bound is under four segments (retention
+	// deletes whole segments; see setRetentionBytes).
+	rollBytes     int64
 	writtenSeq    uint64
 	durableSeq    uint64
 	safeSeq       uint64
@@ -219,6 +223,7 @@ func Open(opts Options) (*WAL, *Report, error) {
 		persistedSafe: rep.SafeSeq,
 		frames:        uint64(res.frames),
 		epochs:        res.epochs,
+		rollBytes:     opts.SegmentBytes,
 		changed:       make(chan struct{}),
 		kick:          make(chan struct{}, 1),
 		stop:          make(chan struct{}),
@@ -318,7 +323,7 @@ func (w *WAL) usableLocked() error {
 
 func (w *WAL) queueLocked(f *Frame) {
 	act := w.segs[len(w.segs)-1]
-	if act.frames() > 0 && act.end >= w.opts.SegmentBytes {
+	if act.frames() > 0 && act.end >= w.rollBytes {
 		// The active segment is full: this frame begins the next one. The
 		// flusher performs the roll before it writes the frame.
 		act = newActiveSeg(segHeader{ID: w.id, First: f.Seq, PrevEpoch: act.lastEpoch, PrevCRC: act.lastCRC}, nil)
