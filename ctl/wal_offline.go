@@ -44,6 +44,13 @@ type walCheck struct {
 	Offset       int64    `json:"offset"` // its byte offset, -1 if none
 	Files        []fileEn `json:"files"`
 	Backups      []string `json:"backups"` // telemetry.corrupt-* directories in the data dir
+	// Segments is the WAL's chain, sealed segments then telemetry.wal;
+	// Repairs what the next start finishes after a crash in a roll, trim or
+	// truncation; FormatV1 that telemetry.wal is a single-file WAL the next
+	// start upgrades in place.
+	Segments []walrepl.SegmentInfo `json:"segments"`
+	Repairs  []string              `json:"repairs"`
+	FormatV1 bool                  `json:"format_v1"`
 
 	err error // the violation or I/O error, for the exit status
 }
@@ -96,6 +103,8 @@ func checkWAL(dataDir string) (*walCheck, error) {
 		Offset:       -1,
 		Files:        []fileEn{},
 		Backups:      []string{},
+		Segments:     []walrepl.SegmentInfo{},
+		Repairs:      []string{},
 	}
 	c.Node = nodeName(dataDir)
 	c.Files = listFiles(tdir)
@@ -113,6 +122,13 @@ func checkWAL(dataDir string) (*walCheck, error) {
 	c.WALID, c.Base, c.FirstSeq, c.LastSeq, c.LastEpoch = rep.WALID, rep.Base, rep.FirstSeq, rep.LastSeq, rep.LastEpoch
 	c.SafeSeq, c.Frames, c.EndOffset, c.FileSize = rep.SafeSeq, rep.Frames, rep.EndOffset, rep.FileSize
 	c.TornTail, c.TornOffset, c.TornBytes = rep.TornTail, rep.TornOffset, rep.TornBytes
+	if rep.Segments != nil {
+		c.Segments = rep.Segments
+	}
+	if rep.Repairs != nil {
+		c.Repairs = rep.Repairs
+	}
+	c.FormatV1 = rep.FormatV1
 	return c, nil
 }
 
@@ -182,9 +198,19 @@ func (in *invocation) walStatusOffline(dataDir string) error {
 			fmt.Fprintf(w, "LAST_SEQ\t%d\t(epoch %d)\n", c.LastSeq, c.LastEpoch)
 			fmt.Fprintf(w, "SAFE_SEQ\t%d\n", c.SafeSeq)
 			fmt.Fprintf(w, "FRAMES\t%d\n", c.Frames)
-			fmt.Fprintf(w, "END_OFFSET\t%d\tof %d bytes\n", c.EndOffset, c.FileSize)
+			fmt.Fprintf(w, "END_OFFSET\t%d\tof %d bytes (%s)\n", c.EndOffset, c.FileSize, walrepl.WALFile)
 			if c.TornTail {
 				fmt.Fprintf(w, "TORN_TAIL\t%d bytes at offset %d\t(the next start truncates them)\n", c.TornBytes, c.TornOffset)
+			}
+			if c.FormatV1 {
+				fmt.Fprintf(w, "FORMAT\tversion 1 (one file)\t(the next start upgrades it in place: it becomes the first sealed segment)\n")
+			}
+			fmt.Fprintf(w, "SEGMENTS\t%d\n", len(c.Segments))
+			for _, s := range c.Segments {
+				fmt.Fprintf(w, "  %s\tSeq %d..%d\t%d bytes\n", s.Name, s.FirstSeq, s.LastSeq, s.Bytes)
+			}
+			for _, r := range c.Repairs {
+				fmt.Fprintf(w, "REPAIR\t%s\t(the next start does it)\n", r)
 			}
 		}
 		fmt.Fprintln(w, "FILES")

@@ -12,11 +12,12 @@ func (in *invocation) walVerifyCmd() *cobra.Command {
 		Use:   "verify --data-dir DIR",
 		Short: "Run a start's WAL recovery checks read-only on a stopped node's data directory",
 		Long: "Run exactly the checks a node runs at start (DESIGN §4: BAD_FIRST_SEQ, SEQ_GAP, SAFESEQ_GT_MAXSEQ,\n" +
-			"COMMITTED_FRAME_CORRUPT, WAL_CORRUPT_INVALID_JSON, the steady-state rules, ...) without changing anything.\n\n" +
+			"COMMITTED_FRAME_CORRUPT, WAL_CORRUPT_INVALID_JSON, the steady-state rules, and across the WAL's segment\n" +
+			"files SEGMENT_MISSING and SEGMENT_CHAIN, ...) without changing anything.\n\n" +
 			"Exits 0 when the WAL is sound, also when the only damage is a torn tail above safe_seq (the next start\n" +
 			"truncates it; it is reported). Otherwise prints the recovery message and exits 65, the node's own\n" +
 			"fail-hard status. -o json prints ok, cause, error, first_seq, last_seq, safe_seq, end_offset, torn_tail,\n" +
-			"torn_bytes and more.",
+			"torn_bytes, segments, repairs and more.",
 		Example: "  sudo autonomyctl wal verify --data-dir /var/lib/autonomy\n  autonomyctl wal verify --data-dir ./data -o json | jq .cause",
 		Args:    usageArgs(cobra.NoArgs),
 		RunE: func(*cobra.Command, []string) error {

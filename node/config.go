@@ -12,6 +12,7 @@ import (
 
 	"github.com/autonomyops/orchestrator/api"
 	"github.com/autonomyops/orchestrator/cluster"
+	"github.com/autonomyops/orchestrator/walrepl"
 	"github.com/spf13/pflag"
 	"sigs.k8s.io/yaml"
 )
@@ -40,6 +41,7 @@ type Config struct {
 	MaxBodyBytes        int64         // --max-body-bytes
 	WALRetentionBytes   int64         // --wal-retention-bytes: 0 = no size bound
 	WALRetentionAge     time.Duration // --wal-retention-age: 0 = no age bound
+	WALSegmentBytes     int64         // --wal-segment-bytes: bound of one WAL segment file
 	TokensFile          string        // --tokens-file: RBAC tokens (YAML); empty: auth off
 	TLSCert, TLSKey     string        // --tls-cert, --tls-key: serve the API over HTTPS
 	TLSCA               string        // --tls-ca: verify client certificates that clients present
@@ -88,6 +90,7 @@ func DefaultConfig() Config {
 		EtcdElectionTimeout: cc.ElectionTimeout,
 		MaxBodyBytes:        ac.MaxBodyBytes,
 		WALRetentionBytes:   8 << 30,
+		WALSegmentBytes:     walrepl.DefaultSegmentBytes,
 		LogLevel:            "info",
 		LogFormat:           "json",
 	}
@@ -119,6 +122,7 @@ func (c *Config) BindFlags(fs *pflag.FlagSet) {
 	fs.StringVar(&c.PeerTLSCA, "peer-tls-ca", c.PeerTLSCA, "PEM cluster CA: peers must present a certificate it signed")
 	fs.Int64Var(&c.WALRetentionBytes, "wal-retention-bytes", c.WALRetentionBytes, "keep at most this many bytes of WAL frames; the oldest are trimmed (0: no size bound; the setting retention/max_bytes overrides it live)")
 	fs.DurationVar(&c.WALRetentionAge, "wal-retention-age", c.WALRetentionAge, "trim frames older than this, e.g. 720h (0: no age bound; the setting retention/max_age overrides it live)")
+	fs.Int64Var(&c.WALSegmentBytes, "wal-segment-bytes", c.WALSegmentBytes, "bound of one WAL segment file in bytes (a file may exceed it by one frame); retention deletes whole segments, so the segments in use are at most a quarter of --wal-retention-bytes when that is smaller")
 	fs.Int64Var(&c.MaxBodyBytes, "max-body-bytes", c.MaxBodyBytes, "largest accepted ingest body in bytes (larger: 413; the setting ingest/max_body_bytes overrides it live)")
 	fs.StringVar(&c.LogLevel, "log-level", c.LogLevel, "debug, info, warn or error (the cluster setting log/level overrides it live)")
 	fs.StringVar(&c.LogFormat, "log-format", c.LogFormat, "json (default, for journald and collectors) or text")
@@ -172,6 +176,9 @@ func (c *Config) Validate() error {
 	if c.WALRetentionBytes != 0 && c.WALRetentionBytes < 1<<20 {
 		return fmt.Errorf("--wal-retention-bytes=%d must be 0 (off) or at least 1 MiB", c.WALRetentionBytes)
 	}
+	if c.WALSegmentBytes < walrepl.MinSegmentBytes || c.WALSegmentBytes > 1<<30 {
+		return fmt.Errorf("--wal-segment-bytes=%d must be between %d and 1 GiB", c.WALSegmentBytes, walrepl.MinSegmentBytes)
+	}
 	if c.WALRetentionAge < 0 {
 		return fmt.Errorf("--wal-retention-age=%s must not be negative", c.WALRetentionAge)
 	}
@@ -187,6 +194,18 @@ func (c *Config) Validate() error {
 		return err
 	}
 	return nil
+}
+
+// SegmentBytes is the WAL segment bound in effect: --wal-segment-bytes, but
+// at most a quarter of --wal-retention-bytes, so that retention (which
+// deletes whole sealed segments) keeps the directory within its bound plus
+// one segment.
+func (c *Config) SegmentBytes() int64 {
+	n := c.WALSegmentBytes
+	if c.WALRetentionBytes > 0 && c.WALRetentionBytes/4 < n {
+		n = max(c.WALRetentionBytes/4, walrepl.MinSegmentBytes)
+	}
+	return n
 }
 
 // APIURL is the URL this node's API is reached at.

@@ -66,3 +66,25 @@ func TestDefaultConfig_takesEtcdDefaultsFromCluster(t *testing.T) {
 		t.Fatalf("--max-body-bytes default %d differs from api's", c.MaxBodyBytes)
 	}
 }
+
+// TestConfig_segmentBytes: --wal-segment-bytes is validated, and the bound in
+// effect is at most a quarter of the retention bound, so retention (whole
+// segments) keeps the directory within its bound.
+func TestConfig_segmentBytes(t *testing.T) {
+	cfg := DefaultConfig()
+	if cfg.WALSegmentBytes != 64<<20 || cfg.SegmentBytes() != 64<<20 {
+		t.Fatalf("default %d, in effect %d", cfg.WALSegmentBytes, cfg.SegmentBytes())
+	}
+	cfg.WALRetentionBytes = 1 << 20
+	if got := cfg.SegmentBytes(); got != 256<<10 {
+		t.Fatalf("with a 1 MiB retention bound the segments are %d bytes", got)
+	}
+	cfg.WALRetentionBytes = 0
+	if got := cfg.SegmentBytes(); got != 64<<20 {
+		t.Fatalf("without a retention bound the segments are %d bytes", got)
+	}
+	cfg.WALSegmentBytes = 100
+	if err := cfg.Validate(); err == nil || !strings.Contains(err.Error(), "--wal-segment-bytes=100") {
+		t.Fatalf("got %v", err)
+	}
+}

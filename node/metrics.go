@@ -29,7 +29,7 @@ var (
 	descLag           = prometheus.NewDesc("autonomy_replication_lag_entries", "Frames a follower lacks, measured on the leader.", []string{"peer"}, nil)
 	descUnder         = prometheus.NewDesc("autonomy_under_replicated", "1 on the leader while some voter lacks committed frames or does not answer.", nil, nil)
 	descBuild         = prometheus.NewDesc("autonomy_build_info", "Build information.", []string{"version", "goversion"}, nil)
-	descBytesOnDisk   = prometheus.NewDesc("autonomy_wal_bytes_on_disk", "Bytes telemetry.wal occupies on disk (allocated; trimmed ranges are holes).", nil, nil)
+	descBytesOnDisk   = prometheus.NewDesc("autonomy_wal_bytes_on_disk", "Bytes the WAL's segment files (telemetry.wal and the sealed telemetry-<Seq>.seg) occupy: the sum of their sizes.", nil, nil)
 	descFirstSeq      = prometheus.NewDesc("autonomy_wal_first_seq", "Seq of the first retained frame.", nil, nil)
 	descTrimmed       = prometheus.NewDesc("autonomy_wal_trimmed_frames_total", "Frames retention trimmed since start.", nil, nil)
 	descWALFailed     = prometheus.NewDesc("autonomy_wal_failed", "1 when this node's WAL has failed (fail-hard): it takes no writes and the node exits.", nil, nil)

@@ -87,6 +87,7 @@ func run(ctx context.Context, cfg Config, log *logrus.Logger, reload <-chan os.S
 	}
 	wopts := walrepl.DefaultOptions(filepath.Join(cfg.DataDir, datadir.TelemetryDir))
 	wopts.Initialized = initialized
+	wopts.SegmentBytes = cfg.SegmentBytes()
 	wopts.NewAsLearner = cfg.InitialClusterState == "existing"
 	wopts.Logger = log
 	met := newMetrics()
@@ -103,7 +104,8 @@ func run(ctx context.Context, cfg Config, log *logrus.Logger, reload <-chan os.S
 	}
 	defer wal.Close()
 	log.WithFields(logrus.Fields{"dir": rep.Dir, "first_seq": rep.FirstSeq, "last_seq": rep.LastSeq, "safe_seq": rep.SafeSeq,
-		"bytes": rep.FileSize, "created": rep.Created}).Info("WAL_RECOVERED")
+		"bytes": rep.FileSize, "segments": len(rep.Segments), "segment_bytes": wopts.SegmentBytes, "created": rep.Created,
+		"upgraded": rep.Upgraded}).Info("WAL_RECOVERED")
 	if !initialized {
 		if err := writeIdentity(cfg.DataDir, cfg.Name, cfg.ClusterName); err != nil {
 			return fmt.Errorf("node: writing %s: %w", datadir.IdentityFile, err)

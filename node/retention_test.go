@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
+	"os"
 	"os/exec"
 	"path/filepath"
 	"strconv"
@@ -30,12 +31,13 @@ func duBytes(t *testing.T, dir string) int64 {
 
 // TestRetention_BoundedDiskOnEveryNode writes three times the byte bound
 // through a three-node cluster: every node's telemetry directory stays within
-// the bound plus one trim unit, all nodes keep identical frames from their
+// the bound plus one segment, no segment file grows past its bound plus one
+// frame, trims delete files, all nodes keep identical frames from their
 // common base, and the fleet summary and idempotent retries still answer
 // correctly for events whose frames were trimmed — also after a restart.
 func TestRetention_BoundedDiskOnEveryNode(t *testing.T) {
-	const bound = 1 << 20
-	c := proctest.NewCluster(t, 3, "--wal-retention-bytes", strconv.Itoa(bound))
+	const bound, segBytes = 1 << 20, 128 << 10
+	c := proctest.NewCluster(t, 3, "--wal-retention-bytes", strconv.Itoa(bound), "--wal-segment-bytes", strconv.Itoa(segBytes))
 	c.Start()
 	leader := c.WaitLeader(60 * time.Second)
 	pad := strings.Repeat("x", 900)
@@ -57,7 +59,7 @@ func TestRetention_BoundedDiskOnEveryNode(t *testing.T) {
 	}
 	waitConverged(t, c, 30*time.Second)
 	// Retention runs every second; wait until every node has trimmed.
-	const unit = 64*1100 + 2*4096 // one index stride of these frames, plus partial blocks
+	const unit = segBytes + 1100 // one segment of these frames, plus one frame
 	deadline := time.Now().Add(20 * time.Second)
 	for _, n := range c.Nodes {
 		dir := filepath.Join(n.DataDir, "telemetry")
@@ -76,6 +78,49 @@ func TestRetention_BoundedDiskOnEveryNode(t *testing.T) {
 	ws, _ := walStatus(leader)
 	if ws.Base <= firstSeq || ws.TrimmedFrames == 0 {
 		t.Fatalf("nothing was trimmed: %+v", ws)
+	}
+	for _, n := range c.Nodes {
+		dir := filepath.Join(n.DataDir, "telemetry")
+		ents, _ := os.ReadDir(dir)
+		var segs int
+		for _, e := range ents {
+			info, err := e.Info()
+			if err != nil {
+				continue
+			}
+			if strings.HasSuffix(e.Name(), ".seg") || e.Name() == "telemetry.wal" {
+				segs++
+				if info.Size() > segBytes+1100 {
+					t.Fatalf("%s: %s has %d bytes, over the segment bound %d plus one frame", n.Name, e.Name(), info.Size(), segBytes)
+				}
+			}
+			if e.Name() == "telemetry-00000000000000000001.seg" {
+				t.Fatalf("%s: the first segment survived the trims", n.Name)
+			}
+		}
+		if segs < 2 {
+			t.Fatalf("%s: %d segment files", n.Name, segs)
+		}
+		// autonomy_wal_bytes_on_disk (bytes_on_disk) is the segment files'
+		// sizes; retention may trim between the two readings, so retry.
+		var sum int64
+		for try := 0; ; try++ {
+			ws, _ := walStatus(n)
+			sum = 0
+			ents, _ := os.ReadDir(dir)
+			for _, e := range ents {
+				if info, err := e.Info(); err == nil && (strings.HasSuffix(e.Name(), ".seg") || e.Name() == "telemetry.wal") {
+					sum += info.Size()
+				}
+			}
+			if ws.BytesOnDisk == sum {
+				break
+			}
+			if try == 20 {
+				t.Fatalf("%s: bytes_on_disk %d, the segment files' sizes sum to %d", n.Name, ws.BytesOnDisk, sum)
+			}
+			time.Sleep(100 * time.Millisecond)
+		}
 	}
 	c.CheckAllNodes(nil)
 

@@ -261,3 +261,82 @@ func TestServe_TornTailRepairedAtStart(t *testing.T) {
 	}
 	n.Stop()
 }
+
+// segmentFiles lists the sealed segments in a telemetry directory.
+func segmentFiles(t *testing.T, tdir string) []string {
+	t.Helper()
+	m, err := filepath.Glob(filepath.Join(tdir, "telemetry-*.seg"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return m
+}
+
+// TestRunbook_Paths1And2_MultiSegmentWAL follows the runbook's Path 1 and
+// Path 2 step by step on a node whose WAL is a chain of segment files
+// (--wal-segment-bytes at its minimum): telemetry.wal without
+// telemetry.safe_seq is Path 1; after rm telemetry.wal and rm
+// telemetry.safe_seq the reset start moves the sealed segments aside and
+// never reads them.
+func TestRunbook_Paths1And2_MultiSegmentWAL(t *testing.T) {
+	n := proctest.NewNode(t, "n1")
+	n.Extra = []string{"--wal-segment-bytes", "4096"}
+	n.Start()
+	n.WaitHealthy(30 * time.Second)
+	ingestN(t, n.URL(), "pre", 150)
+	if code := n.Stop(); code != 0 {
+		t.Fatalf("stop: %d", code)
+	}
+	tdir := filepath.Join(n.DataDir, "telemetry")
+	if segs := segmentFiles(t, tdir); len(segs) < 2 {
+		t.Fatalf("%d sealed segments after 150 events at 4 KiB", len(segs))
+	}
+
+	// Path 1.
+	if err := os.Remove(filepath.Join(tdir, "telemetry.safe_seq")); err != nil {
+		t.Fatal(err)
+	}
+	failHard(t, n, "SAFESEQ_MISSING")
+	n.Env = []string{"AUTONOMYOPS_WAL_LEGACY_UPGRADE=1"}
+	n.Start()
+	n.WaitHealthy(30 * time.Second)
+	if got := len(proctest.AllEvents(t, n.URL())); got != 150 {
+		t.Fatalf("after Path 1: %d events, want 150", got)
+	}
+	n.Stop()
+	n.Env = nil
+
+	// Path 2: 2. back up; 3. rm telemetry.wal, rm telemetry.safe_seq.
+	backup := tdir + ".corrupt-" + time.Now().Format("20060102")
+	if out, err := exec.Command("cp", "-r", tdir, backup).CombinedOutput(); err != nil {
+		t.Fatalf("cp: %v %s", err, out)
+	}
+	sealed := segmentFiles(t, tdir)
+	os.Remove(filepath.Join(tdir, "telemetry.wal"))
+	os.Remove(filepath.Join(tdir, "telemetry.safe_seq"))
+	failHard(t, n, "WAL_MISSING")
+	// 4. Restart with the reset override.
+	n.Env = []string{"AUTONOMYOPS_WAL_OPERATOR_RESET=1"}
+	n.Start()
+	n.WaitHealthy(30 * time.Second)
+	logs := n.Logs()
+	if !strings.Contains(logs, `"msg":"WAL_RESET_BY_OPERATOR"`) || !strings.Contains(logs, `"segments_moved_to":"`+backup+`.2"`) {
+		t.Fatalf("no WAL_RESET_BY_OPERATOR naming where the segments went (%s.2):\n%s", backup, logs)
+	}
+	for _, p := range sealed {
+		if _, err := os.Stat(filepath.Join(backup+".2", filepath.Base(p))); err != nil {
+			t.Fatalf("%s was not moved aside: %v", filepath.Base(p), err)
+		}
+	}
+	if got := len(proctest.AllEvents(t, n.URL())); got != 0 {
+		t.Fatalf("after the reset: %d events, want none (the old segments must not be read)", got)
+	}
+	ingestN(t, n.URL(), "post", 5)
+	n.Stop()
+	n.Start() // the variable still set: a normal start
+	n.WaitHealthy(30 * time.Second)
+	if got := len(proctest.AllEvents(t, n.URL())); got != 5 {
+		t.Fatalf("variable left set: %d events, want 5", got)
+	}
+	n.Stop()
+}

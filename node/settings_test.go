@@ -197,7 +197,7 @@ func TestSettings_LiveOnEveryNode(t *testing.T) {
 		}
 		sc.put("retention/max_bytes", "1048576")
 		sc.waitApplied("retention/max_bytes", "1048576", "etcd")
-		const unit = 64*1100 + 2*4096 // one index stride of these frames, plus partial blocks
+		const unit = 256<<10 + 1100 // one segment (a quarter of the bound in effect) plus one frame
 		deadline := time.Now().Add(20 * time.Second)
 		for _, n := range c.Nodes {
 			for {

@@ -2,8 +2,12 @@
 //
 // # The local WAL
 //
-// telemetry.wal is a 32-byte header followed by frames; docs/wal-format.md is
-// the byte-level specification. Every frame carries a contiguous Seq, the
+// The WAL is a chain of bounded segment files: sealed telemetry-<Seq>.seg
+// files, never appended to again, and the active telemetry.wal. Each is a
+// 64-byte segment header (the WAL id, its first Seq, the epoch and CRC of
+// the frame before it) followed by frames; docs/wal-format.md is the
+// byte-level specification, segment.go the roll, chain.go the checks across
+// segments, segfs.go the only file-system calls of the segment layer. Every frame carries a contiguous Seq, the
 // leader epoch that created it, a timestamp, a type and a JSON payload, and is
 // protected by a CRC-32C. Appends are queued and written by one flusher
 // goroutine that issues a single fdatasync for everything queued since its last

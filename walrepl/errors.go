@@ -50,6 +50,15 @@ const (
 	CauseBadFrameType    Cause = "BAD_FRAME_TYPE"
 	CauseStateCorrupt    Cause = "STATE_CORRUPT"
 	CauseBaseCorrupt     Cause = "BASE_CORRUPT"
+	// CauseSegmentMissing: frames of the log are in no segment file — a
+	// segment was deleted or cut short (a gap between segments, or none
+	// where the base says the log begins).
+	CauseSegmentMissing Cause = "SEGMENT_MISSING"
+	// CauseSegmentChain: a segment's header does not continue the segment
+	// before it (another WAL's id, another predecessor epoch or CRC,
+	// overlapping sealed segments) or a truncation would drop committed
+	// frames.
+	CauseSegmentChain Cause = "SEGMENT_CHAIN"
 )
 
 // RecoveryError is a WAL invariant violation found while opening or verifying
@@ -58,8 +67,11 @@ type RecoveryError struct {
 	Cause  Cause
 	Dir    string // the telemetry directory
 	Seq    uint64 // the frame concerned, when there is one
-	Offset int64  // byte offset of that frame in telemetry.wal, or -1
-	msg    string
+	Offset int64  // byte offset of that frame in its segment file, or -1
+	// File is the segment file the frame or header concerned is in
+	// (telemetry.wal or a sealed telemetry-<Seq>.seg), "" when none.
+	File string
+	msg  string
 }
 
 func (e *RecoveryError) Error() string { return e.msg }

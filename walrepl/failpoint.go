@@ -2,8 +2,6 @@
 
 package walrepl
 
-import "os"
-
 // failpoint is a named point on the write path where the test-only build
 // (tag failpoints) can crash, delay or fail. In normal builds it compiles to
 // nothing.
@@ -14,4 +12,4 @@ func failpoint(string) error { return nil }
 func Failpoint(name string) error { return failpoint(name) }
 
 // powerLoss is the test-only build's simulated power cut; never reached here.
-func powerLoss(*os.File, int64, int64) {}
+func powerLoss(segFile, int64, int64) {}

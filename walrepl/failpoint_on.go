@@ -72,13 +72,13 @@ func die() {
 // random point inside them on (a torn write) and dies: what a power cut
 // between write and fdatasync leaves on disk. Bytes written unsynced before
 // off (a truncation's pending write) are kept: the loss is a lower bound.
-func powerLoss(f *os.File, off, n int64) {
+func powerLoss(f segFile, off, n int64) {
 	cut := off
 	if n > 1 {
 		cut += 1 + rand.Int64N(n-1)
 	}
 	f.Truncate(cut)
-	fdatasync(f)
+	f.Datasync()
 	fmt.Fprintf(os.Stderr, "failpoint: power loss: kept %d of %d unsynced bytes\n", cut-off, n)
 	die()
 }

@@ -29,11 +29,14 @@ import (
 // The format, as docs/wal-format.md states it.
 
 const (
-	docFileHeaderSize  = 32       // "a 32-byte file header"
+	docFileHeaderSize  = 64       // "Segment header (offset 0, 64 bytes)"
+	docV1HeaderSize    = 32       // "Format version 1: a 32-byte file header"
 	docFrameHeaderSize = 36       // "Frame (36-byte header + payload)"
 	docMaxPayload      = 16 << 20 // "1 ≤ N ≤ 16 MiB"
 	docMagic           = "AOTELWAL"
-	docVersion         = 1
+	docVersion         = 2
+	docV1Version       = 1
+	docFlagBase        = 1 // "bit 0, BASE"
 	docTypeEvent       = 1
 	docTypeEpochStart  = 2
 )
@@ -85,15 +88,56 @@ func (f hFrame) encode() []byte {
 	return b
 }
 
-// hHeader lays out the 32-byte file header; the CRC covers [0,12) followed
-// by [16,32).
-func hHeader(magic string, version uint32, id [16]byte) []byte {
-	b := make([]byte, docFileHeaderSize)
+// hHeaderV1 lays out the 32-byte file header of format version 1; the CRC
+// covers [0,12) followed by [16,32).
+func hHeaderV1(magic string, version uint32, id [16]byte) []byte {
+	b := make([]byte, docV1HeaderSize)
 	copy(b[0:8], magic)
 	le.PutUint32(b[8:], version)
 	copy(b[16:], id[:])
 	le.PutUint32(b[12:], docCRC(b[0:12], b[16:32]))
 	return b
+}
+
+// hSeg is a segment header as the page's table lays it out.
+type hSeg struct {
+	Magic     string
+	Version   uint32
+	ID        [16]byte
+	First     uint64
+	PrevEpoch uint64
+	PrevCRC   uint32
+	Flags     uint32
+	Reserved  uint64
+}
+
+// encode: magic, version, CRC over [0,12) followed by [16,64), id, first
+// Seq, prev epoch, prev CRC, flags, reserved.
+func (h hSeg) encode() []byte {
+	b := make([]byte, docFileHeaderSize)
+	copy(b[0:8], h.Magic)
+	le.PutUint32(b[8:], h.Version)
+	copy(b[16:32], h.ID[:])
+	le.PutUint64(b[32:], h.First)
+	le.PutUint64(b[40:], h.PrevEpoch)
+	le.PutUint32(b[48:], h.PrevCRC)
+	le.PutUint32(b[52:], h.Flags)
+	le.PutUint64(b[56:], h.Reserved)
+	le.PutUint32(b[12:], docCRC(b[0:12], b[16:64]))
+	return b
+}
+
+// firstSeg is the header of a new WAL's telemetry.wal: it begins the log at
+// Seq=1.
+func firstSeg() hSeg {
+	return hSeg{Magic: docMagic, Version: docVersion, ID: testWALID, First: 1, Flags: docFlagBase}
+}
+
+// hHeader is a new WAL's segment header with another magic or version.
+func hHeader(magic string, version uint32, id [16]byte) []byte {
+	h := firstSeg()
+	h.Magic, h.Version, h.ID = magic, version, id
+	return h.encode()
 }
 
 var testWALID = [16]byte{0xa0, 0x7e, 0x1e, 0x00, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12}
@@ -106,8 +150,11 @@ type hWAL struct {
 	offs   []int64
 }
 
-func buildWAL(frames ...hFrame) *hWAL {
-	w := &hWAL{img: hHeader(docMagic, docVersion, testWALID), frames: frames}
+func buildWAL(frames ...hFrame) *hWAL { return buildSeg(firstSeg(), frames...) }
+
+// buildSeg is a segment image with header h.
+func buildSeg(h hSeg, frames ...hFrame) *hWAL {
+	w := &hWAL{img: h.encode(), frames: frames}
 	for _, f := range frames {
 		w.offs = append(w.offs, int64(len(w.img)))
 		w.img = append(w.img, f.encode()...)
@@ -141,12 +188,20 @@ func evP(seq uint64, payload string) hFrame {
 	return hFrame{Seq: seq, Epoch: 1, Time: testTime0 + int64(seq), Type: docTypeEvent, Payload: []byte(payload)}
 }
 
-// stdFrames are n event frames of 260 bytes each (224-byte payloads), so the
-// frame at Seq=4 starts at offset 32+3*260 = 812: DESIGN §4's example.
+// stdFrames are n event frames of about 260 bytes each, the first three of
+// 250+249+249 bytes, so that the frame at Seq=4 starts at offset 64+748 =
+// 812: DESIGN §4's example.
 func stdFrames(n int) []hFrame {
 	fs := make([]hFrame, n)
 	for i := range fs {
-		fs[i] = ev(uint64(i+1), 224)
+		size := 224
+		switch i {
+		case 0:
+			size = 214
+		case 1, 2:
+			size = 213
+		}
+		fs[i] = ev(uint64(i+1), size)
 	}
 	return fs
 }
@@ -438,7 +493,8 @@ func TestWALFormat_writtenWALMatchesDoc(t *testing.T) {
 	}
 	b := readFile(t, dir, walrepl.WALFile)
 	if string(b[0:8]) != docMagic || le.Uint32(b[8:]) != docVersion || !bytes.Equal(b[16:32], id[:]) ||
-		le.Uint32(b[12:]) != docCRC(b[0:12], b[16:32]) {
+		le.Uint32(b[12:]) != docCRC(b[0:12], b[16:64]) || le.Uint64(b[32:]) != 1 || le.Uint64(b[40:]) != 0 ||
+		le.Uint32(b[48:]) != 0 || le.Uint32(b[52:]) != docFlagBase || le.Uint64(b[56:]) != 0 {
 		t.Fatalf("header % x does not follow the page", b[:32])
 	}
 	off := docFileHeaderSize
@@ -495,7 +551,7 @@ func TestWAL_Recover_badFirstSeq(t *testing.T) {
 	runRefusals(t, []refusalCase{
 		{"design example", seqs(fs, 5, 6, 7), nil, safeSeq(0), want{
 			cause: walrepl.CauseBadFirstSeq, msg: "telemetry/wal: BAD_FIRST_SEQ — first frame Seq=5 (expected 1)",
-			seq: 5, off: 32, hasPos: true}},
+			seq: 5, off: docFileHeaderSize, hasPos: true}},
 		{"seq 0", seqs(fs, 0, 1), nil, safeSeq(0), want{
 			cause: walrepl.CauseBadFirstSeq, msg: "telemetry/wal: BAD_FIRST_SEQ — first frame Seq=0 (expected 1)"}},
 		{"seq 2 in the committed range", seqs(fs, 2, 3, 4), nil, safeSeq(2), want{
@@ -765,7 +821,7 @@ func TestWAL_Recover_firstStart(t *testing.T) {
 	}
 	b := readFile(t, dir, walrepl.WALFile)
 	if len(b) != docFileHeaderSize || string(b[:8]) != docMagic || le.Uint32(b[8:]) != docVersion ||
-		le.Uint32(b[12:]) != docCRC(b[0:12], b[16:32]) {
+		le.Uint32(b[12:]) != docCRC(b[0:12], b[16:64]) || le.Uint64(b[32:]) != 1 || le.Uint32(b[52:]) != docFlagBase {
 		t.Fatalf("new WAL % x is not a bare header per the page", b)
 	}
 	if id := w.ID(); !bytes.Equal(b[16:32], id[:]) || id == [16]byte{} {
@@ -804,13 +860,19 @@ func TestWAL_Recover_badHeader(t *testing.T) {
 		img  []byte
 	}{
 		{"empty file", []byte{}},
-		{"short", good[:31]},
+		{"short", good[:63]},
+		{"v1 short", good[:31]},
 		{"other magic", withHeader(hHeader("AOTELWAM", docVersion, testWALID))},
-		{"other version", withHeader(hHeader(docMagic, 2, testWALID))},
+		{"other version", withHeader(hHeader(docMagic, 3, testWALID))},
 		{"version 0", withHeader(hHeader(docMagic, 0, testWALID))},
-		{"bad CRC", func() []byte { b := withHeader(good[:32]); b[13] ^= 1; return b }()},
-		{"id byte flipped", func() []byte { b := withHeader(good[:32]); b[20] ^= 1; return b }()},
-		{"version flipped without CRC", func() []byte { b := withHeader(good[:32]); b[8] = 2; return b }()},
+		{"bad CRC", func() []byte { b := withHeader(good[:64]); b[13] ^= 1; return b }()},
+		{"id byte flipped", func() []byte { b := withHeader(good[:64]); b[20] ^= 1; return b }()},
+		{"first Seq flipped", func() []byte { b := withHeader(good[:64]); b[33] ^= 1; return b }()},
+		{"version flipped without CRC", func() []byte { b := withHeader(good[:64]); b[8] = 3; return b }()},
+		{"unknown flag", func() []byte { h := firstSeg(); h.Flags |= 2; return withHeader(h.encode()) }()},
+		{"reserved set", func() []byte { h := firstSeg(); h.Reserved = 1; return withHeader(h.encode()) }()},
+		{"first Seq 0", func() []byte { h := firstSeg(); h.First = 0; return withHeader(h.encode()) }()},
+		{"v1 header with a bad CRC", func() []byte { b := hHeaderV1(docMagic, docV1Version, testWALID); b[20] ^= 1; return b }()},
 		{"frames only", good[docFileHeaderSize:]},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -1093,7 +1155,7 @@ func checkEmptyAfterReset(t *testing.T, dir string, w *walrepl.WAL, rep *walrepl
 		t.Fatal("a reset WAL must get a new id")
 	}
 	b := readFile(t, dir, walrepl.WALFile)
-	if len(b) != docFileHeaderSize || le.Uint32(b[12:]) != docCRC(b[0:12], b[16:32]) {
+	if len(b) != docFileHeaderSize || le.Uint32(b[12:]) != docCRC(b[0:12], b[16:64]) || le.Uint64(b[32:]) != 1 {
 		t.Fatalf("reset WAL % x", b)
 	}
 	if s := string(readFile(t, dir, walrepl.SafeSeqFile)); s != "0\n" {

@@ -95,6 +95,9 @@ func (c *testCluster) start(name string, joinAsLearner bool) {
 	o.Logger = testLogger(c.t)
 	o.Initialized = false
 	o.SafeSeqPersistInterval = 10 * time.Millisecond
+	// Small segments, so that the replication tests also run through
+	// rolls, multi-segment reads and truncations into sealed segments.
+	o.SegmentBytes = testSegmentBytes
 	o.Inject = func(p string) error {
 		if f := tn.injectFn.Load(); f != nil {
 			return (*f)(p)

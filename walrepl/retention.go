@@ -5,42 +5,32 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
-	"os"
 	"sort"
-	"syscall"
 	"time"
 
 	"github.com/sirupsen/logrus"
 )
 
-// Retention keeps telemetry.wal bounded (issue 8). The retained frames stay
-// where they are: trimming moves the base forward in telemetry.base and then
-// punches a hole over the trimmed bytes (fallocate PUNCH_HOLE), so nothing
-// kept is ever rewritten and the file keeps its name and meaning.
+// Retention keeps the WAL bounded (issue 8) by deleting whole sealed
+// segments (issue 14): nothing retained is ever rewritten, and no file is
+// sparse. Trimming records the new base in telemetry.base and then removes
+// the segments below it.
 //
-// Crash safety: telemetry.base is replaced atomically before the hole is
-// punched. A crash before that leaves the old base (nothing trimmed); a
-// crash after it leaves the new base with some bytes not yet punched, which
-// recovery never reads. Only frames at or below safe_seq (and fsynced) are
-// trimmed, in whole index strides.
+// Crash safety: telemetry.base is replaced atomically before any segment is
+// removed. A crash before that leaves the old base (nothing trimmed); a crash
+// after it leaves the new base with some segments below it still there,
+// which recovery removes without reading (failpoints trim-before-base and
+// trim-before-delete). Only frames at or below safe_seq (and fsynced) are
+// trimmed.
 
 // ErrBelowBase: the frames asked for were trimmed.
 var ErrBelowBase = errors.New("walrepl: frames below the WAL's base were trimmed")
 
-// punchHole deallocates [off, off+n) of f, keeping its size.
-func punchHole(f *os.File, off, n int64) error {
-	const fallocPunchHole, fallocKeepSize = 0x02, 0x01
-	if n <= 0 {
-		return nil
-	}
-	return syscall.Fallocate(int(f.Fd()), fallocPunchHole|fallocKeepSize, off, n)
-}
-
-const holeBlock = 4096
-
 // TrimTo drops every frame below newBase. newBase-1 must be committed
-// (≤ safe_seq) and fsynced; it is rounded down to an index stride. It
-// returns the base in effect afterwards.
+// (≤ safe_seq) and fsynced; it is rounded down to the first Seq of a
+// segment, since only whole sealed segments are deleted. A newBase past every
+// frame first seals telemetry.wal, so that everything can go. It returns the
+// base in effect afterwards.
 func (w *WAL) TrimTo(newBase uint64) (uint64, error) {
 	w.flushMu.Lock()
 	defer w.flushMu.Unlock()
@@ -60,25 +50,37 @@ func (w *WAL) TrimTo(newBase uint64) (uint64, error) {
 		w.mu.Unlock()
 		return b, nil
 	}
-	k := (newBase - w.firstSeq) / indexStride
+	if act := w.disk; newBase == w.lastSeq+1 && act.frames() > 0 && len(w.pending) == 0 && act == w.segs[len(w.segs)-1] {
+		// Every frame goes, telemetry.wal's too: seal it first.
+		ns := newActiveSeg(segHeader{ID: w.id, First: act.last + 1, PrevEpoch: act.lastEpoch, PrevCRC: act.lastCRC}, nil)
+		if err := w.rollTo(ns, true); err != nil {
+			err = w.failNowLocked(fmt.Errorf("%w: %v", ErrFailed, err))
+			w.mu.Unlock()
+			return 0, err
+		}
+		w.segs = append(w.segs, ns)
+	}
+	// Segments [0,k) hold only frames below newBase. Only sealed ones go:
+	// never telemetry.wal (w.disk), nor a segment a queued roll has not
+	// created yet.
+	k := 0
+	for k < len(w.segs)-1 && w.segs[k] != w.disk && w.segs[k+1].first <= newBase {
+		k++
+	}
 	if k == 0 {
 		b := w.base
 		w.mu.Unlock()
 		return b, nil
 	}
-	newBase = w.firstSeq + k*indexStride
-	off := w.end // every frame goes (newBase is lastSeq+1, at a stride boundary)
-	if k < uint64(len(w.index)) {
-		off = w.index[k]
-	}
-	prevEpoch, _ := w.epochAtLocked(newBase - 1)
-	oldOffset := w.baseOffset
+	keep := w.segs[k]
+	newBase = keep.first
+	prevEpoch := keep.hdr.PrevEpoch
 	w.mu.Unlock()
 
 	if err := w.fault("trim-before-base"); err != nil {
 		return 0, err
 	}
-	if err := saveBase(w.dir, baseState{Base: newBase, Offset: off, PrevEpoch: prevEpoch}); err != nil {
+	if err := saveBase(w.dir, baseState{Base: newBase, PrevEpoch: prevEpoch}); err != nil {
 		w.mu.Lock()
 		w.failLocked(fmt.Errorf("%w: writing %s: %v", ErrFailed, BaseFile, err))
 		w.notifyLocked()
@@ -86,9 +88,9 @@ func (w *WAL) TrimTo(newBase uint64) (uint64, error) {
 		return 0, err
 	}
 	w.mu.Lock()
+	dead := append([]*segment(nil), w.segs[:k]...)
 	removed := newBase - w.firstSeq
-	w.index = append([]int64(nil), w.index[k:]...)
-	w.indexSeen = append([]time.Time(nil), w.indexSeen[k:]...)
+	w.segs = append([]*segment(nil), w.segs[k:]...)
 	w.frames -= removed
 	w.trimmed += removed
 	if w.frames == 0 {
@@ -98,21 +100,24 @@ func (w *WAL) TrimTo(newBase uint64) (uint64, error) {
 		w.epochs = append([]epochStart(nil), w.epochs[i-1:]...)
 		w.epochs[0].FirstSeq = max(w.epochs[0].FirstSeq, newBase)
 	}
-	w.base, w.baseOffset, w.baseEpoch, w.firstSeq = newBase, off, prevEpoch, newBase
+	w.base, w.baseEpoch, w.firstSeq = newBase, prevEpoch, newBase
 	w.notifyLocked()
 	w.mu.Unlock()
 
-	if err := w.fault("trim-before-punch"); err != nil {
+	closeSegs(dead)
+	if err := w.fault("trim-before-delete"); err != nil {
 		return newBase, err
 	}
-	// Whole blocks only, never the header's block.
-	from := max(holeBlock, oldOffset/holeBlock*holeBlock)
-	to := off / holeBlock * holeBlock
-	if err := punchHole(w.f, from, to-from); err != nil && to > from {
-		w.log.WithFields(logrus.Fields{"dir": w.dir, "error": err.Error()}).
-			Warn("WAL_PUNCH_HOLE_FAILED: trimmed frames stay allocated on this filesystem")
+	for _, sg := range dead {
+		if err := w.fs.Remove(joinDir(w.dir, sg.name)); err != nil && !isNotExist(err) {
+			w.log.WithFields(logrus.Fields{"dir": w.dir, "file": sg.name, "error": err.Error()}).
+				Warn("WAL_SEGMENT_REMOVE_FAILED: the next start removes it")
+		}
 	}
-	w.log.WithFields(logrus.Fields{"dir": w.dir, "base": newBase, "frames": removed}).Info("WAL_TRIMMED")
+	if err := w.fs.SyncDir(w.dir); err != nil {
+		w.log.WithFields(logrus.Fields{"dir": w.dir, "error": err.Error()}).Warn("WAL_SEGMENT_REMOVE_FAILED: directory fsync")
+	}
+	w.log.WithFields(logrus.Fields{"dir": w.dir, "base": newBase, "frames": removed, "segments": len(dead)}).Info("WAL_TRIMMED")
 	return newBase, nil
 }
 
@@ -121,6 +126,10 @@ func (w *WAL) TrimTo(newBase uint64) (uint64, error) {
 // was trimmed past it. Everything below newBase is committed cluster-wide.
 // Frames above safe_seq are discarded with it; frames at or below safe_seq
 // above newBase-1 would be lost, so that is refused.
+//
+// telemetry.wal is replaced by an empty segment flagged as the log's
+// beginning, then telemetry.base is written, then the sealed segments go;
+// recovery finishes a rebase a crash interrupted from the flag.
 func (w *WAL) Rebase(newBase, prevEpoch uint64) error {
 	w.flushMu.Lock()
 	defer w.flushMu.Unlock()
@@ -137,24 +146,38 @@ func (w *WAL) Rebase(newBase, prevEpoch uint64) error {
 	if err := w.writePendingLocked(); err != nil {
 		return err
 	}
-	end := w.end
-	if err := fdatasync(w.f); err != nil {
-		w.failLocked(fmt.Errorf("%w: %v", ErrFailed, err))
-		w.notifyLocked()
-		return w.failed
+	h := segHeader{ID: w.id, First: newBase, PrevEpoch: prevEpoch, Flags: segFlagBase}
+	nf, err := replaceActive(w.fs, w.dir, h, w.fault, "rebase")
+	if err == nil {
+		if err = saveBase(w.dir, baseState{Base: newBase, PrevEpoch: prevEpoch}); err != nil {
+			nf.Close()
+		}
 	}
-	if err := saveBase(w.dir, baseState{Base: newBase, Offset: end, PrevEpoch: prevEpoch}); err != nil {
-		w.failLocked(fmt.Errorf("%w: writing %s: %v", ErrFailed, BaseFile, err))
-		w.notifyLocked()
-		return w.failed
+	if err != nil {
+		return w.failNowLocked(fmt.Errorf("%w: rebasing: %v", ErrFailed, err))
 	}
-	from := max(holeBlock, w.baseOffset/holeBlock*holeBlock)
-	punchHole(w.f, from, end/holeBlock*holeBlock-from)
+	old := w.segs
+	for _, sg := range old[:len(old)-1] {
+		if sg.f != nil {
+			sg.f.Close()
+		}
+		if err := w.fs.Remove(joinDir(w.dir, sg.name)); err != nil && !isNotExist(err) {
+			w.log.WithFields(logrus.Fields{"dir": w.dir, "file": sg.name, "error": err.Error()}).
+				Warn("WAL_SEGMENT_REMOVE_FAILED: the next start removes it")
+		}
+	}
+	if f := old[len(old)-1].f; f != nil {
+		f.Close()
+	}
+	if err := w.fs.SyncDir(w.dir); err != nil {
+		return w.failNowLocked(fmt.Errorf("%w: rebasing: %v", ErrFailed, err))
+	}
+	ns := newActiveSeg(h, nf)
+	w.segs, w.disk = []*segment{ns}, ns
 	w.trimmed += w.frames
-	w.base, w.baseOffset, w.baseEpoch = newBase, end, prevEpoch
+	w.base, w.baseEpoch = newBase, prevEpoch
 	w.firstSeq, w.lastSeq, w.lastEpoch = newBase, newBase-1, prevEpoch
-	w.frames, w.index, w.indexSeen, w.epochs = 0, nil, nil, nil
-	w.pendingFrom, w.writtenEnd = end, end
+	w.frames, w.epochs = 0, nil
 	w.writtenSeq, w.durableSeq = newBase-1, newBase-1
 	w.truncs = append(w.truncs, 0) // indexes over the log must start over
 	if w.safeSeq < newBase-1 {
@@ -202,6 +225,7 @@ func (w *WAL) RunRetention(ctx context.Context, r Retention) {
 		if r.Bounds != nil {
 			cur.MaxBytes, cur.MaxAge = r.Bounds()
 		}
+		w.setRetentionBytes(cur.MaxBytes)
 		if cur.MaxBytes <= 0 && cur.MaxAge <= 0 {
 			continue
 		}
@@ -221,8 +245,25 @@ func (w *WAL) RunRetention(ctx context.Context, r Retention) {
 	}
 }
 
+// setRetentionBytes keeps segments at most a quarter of a retention size
+// bound (and at least MinSegmentBytes, at most Options.SegmentBytes), so
+// that deleting whole segments can keep the WAL near the bound even when a
+// live setting lowers it below the configured segment size. 0 (no size
+// bound) restores Options.SegmentBytes. Segments already written keep their
+// size.
+func (w *WAL) setRetentionBytes(maxBytes int64) {
+	rb := w.opts.SegmentBytes
+	if maxBytes > 0 {
+		rb = min(rb, max(maxBytes/4, MinSegmentBytes))
+	}
+	w.mu.Lock()
+	w.rollBytes = rb
+	w.mu.Unlock()
+}
+
 // retentionBase returns the base that brings the WAL within r, or 0 when
-// nothing needs trimming. It only reads the index and frame headers.
+// nothing needs trimming. It only reads the index and frame headers. TrimTo
+// rounds it down to a segment's first Seq.
 func (w *WAL) retentionBase(r Retention) uint64 {
 	w.mu.Lock()
 	defer w.mu.Unlock()
@@ -230,13 +271,18 @@ func (w *WAL) retentionBase(r Retention) uint64 {
 		return 0
 	}
 	var nb uint64
-	if r.MaxBytes > 0 && w.end-w.baseOffset > r.MaxBytes {
-		// The first index entry from which the rest fits the bound.
-		k := sort.Search(len(w.index), func(k int) bool { return w.end-w.index[k] <= r.MaxBytes })
-		if k < len(w.index) {
-			nb = w.firstSeq + uint64(k)*indexStride
-		} else {
-			nb = w.lastSeq + 1
+	if r.MaxBytes > 0 {
+		// The first segment from which the rest fits the bound.
+		var total int64
+		for _, sg := range w.segs {
+			total += sg.end - sg.start
+		}
+		for _, sg := range w.segs {
+			if total <= r.MaxBytes {
+				break
+			}
+			total -= sg.end - sg.start
+			nb = sg.last + 1
 		}
 	}
 	if r.MaxAge > 0 {
@@ -256,18 +302,37 @@ func (w *WAL) retentionBase(r Retention) uint64 {
 				Warn("WAL_RETENTION_CLOCK_STEP: the wall clock moved since start; age retention keeps counting monotonic time")
 		}
 		cutoff := unstepped.Add(-r.MaxAge).UnixNano()
+		// The index entries of every segment, in Seq order.
+		type entry struct {
+			seg *segment
+			k   int
+		}
+		var ents []entry
+		for _, sg := range w.segs {
+			for k := range sg.index {
+				ents = append(ents, entry{sg, k})
+			}
+		}
 		var hdr [FrameHeaderSize]byte
-		k := sort.Search(len(w.index), func(k int) bool {
-			if seen := w.indexSeen[k]; !seen.IsZero() && clk.Since(seen) < r.MaxAge {
+		i := sort.Search(len(ents), func(i int) bool {
+			sg, k := ents[i].seg, ents[i].k
+			if seen := sg.seen[k]; !seen.IsZero() && clk.Since(seen) < r.MaxAge {
 				return true
 			}
-			if _, err := w.f.ReadAt(hdr[:], w.index[k]); err != nil {
+			if sg.f == nil || sg.index[k] >= sg.written {
+				return true // not written yet: young
+			}
+			if _, err := sg.f.ReadAt(hdr[:], sg.index[k]); err != nil {
 				return true
 			}
 			return int64(binary.LittleEndian.Uint64(hdr[24:])) >= cutoff
 		})
-		if k > 0 {
-			nb = max(nb, w.firstSeq+uint64(k)*indexStride)
+		if i > 0 {
+			at := w.lastSeq + 1
+			if i < len(ents) {
+				at = ents[i].seg.first + uint64(ents[i].k)*indexStride
+			}
+			nb = max(nb, at)
 		}
 	}
 	if nb <= w.firstSeq {
@@ -276,16 +341,27 @@ func (w *WAL) retentionBase(r Retention) uint64 {
 	return nb
 }
 
-// BytesOnDisk returns the WAL file's allocated bytes (what du counts).
+// BytesOnDisk returns the sum of the segment files' sizes: what retention
+// bounds, and what a copy of the directory copies (no file is sparse, except
+// a format-version-1 file sealed by the upgrade, until retention removes it).
 func (w *WAL) BytesOnDisk() int64 {
-	st, err := w.f.Stat()
-	if err != nil {
-		return 0
+	w.fileMu.RLock()
+	defer w.fileMu.RUnlock()
+	w.mu.Lock()
+	var fs []segFile
+	for _, sg := range w.segs {
+		if sg.f != nil {
+			fs = append(fs, sg.f)
+		}
 	}
-	if sys, ok := st.Sys().(*syscall.Stat_t); ok {
-		return sys.Blocks * 512
+	w.mu.Unlock()
+	var n int64
+	for _, f := range fs {
+		if sz, err := f.Size(); err == nil {
+			n += sz
+		}
 	}
-	return st.Size()
+	return n
 }
 
 // Trimmed returns how many frames retention dropped since Open.

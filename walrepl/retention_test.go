@@ -2,10 +2,10 @@ package walrepl
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
-	"syscall"
 	"testing"
 	"time"
 )
@@ -32,37 +32,94 @@ func appendN(t *testing.T, w *WAL, epoch uint64, n int, size int) uint64 {
 	return last
 }
 
-func allocated(t *testing.T, path string) int64 {
-	var st syscall.Stat_t
-	if err := syscall.Stat(path, &st); err != nil {
-		t.Fatal(err)
+// testSegmentBytes is the segment bound of the package's tests: small, so
+// that every test crosses segment boundaries.
+const testSegmentBytes = 16 << 10
+
+func openSegWAL(t *testing.T, dir string, segBytes int64, inject func(string) error) *WAL {
+	t.Helper()
+	o := DefaultOptions(dir)
+	o.Logger = quietLogger()
+	o.SegmentBytes = segBytes
+	o.Inject = inject
+	w, _, err := Open(o)
+	if err != nil {
+		t.Fatalf("Open: %v", err)
 	}
-	return st.Blocks * 512
+	return w
 }
 
-// TestRetention_trimAndRestart: trimming moves the base, frees disk space,
-// keeps every retained frame byte for byte, and survives a restart.
+// segFiles lists the sealed segments and telemetry.wal in dir, with the sum
+// of their sizes.
+func segFiles(t *testing.T, dir string) (names []string, total int64) {
+	t.Helper()
+	ents, err := os.ReadDir(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, e := range ents {
+		if _, ok := parseSealedName(e.Name()); ok || e.Name() == WALFile {
+			st, err := os.Stat(filepath.Join(dir, e.Name()))
+			if errors.Is(err, os.ErrNotExist) {
+				continue // retention removed it meanwhile
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			names = append(names, e.Name())
+			total += st.Size()
+		}
+	}
+	return names, total
+}
+
+// TestRetention_trimAndRestart: trimming deletes whole sealed segments below
+// the new base (rounded down to a segment boundary), keeps every retained
+// frame byte for byte, and survives a restart.
 func TestRetention_trimAndRestart(t *testing.T) {
 	dir := t.TempDir()
-	w := openTestWAL(t, dir)
+	w := openSegWAL(t, dir, 64<<10, nil)
 	last := appendN(t, w, 1, 2000, 1000)
-	path := filepath.Join(dir, WALFile)
-	before := allocated(t, path)
-	keepFrom := uint64(1281) // a stride boundary (1 + 20*64)
+	names, before := segFiles(t, dir)
+	if len(names) < 20 {
+		t.Fatalf("%d segment files for 2 MB at 64 KiB each", len(names))
+	}
+	if bod := w.BytesOnDisk(); bod != before {
+		t.Fatalf("BytesOnDisk %d, the files' sizes sum to %d", bod, before)
+	}
+	const asked = uint64(1281)
+	w.mu.Lock()
+	want := w.segs[w.segIndexLocked(asked)].first
+	w.mu.Unlock()
+	if want == asked || want == 1 {
+		t.Fatalf("test setup: Seq=%d should fall inside a later segment (it starts at %d)", asked, want)
+	}
 	kept := func(w *WAL) []Frame {
-		fs, err := w.ReadFrames(keepFrom, last, 10000, 64<<20)
+		fs, err := w.ReadFrames(want, last, 10000, 64<<20)
 		if err != nil {
 			t.Fatal(err)
 		}
 		return fs
 	}
-	want := kept(w)
-	base, err := w.TrimTo(keepFrom)
-	if err != nil || base != keepFrom {
-		t.Fatalf("TrimTo: base %d err %v", base, err)
+	wantFrames := kept(w)
+	if len(wantFrames) != int(last-want+1) {
+		t.Fatalf("a read across segments returned %d frames, want %d", len(wantFrames), last-want+1)
 	}
-	if after := allocated(t, path); after > before-1000*1000 {
-		t.Fatalf("disk usage %d → %d: the trimmed frames were not freed", before, after)
+	base, err := w.TrimTo(asked)
+	if err != nil || base != want {
+		t.Fatalf("TrimTo(%d): base %d err %v, want the first Seq %d of the segment holding it", asked, base, err, want)
+	}
+	after, size := segFiles(t, dir)
+	if len(after) >= len(names) || size > before-int64(want-1)*1000 {
+		t.Fatalf("files %d → %d, bytes %d → %d: the trimmed segments were not deleted", len(names), len(after), before, size)
+	}
+	for _, n := range after {
+		if first, ok := parseSealedName(n); ok && first < want {
+			t.Fatalf("%s is still there below the base %d", n, want)
+		}
+	}
+	if bod := w.BytesOnDisk(); bod != size {
+		t.Fatalf("BytesOnDisk %d after the trim, the files' sizes sum to %d", bod, size)
 	}
 	if _, err := w.ReadFrames(1, last, 1, 1<<20); err == nil {
 		t.Fatal("a trimmed frame is still readable")
@@ -71,21 +128,21 @@ func TestRetention_trimAndRestart(t *testing.T) {
 	w = openTestWAL(t, dir)
 	defer w.Close()
 	got := kept(w)
-	if len(got) != len(want) {
-		t.Fatalf("after restart %d frames, want %d", len(got), len(want))
+	if len(got) != len(wantFrames) {
+		t.Fatalf("after restart %d frames, want %d", len(got), len(wantFrames))
 	}
 	for i := range got {
-		if !sameFrame(got[i], want[i]) {
+		if !sameFrame(got[i], wantFrames[i]) {
 			t.Fatalf("frame Seq=%d changed", got[i].Seq)
 		}
 	}
-	if st := w.Status(); st.Base != keepFrom || st.FirstSeq != keepFrom || st.LastSeq != last {
+	if st := w.Status(); st.Base != want || st.FirstSeq != want || st.LastSeq != last {
 		t.Fatalf("status after restart: %+v", st)
 	}
 	// The frames continue at last+1.
 	appendN(t, w, 2, 10, 10)
 	rep, err := Verify(dir, true, 0)
-	if err != nil || rep.Base != keepFrom || rep.LastSeq != last+10 {
+	if err != nil || rep.Base != want || rep.LastSeq != last+10 {
 		t.Fatalf("verify: %+v %v", rep, err)
 	}
 }
@@ -93,9 +150,9 @@ func TestRetention_trimAndRestart(t *testing.T) {
 // TestRetention_neverAboveSafeSeq: frames above safe_seq are never trimmed.
 func TestRetention_neverAboveSafeSeq(t *testing.T) {
 	dir := t.TempDir()
-	w := openTestWAL(t, dir)
+	w := openSegWAL(t, dir, MinSegmentBytes, nil)
 	defer w.Close()
-	appendN(t, w, 1, 300, 10)
+	appendN(t, w, 1, 300, 100)
 	w2safe := uint64(100)
 	// Raise durability but hold safe_seq back: a fresh WAL at safe 100.
 	w.mu.Lock()
@@ -105,61 +162,75 @@ func TestRetention_neverAboveSafeSeq(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if base-1 > w2safe {
-		t.Fatalf("trimmed up to Seq=%d above safe_seq=%d", base-1, w2safe)
+	if base == 1 || base-1 > w2safe {
+		t.Fatalf("trimmed up to Seq=%d with safe_seq=%d", base-1, w2safe)
 	}
 }
 
 // TestRetention_crashDuringTrim: a crash before or after telemetry.base is
-// replaced, or before the hole is punched, recovers with every retained frame
-// and no fail-hard.
+// replaced, before the segments below it are deleted, recovers with every
+// retained frame and no fail-hard; the next start deletes the leftovers.
 func TestRetention_crashDuringTrim(t *testing.T) {
-	for _, point := range []string{"trim-before-base", "trim-before-punch"} {
+	for _, point := range []string{"trim-before-base", "trim-before-delete"} {
 		t.Run(point, func(t *testing.T) {
 			dir := t.TempDir()
 			var fail string
-			o := DefaultOptions(dir)
-			o.Logger = quietLogger()
-			o.Inject = func(p string) error {
+			w := openSegWAL(t, dir, MinSegmentBytes, func(p string) error {
 				if p == fail {
 					return fmt.Errorf("injected crash at %s", p)
 				}
 				return nil
-			}
-			w, _, err := Open(o)
-			if err != nil {
-				t.Fatal(err)
-			}
+			})
 			last := appendN(t, w, 1, 500, 100)
+			w.mu.Lock()
+			want := w.segs[w.segIndexLocked(257)].first
+			w.mu.Unlock()
 			fail = point
 			w.TrimTo(257)
 			w.crash()
+			before, _ := segFiles(t, dir)
+			rep, err := Verify(dir, true, 0)
+			if err != nil {
+				t.Fatalf("Verify after a crash at %s: %v", point, err)
+			}
+			if point == "trim-before-delete" && len(rep.Repairs) == 0 {
+				t.Fatalf("Verify reports no leftover segments below the base: %+v", rep)
+			}
 			w2 := openTestWAL(t, dir)
 			defer w2.Close()
 			st := w2.Status()
-			if st.LastSeq != last || (point == "trim-before-base" && st.Base != 1) || (point == "trim-before-punch" && st.Base != 257) {
-				t.Fatalf("after a crash at %s: %+v", point, st)
+			if st.LastSeq != last || (point == "trim-before-base" && st.Base != 1) || (point == "trim-before-delete" && st.Base != want) {
+				t.Fatalf("after a crash at %s: %+v (want base %d)", point, st, want)
 			}
 			if _, err := w2.ReadFrames(st.Base, last, 10000, 64<<20); err != nil {
 				t.Fatal(err)
+			}
+			after, _ := segFiles(t, dir)
+			for _, n := range after {
+				if first, ok := parseSealedName(n); ok && first < st.Base {
+					t.Fatalf("%s below the base %d survived the restart (files before %v)", n, st.Base, before)
+				}
 			}
 		})
 	}
 }
 
 // TestRetention_halfDeletedRefused: a trimmed WAL whose telemetry.base is
-// lost is refused like any other damage, not read from its holes.
+// lost, or whose middle segment is gone, is refused (SEGMENT_MISSING), not
+// read from the next segment on.
 func TestRetention_halfDeletedRefused(t *testing.T) {
 	dir := t.TempDir()
-	w := openTestWAL(t, dir)
-	appendN(t, w, 1, 2000, 1000)
+	w := openSegWAL(t, dir, MinSegmentBytes, nil)
+	appendN(t, w, 1, 2000, 100)
 	if _, err := w.TrimTo(1025); err != nil {
 		t.Fatal(err)
 	}
 	w.Close()
 	os.Remove(filepath.Join(dir, BaseFile))
-	if _, err := Verify(dir, true, 0); err == nil {
-		t.Fatal("a WAL with its oldest pieces gone and no base was accepted")
+	_, err := Verify(dir, true, 0)
+	var re *RecoveryError
+	if !errors.As(err, &re) || re.Cause != CauseSegmentMissing {
+		t.Fatalf("a WAL with its oldest segments gone and no base: %v", err)
 	}
 }
 
@@ -212,7 +283,7 @@ func TestRetention_followerRebasedFromTrimmedLeader(t *testing.T) {
 // Found by review (issue 12's second reviewer); it panicked before.
 func TestRetention_trimEverythingAtAStrideBoundary(t *testing.T) {
 	dir := t.TempDir()
-	w := openTestWAL(t, dir)
+	w := openSegWAL(t, dir, MinSegmentBytes, nil)
 	last := appendN(t, w, 1, 2*indexStride, 100)
 	nb, err := w.TrimTo(last + 1)
 	if err != nil {

@@ -245,7 +245,11 @@ func TestRule2_oldEpochRefused(t *testing.T) {
 	}
 
 	// Old-epoch messages sent straight to n3 are refused, before and after
-	// a restart.
+	// a restart. n3 may not have been in the majority that committed n2's
+	// frames: wait until it holds them, so that only the old-epoch append
+	// could make its log grow.
+	l2, _, _, _ := c.walOf("n2").Positions()
+	waitFor(t, 5*time.Second, "n3 to hold n2's log", func() bool { return c.walOf("n3").WrittenSeq() >= l2 })
 	expectRefusedEpoch(t, c, "n3", e1, e2)
 	c.restart("n3")
 	if p := c.node("n3").rep.Status().Promised; p != e2 {

@@ -4,6 +4,7 @@ import (
 	"encoding/binary"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 )
 
@@ -19,19 +20,29 @@ type epochStart struct {
 	FirstSeq uint64
 }
 
-// scanResult is what a full read of telemetry.wal establishes.
+// scanResult is what a full read of the telemetry directory establishes:
+// the chain of segments from the base, every frame checked.
 type scanResult struct {
-	header    fileHeader
-	base      baseState
-	firstSeq  uint64 // 0 when the WAL holds no frame
-	lastSeq   uint64
-	lastEpoch uint64
-	frames    int
-	endOffset int64 // offset just past the last whole frame
-	fileSize  int64
-	tornAt    int64 // start of a repairable torn tail, or -1
-	epochs    []epochStart
-	index     []int64 // index[k] is the offset of frame firstSeq+k*indexStride
+	id         [16]byte
+	legacy     bool      // telemetry.wal is a format-version-1 file: Open upgrades it
+	base       baseState // the base in effect (a BASE segment may raise telemetry.base's)
+	baseRaised bool      // ... and then Open records it in telemetry.base
+	segs       []*segment
+	firstSeq   uint64 // 0 when the WAL holds no frame
+	lastSeq    uint64
+	lastEpoch  uint64
+	lastCRC    uint32
+	frames     int
+	endOffset  int64 // in the active segment: just past the last whole frame
+	fileSize   int64 // the active segment's size
+	tornAt     int64 // start of a repairable torn tail in the active segment, or -1
+	epochs     []epochStart
+
+	// Repairs Open makes before it starts; Verify only reports them.
+	stale   []string // files to remove: below the base, superseded, a roll's leftovers
+	cutName string   // a sealed segment whose tail a truncation superseded
+	cutAt   int64    // ... is cut at this offset
+	notes   []string // one line per repair, for the report
 }
 
 func (s *scanResult) tornBytes() int64 {
@@ -74,44 +85,40 @@ func (c *chunkReader) window(off int64, n int) ([]byte, error) {
 	return c.buf[:n], nil
 }
 
-// scanWAL reads the whole WAL and checks every invariant of DESIGN §4
-// against safeSeq and base. It returns a *RecoveryError for a violation,
-// another error for an I/O failure. A torn tail above safe_seq is not an
-// error: it is reported in tornAt for the caller to repair (or report).
+// scanFrames reads the frames of one segment file from seg.start and checks
+// every invariant of DESIGN §4 against safeSeq, continuing res (the frames of
+// the segments before it). It returns a *RecoveryError for a violation,
+// another error for an I/O failure. In the active segment a torn tail above
+// safe_seq is not an error: it is reported in res.tornAt for the caller to
+// repair (or report). A sealed segment was fsynced whole before it was
+// sealed, so any damage in it is damage to written data.
+//
+// stopAt, when not 0, is the first Seq a newer active segment supersedes (a
+// truncation into this sealed segment that a crash interrupted): reading
+// stops before it and the rest is recorded in res.cutName/cutAt.
 //
 // visit, when not nil, is called with every whole frame that passed its
 // checks, in order; its Payload aliases a buffer valid only during the call.
-func scanWAL(dir string, r io.ReaderAt, size int64, safeSeq uint64, bs baseState, maxPayload int, visit func(*Frame, int64) error) (*scanResult, error) {
-	base := bs.Base
-	res := &scanResult{fileSize: size, tornAt: -1, endOffset: bs.Offset, lastSeq: base - 1, lastEpoch: bs.PrevEpoch}
-	hb := make([]byte, FileHeaderSize)
-	n, err := r.ReadAt(hb, 0)
-	if err != nil && !errors.Is(err, io.EOF) {
-		return nil, err
-	}
-	h, herr := decodeFileHeader(hb[:n])
-	if herr != nil {
-		return nil, recErr(CauseBadHeader, dir, 0, 0, "%s header is damaged: %v", WALFile, herr)
-	}
-	res.header = h
-
-	if bs.Offset > size {
-		return nil, recErr(CauseBaseCorrupt, dir, base, bs.Offset,
-			"%s says the retained WAL starts at offset %d but %s has only %d bytes", BaseFile, bs.Offset, WALFile, size)
-	}
+func scanFrames(dir string, r io.ReaderAt, size int64, seg *segment, res *scanResult, safeSeq uint64, sealed bool, stopAt uint64, maxPayload int, visit func(*Frame, int64) error) error {
 	cr := &chunkReader{r: r, size: size}
-	off := bs.Offset
+	off := seg.start
+	seg.end = off
 	for off < size {
 		expected := res.lastSeq + 1
+		if stopAt != 0 && expected >= stopAt {
+			res.cutName, res.cutAt = seg.name, off
+			res.notes = append(res.notes, fmt.Sprintf("cut %s at offset %d: its frames from Seq=%d on were truncated away (a newer %s begins there)", seg.name, off, stopAt, WALFile))
+			break
+		}
 		hdr, err := cr.window(off, FrameHeaderSize)
 		if err != nil {
-			return nil, err
+			return err
 		}
 		flen, lerr := frameLen(hdr, maxPayload)
 		var b []byte
 		if lerr == nil {
 			if b, err = cr.window(off, flen); err != nil {
-				return nil, err
+				return err
 			}
 		}
 		var f Frame
@@ -123,7 +130,7 @@ func scanWAL(dir string, r io.ReaderAt, size int64, safeSeq uint64, bs baseState
 			// Whole and checksum-valid, so not damage and not a torn tail:
 			// a frame this build cannot interpret, like an unknown type.
 			seq := binary.LittleEndian.Uint64(b[8:])
-			return nil, recErr(CauseBadFrameType, dir, seq, off,
+			return recErr(CauseBadFrameType, dir, seq, off,
 				"frame at Seq=%d has flags %#04x (format version 1 writes 0)", seq, binary.LittleEndian.Uint16(b[34:]))
 		}
 		if derr != nil {
@@ -132,30 +139,36 @@ func scanWAL(dir string, r io.ReaderAt, size int64, safeSeq uint64, bs baseState
 			// readable follows it; a whole frame after damage means the
 			// damage hit fsynced data that may have been acknowledged.
 			if expected <= safeSeq {
-				return nil, errCommittedCorrupt(dir, expected, off, errors.Is(derr, errShortFrame), size-off)
+				return errCommittedCorrupt(dir, expected, off, errors.Is(derr, errShortFrame), size-off)
+			}
+			if sealed {
+				return recErr(CauseFrameCorrupt, dir, expected, off,
+					"frame at offset %d (expected Seq=%d) of sealed segment %s is unreadable (%v): "+
+						"a segment is fsynced whole before it is sealed, so this is damage to written data, not a torn tail",
+					off, expected, seg.name, derr)
 			}
 			at, found, err := findFrameAfter(r, off+1, size, res.lastSeq, maxPayload)
 			if err != nil {
-				return nil, err
+				return err
 			}
 			if found {
-				return nil, recErr(CauseFrameCorrupt, dir, expected, off,
+				return recErr(CauseFrameCorrupt, dir, expected, off,
 					"frame at offset %d (expected Seq=%d) is unreadable (%v) but a whole frame follows at offset %d: "+
 						"this is damage to written data, not a torn tail", off, expected, derr, at)
 			}
 			res.tornAt = off
-			return res, nil
+			return nil
 		}
 		if err := checkFrame(dir, res, &f, off, expected); err != nil {
-			return nil, err
+			return err
 		}
 		if visit != nil {
 			if err := visit(&f, off); err != nil {
-				return nil, err
+				return err
 			}
 		}
-		if res.frames%indexStride == 0 {
-			res.index = append(res.index, off)
+		if seg.frames()%indexStride == 0 {
+			seg.index = append(seg.index, off)
 		}
 		if res.frames == 0 {
 			res.firstSeq = f.Seq
@@ -164,12 +177,12 @@ func scanWAL(dir string, r io.ReaderAt, size int64, safeSeq uint64, bs baseState
 			res.epochs = append(res.epochs, epochStart{Epoch: f.Epoch, FirstSeq: f.Seq})
 		}
 		res.frames++
-		res.lastSeq = f.Seq
-		res.lastEpoch = f.Epoch
+		res.lastSeq, res.lastEpoch, res.lastCRC = f.Seq, f.Epoch, binary.LittleEndian.Uint32(b[4:])
+		seg.last, seg.lastEpoch, seg.lastCRC = f.Seq, f.Epoch, res.lastCRC
 		off += int64(f.Size())
-		res.endOffset = off
+		seg.end = off
 	}
-	return res, nil
+	return nil
 }
 
 // checkFrame applies the per-frame invariants to a whole, checksum-valid frame.

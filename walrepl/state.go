@@ -44,18 +44,20 @@ func saveState(dir string, st promiseState) error {
 }
 
 // BaseFile records where the retained WAL begins after retention trimmed its
-// oldest frames (issue 8): frames below Base were committed and are gone;
-// the frame with Seq=Base starts at Offset. Absent means Base 1 at offset 32.
+// oldest segments (issues 8, 14): frames below Base were committed and are
+// gone; a segment begins at Base. Offset is only written by format version 1
+// (one file, frame Base at that offset) and only read while that file is the
+// first, sealed segment. Absent means Base 1.
 const BaseFile = "telemetry.base"
 
 // baseState is telemetry.base.
 type baseState struct {
 	Base      uint64 `json:"base"`
-	Offset    int64  `json:"offset"`
+	Offset    int64  `json:"offset,omitempty"`
 	PrevEpoch uint64 `json:"prev_epoch"` // epoch of frame Base-1 (for log matching)
 }
 
-func defaultBase() baseState { return baseState{Base: 1, Offset: FileHeaderSize} }
+func defaultBase() baseState { return baseState{Base: 1} }
 
 func loadBase(dir string) (baseState, bool, error) {
 	b, err := os.ReadFile(filepath.Join(dir, BaseFile))
@@ -66,9 +68,9 @@ func loadBase(dir string) (baseState, bool, error) {
 		return baseState{}, false, fmt.Errorf("walrepl: reading %s: %w", BaseFile, err)
 	}
 	var st baseState
-	if err := json.Unmarshal(b, &st); err != nil || st.Base < 1 || st.Offset < FileHeaderSize {
+	if err := json.Unmarshal(b, &st); err != nil || st.Base < 1 || (st.Offset != 0 && st.Offset < FileHeaderSize) {
 		return baseState{}, false, recErr(CauseBaseCorrupt, dir, 0, -1,
-			"%s holds %q, not {\"base\":N,\"offset\":N,\"prev_epoch\":N}; restore it or follow the operator reset path",
+			"%s holds %q, not {\"base\":N,\"prev_epoch\":N}; restore it or follow the operator reset path",
 			filepath.Join(dir, BaseFile), truncateForMsg(string(b)))
 	}
 	return st, true, nil

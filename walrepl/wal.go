@@ -2,6 +2,7 @@ package walrepl
 
 import (
 	"context"
+	"encoding/binary"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -31,6 +32,14 @@ type Options struct {
 	NewAsLearner bool
 	// MaxPayload bounds one frame's payload, in bytes.
 	MaxPayload int
+	// SegmentBytes bounds a segment file: the active segment is sealed
+	// and a new one begun before a frame would start at or past this
+	// offset, so no file grows past SegmentBytes plus one frame. Retention
+	// deletes whole sealed segments, so it is also retention's granularity:
+	// smaller means more files and more frequent rolls (two directory
+	// fsyncs each), larger means coarser trims. Default DefaultSegmentBytes
+	// (64 MiB, like etcd); at least MinSegmentBytes.
+	SegmentBytes int64
 	// SafeSeqPersistInterval is how often a grown safe_seq is written to
 	// telemetry.safe_seq. The file is a lower bound, so lazy is safe; each
 	// write costs two fsyncs on the WAL's disk.
@@ -44,9 +53,14 @@ type Options struct {
 	Clock Clock
 	// Inject is a test seam: when set, it is called at the named points of
 	// the write path (wal-before-write, wal-before-fsync, wal-after-fsync,
-	// safeseq-before-persist) and an error it returns is treated exactly like
-	// an I/O error there. Nil in production.
+	// safeseq-before-persist; a segment roll's roll-after-next,
+	// roll-after-link, roll-after-rename; truncate-before-fsync,
+	// truncate-after-rename, truncate-before-cut; trim-before-base,
+	// trim-before-delete; rebase-after-rename) and an error it returns is
+	// treated exactly like an I/O error there. Nil in production.
 	Inject func(point string) error
+
+	fs fileSystem // the segment layer's file system; osFS when nil
 }
 
 // DefaultOptions returns the options a node uses for the WAL in dir.
@@ -54,6 +68,7 @@ func DefaultOptions(dir string) Options {
 	return Options{
 		Dir:                    dir,
 		MaxPayload:             DefaultMaxPayload,
+		SegmentBytes:           DefaultSegmentBytes,
 		SafeSeqPersistInterval: 250 * time.Millisecond,
 		Logger:                 logrus.StandardLogger(),
 	}
@@ -66,6 +81,8 @@ func (o *Options) Validate() error {
 		return errors.New("walrepl: Options.Dir is empty")
 	case o.MaxPayload <= 0 || o.MaxPayload > DefaultMaxPayload:
 		return fmt.Errorf("walrepl: Options.MaxPayload=%d must be in (0, %d] (the format's bound)", o.MaxPayload, DefaultMaxPayload)
+	case o.SegmentBytes < MinSegmentBytes:
+		return fmt.Errorf("walrepl: Options.SegmentBytes=%d must be at least %d", o.SegmentBytes, MinSegmentBytes)
 	case o.SafeSeqPersistInterval <= 0:
 		return fmt.Errorf("walrepl: Options.SafeSeqPersistInterval=%s must be positive", o.SafeSeqPersistInterval)
 	}
@@ -91,8 +108,9 @@ type Status struct {
 	DurableSeq       uint64     `json:"fsynced_seq"`
 	SafeSeq          uint64     `json:"safe_seq"`
 	PersistedSafeSeq uint64     `json:"persisted_safe_seq"`
-	Bytes            int64      `json:"bytes"`         // file size: header and every frame ever written
-	BytesOnDisk      int64      `json:"bytes_on_disk"` // allocated: what retention bounds
+	Bytes            int64      `json:"bytes"`         // the retained segments' bytes, queued frames included
+	BytesOnDisk      int64      `json:"bytes_on_disk"` // the sizes of the segment files: what retention bounds
+	Segments         int        `json:"segments"`      // segment files, telemetry.wal included
 	Trimmed          uint64     `json:"trimmed_frames"`
 	Failed           string     `json:"failed,omitempty"`
 	Fsync            FsyncStats `json:"fsync"`
@@ -111,39 +129,42 @@ type WAL struct {
 	dir  string
 	opts Options
 	log  logrus.FieldLogger
-	f    *os.File
+	fs   fileSystem
 	id   [16]byte
 
-	// fileMu: readers hold it shared; Truncate holds it exclusively so no
+	// fileMu: readers hold it shared; whatever closes, cuts or removes a
+	// segment file (truncation, trim, rebase) holds it exclusively, so no
 	// read sees a file shorter than the offsets it computed.
 	fileMu sync.RWMutex
-	// flushMu serialises the file's writers: the flusher and Truncate.
+	// flushMu serialises the files' writers: the flusher, TruncateAfter,
+	// TrimTo and Rebase. disk is guarded by it.
 	flushMu sync.Mutex
+	// disk is the segment that is telemetry.wal on disk (a queued roll's
+	// new segment is not, until the flusher performs the roll).
+	disk *segment
 
-	mu            sync.Mutex
-	closed        bool
-	failed        error
-	base          uint64 // Seq of the first retained frame (1 unless trimmed)
-	baseOffset    int64  // where frame base starts
-	baseEpoch     uint64 // epoch of frame base-1 (gone), for log matching
-	trimmed       uint64 // frames trimmed since Open
-	firstSeq      uint64
-	lastSeq       uint64
-	lastEpoch     uint64
-	end           int64 // offset after the last queued frame
-	pending       []byte
-	pendingFrom   int64 // file offset of pending[0]
+	mu        sync.Mutex
+	closed    bool
+	failed    error
+	base      uint64 // Seq of the first retained frame (1 unless trimmed)
+	baseEpoch uint64 // epoch of frame base-1 (gone), for log matching
+	trimmed   uint64 // frames trimmed since Open
+	firstSeq  uint64
+	lastSeq   uint64
+	lastEpoch uint64
+	// segs is the chain: sealed segments in Seq order, then the active one
+	// (the last; its file may not exist yet while a roll is queued).
+	segs    []*segment
+	pending []chunk // queued frames, not yet written, in order
+	// rollBytes is the segment bound in effect: Options.SegmentBytes, or
+	// less while a retention size bound is under four segments (retention
+	// deletes whole segments; see setRetentionBytes).
+	rollBytes     int64
 	writtenSeq    uint64
-	writtenEnd    int64
 	durableSeq    uint64
 	safeSeq       uint64
 	persistedSafe uint64
 	frames        uint64
-	index         []int64
-	// indexSeen[k] is when this process appended the frame index[k] points
-	// at (zero for frames it found on disk at Open): age retention also
-	// waits MaxAge of monotonic time since then (DESIGN §6 rule 13).
-	indexSeen []time.Time
 	// anchor is a reading of the clock at Open: anchor plus the monotonic
 	// time since is the wall clock as it would be without steps.
 	anchor     time.Time
@@ -159,6 +180,13 @@ type WAL struct {
 	once sync.Once
 }
 
+// chunk is queued frames bound for one segment, starting at offset from.
+type chunk struct {
+	seg  *segment
+	from int64
+	buf  []byte
+}
+
 // Open recovers the WAL in opts.Dir (DESIGN §4) and returns it ready for
 // appends, with the recovery report. A *RecoveryError means the node must not
 // start: the caller logs WAL_RECOVERY_FAIL_HARD and exits with ExitFailHard.
@@ -169,36 +197,43 @@ func Open(opts Options) (*WAL, *Report, error) {
 	if err := opts.Validate(); err != nil {
 		return nil, nil, err
 	}
-	f, rep, err := recoverDir(&opts)
+	if opts.fs == nil {
+		opts.fs = osFS{}
+	}
+	res, rep, err := recoverDir(&opts)
 	if err != nil {
 		return nil, nil, err
 	}
-	res := rep.scan
 	w := &WAL{
 		dir:           opts.Dir,
 		opts:          opts,
 		log:           opts.Logger,
-		f:             f,
-		id:            res.header.ID,
+		fs:            opts.fs,
+		id:            res.id,
 		base:          res.base.Base,
-		baseOffset:    res.base.Offset,
 		baseEpoch:     res.base.PrevEpoch,
 		firstSeq:      res.firstSeq,
 		lastSeq:       res.lastSeq,
 		lastEpoch:     res.lastEpoch,
-		end:           res.endOffset,
-		pendingFrom:   res.endOffset,
+		segs:          res.segs,
+		disk:          res.segs[len(res.segs)-1],
 		writtenSeq:    res.lastSeq,
-		writtenEnd:    res.endOffset,
 		durableSeq:    res.lastSeq,
 		safeSeq:       rep.SafeSeq,
 		persistedSafe: rep.SafeSeq,
 		frames:        uint64(res.frames),
-		index:         res.index,
 		epochs:        res.epochs,
+		rollBytes:     opts.SegmentBytes,
 		changed:       make(chan struct{}),
 		kick:          make(chan struct{}, 1),
 		stop:          make(chan struct{}),
+	}
+	for _, sg := range w.segs {
+		if res.tornAt >= 0 && sg == w.disk {
+			sg.end = res.tornAt
+		}
+		sg.written = sg.end
+		sg.seen = make([]time.Time, len(sg.index))
 	}
 	if w.firstSeq == 0 {
 		w.firstSeq = w.base
@@ -207,7 +242,6 @@ func Open(opts Options) (*WAL, *Report, error) {
 		w.opts.Clock = SystemClock{}
 	}
 	w.anchor = w.opts.Clock.Now()
-	w.indexSeen = make([]time.Time, len(w.index))
 	w.wg.Add(2)
 	go w.flushLoop()
 	go w.persistLoop()
@@ -288,9 +322,16 @@ func (w *WAL) usableLocked() error {
 }
 
 func (w *WAL) queueLocked(f *Frame) {
-	if w.frames%indexStride == 0 {
-		w.index = append(w.index, w.end)
-		w.indexSeen = append(w.indexSeen, w.opts.Clock.Now())
+	act := w.segs[len(w.segs)-1]
+	if act.frames() > 0 && act.end >= w.rollBytes {
+		// The active segment is full: this frame begins the next one. The
+		// flusher performs the roll before it writes the frame.
+		act = newActiveSeg(segHeader{ID: w.id, First: f.Seq, PrevEpoch: act.lastEpoch, PrevCRC: act.lastCRC}, nil)
+		w.segs = append(w.segs, act)
+	}
+	if act.frames()%indexStride == 0 {
+		act.index = append(act.index, act.end)
+		act.seen = append(act.seen, w.opts.Clock.Now())
 	}
 	if w.frames == 0 {
 		w.firstSeq = f.Seq
@@ -298,8 +339,14 @@ func (w *WAL) queueLocked(f *Frame) {
 	if len(w.epochs) == 0 || w.epochs[len(w.epochs)-1].Epoch != f.Epoch {
 		w.epochs = append(w.epochs, epochStart{Epoch: f.Epoch, FirstSeq: f.Seq})
 	}
-	w.pending = AppendEncoded(w.pending, f)
-	w.end += int64(f.Size())
+	if n := len(w.pending); n == 0 || w.pending[n-1].seg != act {
+		w.pending = append(w.pending, chunk{seg: act, from: act.end})
+	}
+	c := &w.pending[len(w.pending)-1]
+	at := len(c.buf)
+	c.buf = AppendEncoded(c.buf, f)
+	act.end += int64(f.Size())
+	act.last, act.lastEpoch, act.lastCRC = f.Seq, f.Epoch, binary.LittleEndian.Uint32(c.buf[at+4:])
 	w.frames++
 	w.lastSeq, w.lastEpoch = f.Seq, f.Epoch
 }
@@ -317,25 +364,25 @@ func (w *WAL) notifyLocked() {
 	w.changed = make(chan struct{})
 }
 
-// flushLoop is the group commit: it owns the file's write offset.
+// flushLoop is the group commit: it owns the files' write offsets.
 func (w *WAL) flushLoop() {
 	defer w.wg.Done()
-	var spare []byte
 	for {
 		select {
 		case <-w.kick:
 		case <-w.stop:
-			w.flushOnce(&spare)
+			w.flushOnce()
 			return
 		}
-		w.flushOnce(&spare)
+		w.flushOnce()
 	}
 }
 
-// flushOnce writes and fsyncs everything queued. Any error fails the WAL for
-// good: the same fsync is never retried (after a failed fsync the kernel may
-// have dropped the dirty pages, so a retry that succeeds proves nothing).
-func (w *WAL) flushOnce(spare *[]byte) {
+// flushOnce writes and fsyncs everything queued, rolling to a new segment
+// where one was queued. Any error fails the WAL for good: the same fsync is
+// never retried (after a failed fsync the kernel may have dropped the dirty
+// pages, so a retry that succeeds proves nothing).
+func (w *WAL) flushOnce() {
 	w.flushMu.Lock()
 	defer w.flushMu.Unlock()
 	w.mu.Lock()
@@ -343,26 +390,27 @@ func (w *WAL) flushOnce(spare *[]byte) {
 		w.mu.Unlock()
 		return
 	}
-	buf, off, last, end := w.pending, w.pendingFrom, w.lastSeq, w.end
-	w.pending, w.pendingFrom = (*spare)[:0], end
+	chunks, last := w.pending, w.lastSeq
+	w.pending = nil
 	w.mu.Unlock()
 
 	err := w.fault("wal-before-write")
 	if err == nil {
-		_, err = w.f.WriteAt(buf, off)
+		err = w.writeChunks(chunks, false)
 	}
 	if err == nil {
 		w.mu.Lock()
-		w.writtenSeq, w.writtenEnd = last, end
+		w.writtenSeq = last
 		w.notifyLocked()
 		w.mu.Unlock()
 		err = w.fault("wal-before-fsync")
 		if errors.Is(err, errPowerLoss) {
-			powerLoss(w.f, off, int64(len(buf)))
+			c := chunks[len(chunks)-1]
+			powerLoss(c.seg.f, c.from, int64(len(c.buf)))
 		}
 		if err == nil {
 			start := time.Now()
-			err = fdatasync(w.f)
+			err = w.disk.f.Datasync()
 			w.observeFsync(time.Since(start))
 		}
 	}
@@ -377,7 +425,57 @@ func (w *WAL) flushOnce(spare *[]byte) {
 	}
 	w.notifyLocked()
 	w.mu.Unlock()
-	*spare = buf
+}
+
+// writeChunks writes queued frames to their segments, performing the rolls
+// queued between them, without fsyncing the last segment. The caller holds
+// flushMu, and mu when locked is set.
+func (w *WAL) writeChunks(chunks []chunk, locked bool) error {
+	for _, c := range chunks {
+		if c.seg != w.disk {
+			if err := w.rollTo(c.seg, locked); err != nil {
+				return err
+			}
+		}
+		if _, err := c.seg.f.WriteAt(c.buf, c.from); err != nil {
+			return err
+		}
+		if !locked {
+			w.mu.Lock()
+		}
+		c.seg.written = c.from + int64(len(c.buf))
+		if !locked {
+			w.mu.Unlock()
+		}
+	}
+	return nil
+}
+
+// rollTo seals the segment on disk as telemetry.wal and makes ns the new
+// telemetry.wal (rollFiles). The frames of the old one are fdatasynced
+// first: a sealed segment is whole on disk before it has its sealed name.
+// The caller holds flushMu, and mu when locked is set.
+func (w *WAL) rollTo(ns *segment, locked bool) error {
+	old := w.disk
+	if err := old.f.Datasync(); err != nil {
+		return err
+	}
+	name := SealedName(old.first)
+	f, err := rollFiles(w.fs, w.dir, name, ns.hdr, w.fault)
+	if err != nil {
+		return fmt.Errorf("rolling to a new segment at Seq=%d: %w", ns.first, err)
+	}
+	if !locked {
+		w.mu.Lock()
+	}
+	old.name, ns.f = name, f
+	if !locked {
+		w.mu.Unlock()
+	}
+	w.disk = ns
+	w.log.WithFields(logrus.Fields{"dir": w.dir, "sealed": name, "first_seq": old.first, "last_seq": old.last, "bytes": old.end}).
+		Info("WAL_SEGMENT_SEALED")
+	return nil
 }
 
 func (w *WAL) observeFsync(d time.Duration) {
@@ -532,6 +630,12 @@ func (w *WAL) epochAtLocked(seq uint64) (uint64, bool) {
 // divergent, uncommitted suffix of its log (DESIGN §6 rule 4). Removing a
 // frame at or below safe_seq is refused with ErrTruncateCommitted, and the
 // WAL is failed: it means the protocol was broken.
+//
+// Within telemetry.wal the file is cut. Below it (the suffix reaches into
+// sealed segments), telemetry.wal is replaced by an empty segment that begins
+// at seq+1 and names frame seq as its predecessor; then the sealed segments
+// above seq are removed and the one holding seq is cut after it. A crash
+// after the replacement leaves a chain that recovery finishes the same way.
 func (w *WAL) TruncateAfter(seq uint64) error {
 	w.flushMu.Lock()
 	defer w.flushMu.Unlock()
@@ -551,26 +655,19 @@ func (w *WAL) TruncateAfter(seq uint64) error {
 	if err := w.writePendingLocked(); err != nil {
 		return err
 	}
-	off, err := w.offsetLocked(seq + 1)
-	if err != nil {
-		return err
-	}
-	err = w.f.Truncate(off)
-	if err == nil {
-		err = w.fault("truncate-before-fsync")
-	}
-	if err == nil {
-		err = fdatasync(w.f)
+	removed := w.lastSeq - seq
+	var err error
+	if act := w.disk; seq+1 >= act.first {
+		err = w.cutSegmentLocked(act, seq, "truncate-before-fsync")
+	} else {
+		err = w.truncateIntoSealedLocked(seq)
 	}
 	if err != nil {
 		w.failLocked(fmt.Errorf("%w: truncating: %v", ErrFailed, err))
 		w.notifyLocked()
 		return w.failed
 	}
-	removed := w.lastSeq - seq
 	w.frames -= removed
-	w.index = w.index[:(w.frames+indexStride-1)/indexStride]
-	w.indexSeen = w.indexSeen[:len(w.index)]
 	w.lastSeq = seq
 	w.lastEpoch = 0
 	if e, ok := w.epochAtLocked(seq); ok {
@@ -584,7 +681,6 @@ func (w *WAL) TruncateAfter(seq uint64) error {
 	if w.frames == 0 {
 		w.firstSeq = w.base
 	}
-	w.end, w.pendingFrom, w.writtenEnd = off, off, off
 	w.writtenSeq, w.durableSeq = seq, seq
 	w.truncs = append(w.truncs, seq)
 	w.notifyLocked()
@@ -593,36 +689,154 @@ func (w *WAL) TruncateAfter(seq uint64) error {
 	return nil
 }
 
-// offsetLocked finds the file offset of the frame at seq (or the end offset
-// for lastSeq+1) from the sparse index, reading at most indexStride-1 frame
-// headers. The frame must be written (not only queued).
-func (w *WAL) offsetLocked(seq uint64) (int64, error) {
-	if seq == w.lastSeq+1 {
-		return w.end, nil
+// cutSegmentLocked cuts segment s after frame seq (s holds seq, or seq is
+// s.first-1) and fdatasyncs it. The caller holds flushMu, fileMu and mu.
+func (w *WAL) cutSegmentLocked(s *segment, seq uint64, point string) error {
+	off, err := w.offsetInLocked(s, seq+1)
+	if err != nil {
+		return err
 	}
-	if w.frames == 0 || seq < w.firstSeq || seq > w.lastSeq {
-		return 0, fmt.Errorf("%w: Seq=%d not in [%d,%d]", ErrOutOfRange, seq, w.firstSeq, w.lastSeq)
+	epoch, crc := s.hdr.PrevEpoch, s.hdr.PrevCRC
+	if seq >= s.first {
+		if epoch, crc, err = w.frameMetaLocked(s, seq); err != nil {
+			return err
+		}
 	}
-	k := (seq - w.firstSeq) / indexStride
-	off := w.index[k]
+	f := s.f
+	if s != w.disk {
+		// Sealed segments are open read-only; cutting one is the only
+		// write a sealed segment ever sees, and only frames above
+		// safe_seq go.
+		if f, err = w.fs.OpenRW(joinDir(w.dir, s.name)); err != nil {
+			return err
+		}
+		defer f.Close()
+	}
+	err = f.Truncate(off)
+	if err == nil {
+		err = w.fault(point)
+	}
+	if err == nil {
+		err = f.Datasync()
+	}
+	if err != nil {
+		return err
+	}
+	s.last, s.lastEpoch, s.lastCRC = seq, epoch, crc
+	s.end, s.written = off, off
+	n := (s.frames() + indexStride - 1) / indexStride
+	s.index, s.seen = s.index[:n], s.seen[:n]
+	return nil
+}
+
+// truncateIntoSealedLocked removes the frames above seq when seq is below
+// telemetry.wal's first frame. The caller holds flushMu, fileMu and mu, and
+// has written what was queued.
+func (w *WAL) truncateIntoSealedLocked(seq uint64) error {
+	j := w.segIndexLocked(seq) // -1: seq is base-1, every frame goes
+	h := segHeader{ID: w.id, First: seq + 1}
+	if j >= 0 {
+		e, crc, err := w.frameMetaLocked(w.segs[j], seq)
+		if err != nil {
+			return err
+		}
+		h.PrevEpoch, h.PrevCRC = e, crc
+	} else {
+		h.PrevEpoch, h.PrevCRC, h.Flags = w.baseEpoch, w.segs[0].hdr.PrevCRC, segFlagBase
+	}
+	nf, err := replaceActive(w.fs, w.dir, h, w.fault, "truncate")
+	if err != nil {
+		return err
+	}
+	w.disk.f.Close() // its name now is the new segment's
+	// Newest first, so that a crash leaves a chain recovery reads.
+	for k := len(w.segs) - 2; k > j; k-- {
+		s := w.segs[k]
+		s.f.Close()
+		if err := w.fs.Remove(joinDir(w.dir, s.name)); err != nil && !isNotExist(err) {
+			nf.Close()
+			return err
+		}
+	}
+	if err := w.fs.SyncDir(w.dir); err != nil {
+		nf.Close()
+		return err
+	}
+	ns := newActiveSeg(h, nf)
+	if j >= 0 && w.segs[j].last > seq {
+		if err := w.cutSegmentLocked(w.segs[j], seq, "truncate-before-cut"); err != nil {
+			nf.Close()
+			return err
+		}
+	}
+	w.segs = append(w.segs[:j+1:j+1], ns)
+	w.disk = ns
+	return nil
+}
+
+// segIndexLocked returns the index in segs of the segment holding seq, or
+// -1 when no segment does.
+func (w *WAL) segIndexLocked(seq uint64) int {
+	i := sort.Search(len(w.segs), func(i int) bool { return w.segs[i].first > seq }) - 1
+	if i < 0 || !w.segs[i].holds(seq) {
+		return -1
+	}
+	return i
+}
+
+// frameMetaLocked reads the epoch and the CRC field of the written frame
+// seq in segment s.
+func (w *WAL) frameMetaLocked(s *segment, seq uint64) (uint64, uint32, error) {
+	off, err := w.offsetInLocked(s, seq)
+	if err != nil {
+		return 0, 0, err
+	}
 	var hdr [FrameHeaderSize]byte
-	for s := w.firstSeq + k*indexStride; s < seq; s++ {
-		if _, err := w.f.ReadAt(hdr[:], off); err != nil {
-			return 0, fmt.Errorf("walrepl: reading frame header at offset %d: %w", off, err)
+	if _, err := s.f.ReadAt(hdr[:], off); err != nil {
+		return 0, 0, fmt.Errorf("walrepl: reading frame header at offset %d of %s: %w", off, s.name, err)
+	}
+	return binary.LittleEndian.Uint64(hdr[16:]), binary.LittleEndian.Uint32(hdr[4:]), nil
+}
+
+// offsetInLocked finds the offset of the frame at seq in segment s (or
+// s.end for s.last+1) from the sparse index, reading at most indexStride-1
+// frame headers. The frame must be written (not only queued).
+func (w *WAL) offsetInLocked(s *segment, seq uint64) (int64, error) {
+	if seq == s.last+1 {
+		return s.end, nil
+	}
+	if !s.holds(seq) {
+		return 0, fmt.Errorf("%w: Seq=%d not in [%d,%d] of %s", ErrOutOfRange, seq, s.first, s.last, s.name)
+	}
+	k := (seq - s.first) / indexStride
+	off := s.index[k]
+	var hdr [FrameHeaderSize]byte
+	for q := s.first + k*indexStride; q < seq; q++ {
+		if _, err := s.f.ReadAt(hdr[:], off); err != nil {
+			return 0, fmt.Errorf("walrepl: reading frame header at offset %d of %s: %w", off, s.name, err)
 		}
 		n, err := frameLen(hdr[:], DefaultMaxPayload)
 		if err != nil {
-			return 0, fmt.Errorf("walrepl: frame header at offset %d: %w", off, err)
+			return 0, fmt.Errorf("walrepl: frame header at offset %d of %s: %w", off, s.name, err)
 		}
 		off += int64(n)
 	}
 	return off, nil
 }
 
+// readPlan is one segment's share of a ReadFrames call.
+type readPlan struct {
+	f           segFile
+	name        string
+	off, end    int64 // from the first frame wanted to the end of the written frames
+	first, last uint64
+}
+
 // ReadFrames returns up to maxFrames frames starting at from, stopping before
 // maxBytes of encoding is exceeded (at least one frame is returned if any is
 // readable), and never past limit or past the last written frame. Callers
-// pass the safe_seq as limit when serving readers (DESIGN §6 rule 11).
+// pass the safe_seq as limit when serving readers (DESIGN §6 rule 11). A
+// read continues across segment files.
 func (w *WAL) ReadFrames(from, limit uint64, maxFrames, maxBytes int) ([]Frame, error) {
 	w.fileMu.RLock()
 	defer w.fileMu.RUnlock()
@@ -632,52 +846,85 @@ func (w *WAL) ReadFrames(from, limit uint64, maxFrames, maxBytes int) ([]Frame, 
 		return nil, fmt.Errorf("%w: Seq=%d is below the first retained Seq %d", ErrBelowBase, from, w.firstSeq)
 	}
 	last := min(limit, w.writtenSeq)
-	if from > last || maxFrames <= 0 {
+	if from > last || maxFrames <= 0 || w.frames == 0 {
 		w.mu.Unlock()
 		return nil, nil
 	}
-	off, err := w.offsetLocked(from)
-	end := w.writtenEnd
-	const mp = DefaultMaxPayload // the format's bound: what was written is readable
-	w.mu.Unlock()
-	if err != nil {
-		return nil, err
+	var plans []readPlan
+	for i := w.segIndexLocked(from); i >= 0 && i < len(w.segs) && w.segs[i].first <= last; i++ {
+		s := w.segs[i]
+		if s.f == nil { // not possible for written frames; be safe
+			w.mu.Unlock()
+			return nil, fmt.Errorf("%w: segment %s is not open", ErrClosed, s.name)
+		}
+		off := s.start
+		if i == w.segIndexLocked(from) {
+			var err error
+			if off, err = w.offsetInLocked(s, from); err != nil {
+				w.mu.Unlock()
+				return nil, err
+			}
+		}
+		first := max(from, s.first)
+		plans = append(plans, readPlan{f: s.f, name: s.name, off: off, end: s.written, first: first, last: min(s.last, last)})
 	}
-	want := min(int64(maxBytes), end-off)
+	w.mu.Unlock()
+	var out []Frame
+	budget := maxBytes
+	for _, p := range plans {
+		fs, used, more, err := readSegment(p, maxFrames-len(out), budget, len(out) == 0)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, fs...)
+		budget -= used
+		if !more || len(out) >= maxFrames || budget <= 0 {
+			break
+		}
+	}
+	return out, nil
+}
+
+// readSegment reads the frames p names, at most maxFrames and maxBytes of
+// them; with first set a frame larger than maxBytes is read whole. more is
+// false when the byte budget stopped it.
+func readSegment(p readPlan, maxFrames, maxBytes int, first bool) (out []Frame, used int, more bool, err error) {
+	const mp = DefaultMaxPayload // the format's bound: what was written is readable
+	off := p.off
+	want := min(int64(maxBytes), p.end-off)
 	want = max(want, FrameHeaderSize)
 	buf := make([]byte, want)
-	n, err := w.f.ReadAt(buf, off)
+	n, err := p.f.ReadAt(buf, off)
 	if err != nil && n < len(buf) {
-		return nil, fmt.Errorf("walrepl: reading frames at offset %d: %w", off, err)
+		return nil, 0, false, fmt.Errorf("walrepl: reading frames at offset %d of %s: %w", off, p.name, err)
 	}
-	var out []Frame
-	for seq := from; seq <= last && len(out) < maxFrames; seq++ {
+	for seq := p.first; seq <= p.last && len(out) < maxFrames; seq++ {
 		f, size, err := DecodeFrame(buf, mp)
-		if errors.Is(err, errShortFrame) && len(out) == 0 {
+		if errors.Is(err, errShortFrame) && len(out) == 0 && first {
 			// The first frame is larger than maxBytes: read it whole.
 			flen, lerr := frameLen(buf, mp)
 			if lerr != nil {
-				return nil, fmt.Errorf("walrepl: frame at offset %d: %w", off, lerr)
+				return nil, 0, false, fmt.Errorf("walrepl: frame at offset %d of %s: %w", off, p.name, lerr)
 			}
 			buf = make([]byte, flen)
-			if _, err := w.f.ReadAt(buf, off); err != nil {
-				return nil, fmt.Errorf("walrepl: reading frame at offset %d: %w", off, err)
+			if _, err := p.f.ReadAt(buf, off); err != nil {
+				return nil, 0, false, fmt.Errorf("walrepl: reading frame at offset %d of %s: %w", off, p.name, err)
 			}
 			f, size, err = DecodeFrame(buf, mp)
 		}
 		if errors.Is(err, errShortFrame) {
-			break
+			return out, used, false, nil
 		}
 		if err != nil {
-			return nil, fmt.Errorf("walrepl: frame Seq=%d at offset %d: %w", seq, off, err)
+			return nil, 0, false, fmt.Errorf("walrepl: frame Seq=%d at offset %d of %s: %w", seq, off, p.name, err)
 		}
 		if f.Seq != seq {
-			return nil, fmt.Errorf("walrepl: frame at offset %d has Seq=%d, expected %d", off, f.Seq, seq)
+			return nil, 0, false, fmt.Errorf("walrepl: frame at offset %d of %s has Seq=%d, expected %d", off, p.name, f.Seq, seq)
 		}
 		out = append(out, f)
-		buf, off = buf[size:], off+int64(size)
+		buf, off, used = buf[size:], off+int64(size), used+size
 	}
-	return out, nil
+	return out, used, true, nil
 }
 
 // Status returns a snapshot of the WAL's positions and counters.
@@ -693,9 +940,12 @@ func (w *WAL) Status() Status {
 		DurableSeq:       w.durableSeq,
 		SafeSeq:          w.safeSeq,
 		PersistedSafeSeq: w.persistedSafe,
-		Bytes:            w.end,
 		Trimmed:          w.trimmed,
+		Segments:         len(w.segs),
 		Fsync:            w.fsync,
+	}
+	for _, sg := range w.segs {
+		s.Bytes += sg.end
 	}
 	if w.frames > 0 {
 		s.FirstSeq = w.firstSeq
@@ -730,10 +980,17 @@ func (w *WAL) Close() error {
 		w.mu.Lock()
 		w.notifyLocked()
 		err = w.failed
+		segs := w.segs
 		w.mu.Unlock()
-		if cerr := w.f.Close(); err == nil {
-			err = cerr
+		w.fileMu.Lock()
+		for _, sg := range segs {
+			if sg.f != nil {
+				if cerr := sg.f.Close(); err == nil {
+					err = cerr
+				}
+			}
 		}
+		w.fileMu.Unlock()
 	})
 	return err
 }
@@ -758,15 +1015,7 @@ func (w *WAL) WrittenSeq() uint64 {
 var errPowerLoss = errors.New("walrepl: failpoint: power loss")
 
 // fault runs the build-tagged failpoint and the test seam at a named point.
-func (w *WAL) fault(point string) error {
-	if err := failpoint(point); err != nil {
-		return err
-	}
-	if w.opts.Inject != nil {
-		return w.opts.Inject(point)
-	}
-	return nil
-}
+func (w *WAL) fault(point string) error { return faultOpts(&w.opts, point) }
 
 // crash stops the WAL's goroutines and closes its file without flushing
 // what is queued or persisting safe_seq: what a killed process leaves. Tests
@@ -781,7 +1030,15 @@ func (w *WAL) crash() {
 		w.mu.Unlock()
 		close(w.stop)
 		w.wg.Wait()
-		w.f.Close()
+		w.fileMu.Lock()
+		w.mu.Lock()
+		for _, sg := range w.segs {
+			if sg.f != nil {
+				sg.f.Close() // kept non-nil: a late reader gets "file already closed"
+			}
+		}
+		w.mu.Unlock()
+		w.fileMu.Unlock()
 	})
 }
 
@@ -804,17 +1061,19 @@ func (w *WAL) failNowLocked(err error) error {
 	return err
 }
 
-// writePendingLocked writes what is queued (without fsync) so that the file
-// and memory agree before the file is cut; the caller holds flushMu and mu.
+// writePendingLocked writes what is queued (rolling where a roll is queued,
+// without a final fsync) so that the files and memory agree before a file is
+// cut or replaced; the caller holds flushMu and mu.
 func (w *WAL) writePendingLocked() error {
 	if len(w.pending) == 0 {
 		return nil
 	}
-	if _, err := w.f.WriteAt(w.pending, w.pendingFrom); err != nil {
+	chunks := w.pending
+	w.pending = nil
+	if err := w.writeChunks(chunks, true); err != nil {
 		w.failNowLocked(fmt.Errorf("%w: %v", ErrFailed, err))
 		return w.failed
 	}
-	w.pending, w.pendingFrom = w.pending[:0], w.end
 	return nil
 }
 

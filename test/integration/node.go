@@ -89,7 +89,10 @@ func (n *Node) args() []string {
 		"--etcd-peer-url", n.PeerURL(),
 		"--repl-addr", fmt.Sprintf("%s:%d", n.IP, PortRepl),
 		"--gossip-addr", fmt.Sprintf("%s:%d", n.IP, PortGossip),
-		"--initial-cluster", n.c.initialCluster()}
+		"--initial-cluster", n.c.initialCluster(),
+		// Small WAL segments, so that the disk scenarios (bit flip, torn
+		// tail, rolled-back copy) run on a chain of segment files.
+		"--wal-segment-bytes", "262144"}
 	if n.existing {
 		a = append(a, "--initial-cluster-state", "existing")
 	}

@@ -148,7 +148,7 @@ func scBitFlip(s *S) error {
 			return fmt.Errorf("persisted safe_seq is only %d", safe)
 		}
 		flipped = safe / 2
-		return flipPayloadBit(n.WALPath(), flipped)
+		return flipPayloadBit(n.TelemetryDir(), flipped)
 	}}
 	if err := s.Inject(fp); err != nil {
 		return err
@@ -219,7 +219,7 @@ func scTornTail(s *S) error {
 			if err != nil {
 				return err
 			}
-			what, err = tearTail(n.WALPath(), safe)
+			what, err = tearTail(n.TelemetryDir(), safe)
 			return err
 		}}
 		if err := s.Inject(fp); err != nil {

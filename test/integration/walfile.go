@@ -8,40 +8,49 @@ import (
 	"fmt"
 	"hash/crc32"
 	"os"
+	"path/filepath"
+	"sort"
 	"time"
 
 	"github.com/autonomyops/orchestrator/api/wire"
 )
 
 // The WAL's byte layout (docs/wal-format.md), for editing a stopped node's
-// log from the host.
+// log from the host. The WAL is a chain of segment files: sealed
+// telemetry-<first Seq, 20 digits>.seg, then the active telemetry.wal.
 const (
-	walHeaderSize   = 32
+	walV1HeaderSize = 32 // format version 1: one file
+	walHeaderSize   = 64 // format version 2: every segment
 	frameHeaderSize = 36
+	activeSegment   = "telemetry.wal"
 )
 
 var castagnoli = crc32.MakeTable(crc32.Castagnoli)
 
-// walFrame is where one whole, CRC-valid frame sits in telemetry.wal.
+// walFrame is where one whole, CRC-valid frame sits in a segment file.
 type walFrame struct {
 	Seq, Epoch uint64
 	Type       uint16
+	Path       string // the segment file
 	Offset     int64
 	Len        int64 // header + payload
 }
 
-// scanWALFile returns the whole frames of a WAL file up to the first damage,
-// and the file size.
+// scanWALFile returns the whole frames of one segment file up to the first
+// damage, and the file size.
 func scanWALFile(path string) ([]walFrame, int64, error) {
 	b, err := os.ReadFile(path)
 	if err != nil {
 		return nil, 0, err
 	}
-	if len(b) < walHeaderSize || string(b[:8]) != "AOTELWAL" {
+	if len(b) < walV1HeaderSize || string(b[:8]) != "AOTELWAL" {
 		return nil, int64(len(b)), fmt.Errorf("%s: no WAL header", path)
 	}
-	var out []walFrame
 	off := walHeaderSize
+	if binary.LittleEndian.Uint32(b[8:]) == 1 {
+		off = walV1HeaderSize // a node not yet upgraded
+	}
+	var out []walFrame
 	for off+frameHeaderSize <= len(b) {
 		n := int(binary.LittleEndian.Uint32(b[off:]))
 		if n < 1 || off+frameHeaderSize+n > len(b) {
@@ -53,16 +62,56 @@ func scanWALFile(path string) ([]walFrame, int64, error) {
 		}
 		out = append(out, walFrame{
 			Seq: binary.LittleEndian.Uint64(b[off+8:]), Epoch: binary.LittleEndian.Uint64(b[off+16:]),
-			Type: binary.LittleEndian.Uint16(b[off+32:]), Offset: int64(off), Len: int64(frameHeaderSize + n),
+			Type: binary.LittleEndian.Uint16(b[off+32:]), Path: path, Offset: int64(off), Len: int64(frameHeaderSize + n),
 		})
 		off += frameHeaderSize + n
 	}
 	return out, int64(len(b)), nil
 }
 
+// segmentPaths lists a telemetry directory's segment files in chain order:
+// sealed segments by first Seq (their names sort so), then telemetry.wal.
+func segmentPaths(dir string) ([]string, error) {
+	sealed, err := filepath.Glob(filepath.Join(dir, "telemetry-*.seg"))
+	if err != nil {
+		return nil, err
+	}
+	sort.Strings(sealed)
+	return append(sealed, filepath.Join(dir, activeSegment)), nil
+}
+
+// scanWALDir returns the whole frames of every segment in a telemetry
+// directory, in Seq order, and the size of telemetry.wal. Frames below the
+// base (segments a trim left behind) and duplicates are dropped.
+func scanWALDir(dir string) ([]walFrame, int64, error) {
+	paths, err := segmentPaths(dir)
+	if err != nil {
+		return nil, 0, err
+	}
+	var out []walFrame
+	var size int64
+	for _, p := range paths {
+		fs, n, err := scanWALFile(p)
+		if err != nil {
+			return nil, 0, err
+		}
+		size = n
+		for _, f := range fs {
+			if len(out) > 0 && f.Seq <= out[len(out)-1].Seq {
+				// A truncation superseded them (the next start removes
+				// them): the newer segment's frames count.
+				i := sort.Search(len(out), func(i int) bool { return out[i].Seq >= f.Seq })
+				out = out[:i]
+			}
+			out = append(out, f)
+		}
+	}
+	return out, size, nil
+}
+
 // lastSeqOnDisk is the Seq of the last whole frame in the node's WAL.
 func lastSeqOnDisk(n *Node) (uint64, error) {
-	fs, _, err := scanWALFile(n.WALPath())
+	fs, _, err := scanWALDir(n.TelemetryDir())
 	if err != nil {
 		return 0, err
 	}
@@ -73,9 +122,9 @@ func lastSeqOnDisk(n *Node) (uint64, error) {
 }
 
 // flipPayloadBit flips one bit in the payload of the event frame with the
-// given Seq.
-func flipPayloadBit(path string, seq uint64) error {
-	fs, _, err := scanWALFile(path)
+// given Seq, in whichever segment of the telemetry directory holds it.
+func flipPayloadBit(dir string, seq uint64) error {
+	fs, _, err := scanWALDir(dir)
 	if err != nil {
 		return err
 	}
@@ -83,7 +132,7 @@ func flipPayloadBit(path string, seq uint64) error {
 		if f.Seq != seq {
 			continue
 		}
-		fh, err := os.OpenFile(path, os.O_RDWR, 0)
+		fh, err := os.OpenFile(f.Path, os.O_RDWR, 0)
 		if err != nil {
 			return err
 		}
@@ -99,34 +148,43 @@ func flipPayloadBit(path string, seq uint64) error {
 		}
 		return fh.Sync()
 	}
-	return fmt.Errorf("%s: no whole frame with Seq=%d", path, seq)
+	return fmt.Errorf("%s: no whole frame with Seq=%d", dir, seq)
 }
 
-// tearTail leaves a torn frame at the end of the WAL, as a crash in the
-// middle of a write would: when the last frame is above the persisted
-// safe_seq it is cut in half; otherwise half of a copy of it is appended
-// (the first bytes of a next frame that never finished). It returns what it
-// did.
-func tearTail(path string, persistedSafe uint64) (string, error) {
-	fs, size, err := scanWALFile(path)
+// tearTail leaves a torn frame at the end of the WAL's active segment
+// (telemetry.wal), as a crash in the middle of a write would: when its last
+// frame is above the persisted safe_seq it is cut in half; otherwise half of
+// a copy of the WAL's last frame is appended (the first bytes of a next frame
+// that never finished). It returns what it did.
+func tearTail(dir string, persistedSafe uint64) (string, error) {
+	path := filepath.Join(dir, activeSegment)
+	fs, _, err := scanWALDir(dir)
 	if err != nil {
 		return "", err
 	}
 	if len(fs) == 0 {
-		return "", fmt.Errorf("%s: no frames", path)
+		return "", fmt.Errorf("%s: no frames", dir)
+	}
+	act, size, err := scanWALFile(path)
+	if err != nil {
+		return "", err
+	}
+	end := int64(walHeaderSize)
+	if len(act) > 0 {
+		end = act[len(act)-1].Offset + act[len(act)-1].Len
+	}
+	if end != size {
+		return "", fmt.Errorf("%s: already has %d bytes of damage at its end", path, size-end)
 	}
 	last := fs[len(fs)-1]
-	if last.Offset+last.Len != size {
-		return "", fmt.Errorf("%s: already has %d bytes of damage at its end", path, size-last.Offset-last.Len)
-	}
-	if last.Seq > persistedSafe {
+	if last.Seq > persistedSafe && last.Path == path {
 		cut := last.Offset + last.Len/2
 		if err := os.Truncate(path, cut); err != nil {
 			return "", err
 		}
 		return fmt.Sprintf("cut frame Seq=%d (above persisted safe_seq %d) at offset %d of %d", last.Seq, persistedSafe, cut, size), nil
 	}
-	b, err := os.ReadFile(path)
+	b, err := os.ReadFile(last.Path)
 	if err != nil {
 		return "", err
 	}
@@ -140,7 +198,7 @@ func tearTail(path string, persistedSafe uint64) (string, error) {
 	if _, err := fh.Write(frag); err != nil {
 		return "", err
 	}
-	return fmt.Sprintf("appended %d bytes of a frame Seq=%d that never finished (last whole Seq=%d = persisted safe_seq %d)",
+	return fmt.Sprintf("appended %d bytes of a frame Seq=%d that never finished (last whole Seq=%d, persisted safe_seq %d)",
 		len(frag), last.Seq+1, last.Seq, persistedSafe), fh.Sync()
 }
 
@@ -152,18 +210,22 @@ func committedFramesOnDisk(n *Node) ([]wire.Frame, error) {
 	if err != nil {
 		return nil, err
 	}
-	b, err := os.ReadFile(n.WALPath())
+	fs, _, err := scanWALDir(n.TelemetryDir())
 	if err != nil {
 		return nil, err
 	}
-	fs, _, err := scanWALFile(n.WALPath())
-	if err != nil {
-		return nil, err
-	}
+	files := map[string][]byte{}
 	var out []wire.Frame
 	for _, f := range fs {
 		if f.Seq > safe {
 			break
+		}
+		b, ok := files[f.Path]
+		if !ok {
+			if b, err = os.ReadFile(f.Path); err != nil {
+				return nil, err
+			}
+			files[f.Path] = b
 		}
 		h := b[f.Offset : f.Offset+f.Len]
 		typ := "event"
