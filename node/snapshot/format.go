@@ -32,9 +32,6 @@ const (
 	RecTrailer    byte = 'T'
 )
 
-// ContentType is the media type of GET /v1/snapshot.
-const ContentType = "application/vnd.autonomy.snapshot"
-
 // Header describes a snapshot: what it holds and where it came from.
 type Header struct {
 	FormatVersion uint32 `json:"format_version"`

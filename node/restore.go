@@ -1,0 +1,92 @@
+package node
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/autonomyops/orchestrator/api"
+	"github.com/autonomyops/orchestrator/cluster"
+	"github.com/autonomyops/orchestrator/node/snapshot"
+	"github.com/autonomyops/orchestrator/walrepl"
+	"github.com/sirupsen/logrus"
+)
+
+// restoreMarker is the cluster's record that it was seeded from a snapshot
+// (cluster.RestoreImage.Marker).
+type restoreMarker struct {
+	SHA256     string    `json:"sha256"`
+	From       string    `json:"from_cluster"`
+	TakenAt    time.Time `json:"taken_at"`
+	SafeSeq    uint64    `json:"safe_seq"`
+	EpochBase  uint64    `json:"epoch_base"`
+	AppliedBy  string    `json:"applied_by"`
+	AppliedAt  time.Time `json:"applied_at"`
+	RestoredAt time.Time `json:"restored_at"`
+}
+
+// applyRestoreSeed runs at every start, once etcd is up and before the node
+// reads any epoch. When `autonomyctl snapshot restore` left a seed in the
+// data dir, it loads the seed's settings and audit trail into etcd (once for
+// the whole cluster: every restored node holds the same seed, the first to
+// get there writes it) and the epoch base, then deletes the seed. In every
+// case it loads the cluster's epoch base into the member.
+func (n *Node) applyRestoreSeed(ctx context.Context) error {
+	ctx, cancel := context.WithTimeout(ctx, time.Minute)
+	defer cancel()
+	seed, ok, err := snapshot.ReadSeed(n.cfg.DataDir)
+	if err != nil {
+		return err
+	}
+	if ok {
+		conv := func(in []snapshot.KV) []cluster.KV {
+			out := make([]cluster.KV, 0, len(in))
+			for _, kv := range in {
+				out = append(out, cluster.KV{Key: kv.Key, Value: kv.Value})
+			}
+			return out
+		}
+		now := time.Now().UTC()
+		h := seed.Snapshot
+		marker, _ := json.Marshal(restoreMarker{SHA256: seed.SHA256, From: h.ClusterName, TakenAt: h.TakenAt, SafeSeq: h.SafeSeq,
+			EpochBase: seed.EpochBase, AppliedBy: n.cfg.Name, AppliedAt: now, RestoredAt: seed.RestoredAt})
+		rec, _ := json.Marshal(api.AuditRecord{At: now, Who: "operator", Action: "snapshot_restore", Node: n.cfg.Name,
+			Details: map[string]any{"sha256": seed.SHA256, "from_cluster": h.ClusterName, "taken_at": h.TakenAt,
+				"safe_seq": h.SafeSeq, "first_seq": h.FirstSeq, "settings": len(seed.Settings), "audit_records": len(seed.Audit)}})
+		img := cluster.RestoreImage{Settings: conv(seed.Settings), Audit: conv(seed.Audit), EpochBase: seed.EpochBase, Marker: marker,
+			Record: &cluster.KV{Key: fmt.Sprintf("audit/%020d-%s", now.UnixNano(), n.cfg.Name), Value: rec}}
+		applied, err := n.member.ApplyRestore(ctx, img)
+		if err != nil {
+			return fmt.Errorf("node: loading the snapshot's etcd state from %s: %w", snapshot.SeedFile, err)
+		}
+		f := n.log.WithFields(logrus.Fields{"sha256": seed.SHA256, "safe_seq": h.SafeSeq, "settings": len(seed.Settings),
+			"audit_records": len(seed.Audit), "epoch_base": seed.EpochBase})
+		if applied {
+			f.Warn("SNAPSHOT_RESTORE_APPLIED: this cluster's settings and audit trail were loaded from a snapshot")
+		} else {
+			f.Info("SNAPSHOT_RESTORE_ALREADY_APPLIED: another node loaded the snapshot's etcd state")
+		}
+	}
+	base, err := n.member.LoadEpochBase(ctx)
+	if err != nil {
+		return err
+	}
+	if ok {
+		if last, lastEpoch, _, _ := n.wal.Positions(); base < lastEpoch {
+			// The seed's base is the snapshot's leader epoch, which no restored
+			// frame exceeds; a lower base means this etcd holds another
+			// restore's marker (a data dir restored into the wrong cluster).
+			return fmt.Errorf("node: this cluster's epoch base %d is below the epoch %d of this node's frame Seq=%d: "+
+				"the cluster was restored from another snapshot; restore every node's data dir from the same file", base, lastEpoch, last)
+		}
+		path := filepath.Join(n.cfg.DataDir, snapshot.SeedFile)
+		if err := os.Remove(path); err != nil {
+			return fmt.Errorf("node: removing %s after loading it: %w", path, err)
+		}
+		walrepl.SyncDir(n.cfg.DataDir)
+	}
+	return nil
+}
