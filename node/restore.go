@@ -3,6 +3,7 @@ package node
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -58,7 +59,8 @@ func (n *Node) applyRestoreSeed(ctx context.Context) error {
 				"safe_seq": h.SafeSeq, "first_seq": h.FirstSeq, "settings": len(seed.Settings), "audit_records": len(seed.Audit)}})
 		img := cluster.RestoreImage{Settings: conv(seed.Settings), Audit: conv(seed.Audit), EpochBase: seed.EpochBase, Marker: marker,
 			Record: &cluster.KV{Key: fmt.Sprintf("audit/%020d-%s", now.UnixNano(), n.cfg.Name), Value: rec}}
-		applied, err := n.member.ApplyRestore(ctx, img)
+		var applied bool
+		err := retryEtcd(ctx, func() (err error) { applied, err = n.member.ApplyRestore(ctx, img); return err })
 		if err != nil {
 			return fmt.Errorf("node: loading the snapshot's etcd state from %s: %w", snapshot.SeedFile, err)
 		}
@@ -70,8 +72,8 @@ func (n *Node) applyRestoreSeed(ctx context.Context) error {
 			f.Info("SNAPSHOT_RESTORE_ALREADY_APPLIED: another node loaded the snapshot's etcd state")
 		}
 	}
-	base, err := n.member.LoadEpochBase(ctx)
-	if err != nil {
+	var base uint64
+	if err := retryEtcd(ctx, func() (err error) { base, err = n.member.LoadEpochBase(ctx); return err }); err != nil {
 		return err
 	}
 	if ok {
@@ -89,4 +91,20 @@ func (n *Node) applyRestoreSeed(ctx context.Context) error {
 		walrepl.SyncDir(n.cfg.DataDir)
 	}
 	return nil
+}
+
+// retryEtcd calls fn until it succeeds or ctx ends: right after a start,
+// etcd may answer "leader changed" while its members settle. fn must be
+// idempotent.
+func retryEtcd(ctx context.Context, fn func() error) error {
+	for {
+		err := fn()
+		if err == nil || errors.Is(err, cluster.ErrRestoreKey) {
+			return err
+		}
+		if ctx.Err() != nil {
+			return err
+		}
+		walrepl.Sleep(ctx, 200*time.Millisecond)
+	}
 }
