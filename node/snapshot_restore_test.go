@@ -260,3 +260,87 @@ func TestSnapshot_saveUnderLoadRestoreIntoNewCluster(t *testing.T) {
 	waitConverged(t, b, 30*time.Second)
 	b.CheckAllNodes(all)
 }
+
+// TestSnapshot_trimmedWALWithCheckpoint: a snapshot of a WAL that retention
+// has trimmed starts at the leader's base, and carries the fleet/idempotency
+// checkpoint: restored into a new single node, the fleet summary still counts
+// the trimmed events, and a retry of an event whose frame was trimmed before
+// the snapshot answers its original Seq without writing it again.
+func TestSnapshot_trimmedWALWithCheckpoint(t *testing.T) {
+	if testing.Short() {
+		t.Skip("multi-process test")
+	}
+	const bound = 1 << 20
+	a := proctest.NewCluster(t, 1, "--wal-retention-bytes", fmt.Sprint(bound))
+	a.Start()
+	la := a.WaitLeader(60 * time.Second)
+	pad := strings.Repeat("x", 900)
+	var firstSeq uint64
+	for b := 0; b < 35; b++ { // ≈ 3.4 MiB: retention trims
+		var evs []string
+		for i := 0; i < 100; i++ {
+			evs = append(evs, fmt.Sprintf(`{"id":"ev-%d-%d","kind":"k%d","agent":"agent-%d","pad":%q}`, b, i, i%3, b%5, pad))
+		}
+		code, _, body := do(t, "POST", la.URL()+"/v1/telemetry/events", "", "["+strings.Join(evs, ",")+"]", nil)
+		if code != http.StatusOK {
+			t.Fatalf("batch %d: %d %s", b, code, body)
+		}
+		if b == 0 {
+			var ir wire.IngestResponse
+			json.Unmarshal(body, &ir)
+			firstSeq = ir.Seqs[0]
+		}
+	}
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		if ws, _ := walStatus(la); ws.Base > firstSeq+1000 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("retention did not trim")
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	summary := func(n *proctest.Node) wire.FleetSummary {
+		t.Helper()
+		code, _, body := do(t, "GET", n.URL()+"/v1/fleet/summary", "", "", nil)
+		var fs wire.FleetSummary
+		if code != http.StatusOK || json.Unmarshal(body, &fs) != nil {
+			t.Fatalf("fleet summary: %d %s", code, body)
+		}
+		return fs
+	}
+	before := summary(la)
+	file := filepath.Join(t.TempDir(), "trimmed.snap")
+	code, out, _ := autonomyctl(t, "--endpoints", la.URL(), "-o", "json", "snapshot", "save", file)
+	var saved struct {
+		SafeSeq  uint64 `json:"safe_seq"`
+		FirstSeq uint64 `json:"first_seq"`
+	}
+	if code != ctl.ExitOK || json.Unmarshal([]byte(out), &saved) != nil || saved.FirstSeq <= firstSeq+1000 {
+		t.Fatalf("snapshot save: exit %d, %+v", code, saved)
+	}
+	la.Kill()
+
+	b := proctest.NewCluster(t, 1)
+	n := b.Nodes[0]
+	if code, _, _ := autonomyctl(t, "snapshot", "restore", file, "--data-dir", n.DataDir, "--name", n.Name); code != ctl.ExitOK {
+		t.Fatalf("restore: exit %d", code)
+	}
+	b.Start()
+	lb := b.WaitLeader(60 * time.Second)
+	ws, _ := walStatus(lb)
+	if ws.Base != saved.FirstSeq {
+		t.Errorf("restored WAL's base %d, want the snapshot's first Seq %d", ws.Base, saved.FirstSeq)
+	}
+	after := summary(lb)
+	if after.Events != before.Events || after.Events != 3500 || len(after.Agents) != len(before.Agents) || after.ByKind["k0"] != before.ByKind["k0"] {
+		t.Errorf("fleet summary after restore %+v, before %+v", after, before)
+	}
+	code, _, body := do(t, "POST", lb.URL()+"/v1/telemetry/events", "", fmt.Sprintf(`{"id":"ev-0-0","kind":"k0","agent":"agent-0","pad":%q}`, pad), nil)
+	var ir wire.IngestResponse
+	json.Unmarshal(body, &ir)
+	if code != http.StatusOK || len(ir.Seqs) != 1 || ir.Seqs[0] != firstSeq {
+		t.Errorf("retry of an event trimmed before the snapshot: %d %s, want Seq=%d", code, body, firstSeq)
+	}
+}
