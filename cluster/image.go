@@ -174,3 +174,13 @@ func (m *Member) LoadEpochBase(ctx context.Context) (uint64, error) {
 
 // epochOf turns a leader key's CreateRevision into an epoch.
 func (m *Member) epochOf(rev int64) uint64 { return m.epochBase.Load() + uint64(rev) }
+
+// RestoreMarker returns the restored marker (JSON) when this cluster was
+// seeded from a snapshot.
+func (m *Member) RestoreMarker(ctx context.Context) ([]byte, bool, error) {
+	resp, err := m.client.Get(ctx, m.restoredKey())
+	if err != nil || len(resp.Kvs) == 0 {
+		return nil, false, err
+	}
+	return resp.Kvs[0].Value, true, nil
+}

@@ -199,6 +199,19 @@ func run(ctx context.Context, cfg Config, log *logrus.Logger, reload <-chan os.S
 			rcfg.JoinAsLearner = true
 		}
 	}
+	{
+		pctx, pcancel := context.WithTimeout(ctx, 30*time.Second)
+		lacks, safe, err := n.lacksRestoredFrames(pctx)
+		pcancel()
+		if err != nil {
+			return fmt.Errorf("node: reading the cluster's restore marker from etcd: %w", err)
+		}
+		if lacks && !rcfg.JoinAsLearner {
+			log.WithFields(logrus.Fields{"last_seq": rep.LastSeq, "restored_safe_seq": safe}).
+				Warn("WAL_BELOW_RESTORED_SNAPSHOT: this cluster was restored from a snapshot this WAL does not hold; it joins as a learner")
+			rcfg.JoinAsLearner = true
+		}
+	}
 	// Promise at least the current leader's epoch before serving anything: a
 	// node whose promise was lost (new disk, reset) must not be recruited by a
 	// deposed leader of an older epoch. Always safe: it would refuse older

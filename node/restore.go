@@ -93,6 +93,33 @@ func (n *Node) applyRestoreSeed(ctx context.Context) error {
 	return nil
 }
 
+// lacksRestoredFrames reports whether this cluster was seeded from a
+// snapshot whose committed frames this node's WAL does not reach: a node
+// started with an empty data directory in a restored cluster, instead of a
+// restored one. Such a WAL must join as a learner (DESIGN §6 rule 7): as a
+// voter, it and another could form a majority that lacks the restored
+// history. When the cluster is restored it also reloads the epoch base: the
+// marker and the base are written in one transaction, so a node without a
+// seed that read the base before a restored node wrote it (they started
+// together) gets it now.
+func (n *Node) lacksRestoredFrames(ctx context.Context) (bool, uint64, error) {
+	var raw []byte
+	var ok bool
+	err := retryEtcd(ctx, func() (err error) { raw, ok, err = n.member.RestoreMarker(ctx); return err })
+	if err != nil || !ok {
+		return false, 0, err
+	}
+	if err := retryEtcd(ctx, func() error { _, err := n.member.LoadEpochBase(ctx); return err }); err != nil {
+		return false, 0, err
+	}
+	var m restoreMarker
+	if err := json.Unmarshal(raw, &m); err != nil {
+		return false, 0, fmt.Errorf("node: the cluster's restore marker is not valid JSON: %v", err)
+	}
+	last, _, _, _ := n.wal.Positions()
+	return last < m.SafeSeq, m.SafeSeq, nil
+}
+
 // retryEtcd calls fn until it succeeds or ctx ends: right after a start,
 // etcd may answer "leader changed" while its members settle. fn must be
 // idempotent.

@@ -344,3 +344,46 @@ func TestSnapshot_trimmedWALWithCheckpoint(t *testing.T) {
 		t.Errorf("retry of an event trimmed before the snapshot: %d %s, want Seq=%d", code, body, firstSeq)
 	}
 }
+
+// TestSnapshot_emptyNodeInRestoredClusterIsLearner: in a cluster restored
+// from a snapshot, a node started with an empty data directory (the operator
+// restored two of three) does not hold the restored history: it joins as a
+// learner (DESIGN §6 rule 7), catches up from the leader, and ends with
+// every frame.
+func TestSnapshot_emptyNodeInRestoredClusterIsLearner(t *testing.T) {
+	if testing.Short() {
+		t.Skip("multi-process test")
+	}
+	a := proctest.NewCluster(t, 1)
+	a.Start()
+	la := a.WaitLeader(60 * time.Second)
+	w := proctest.NewWriter(a)
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	for i := 0; i < 50; i++ {
+		if w.Write(ctx, fmt.Sprintf("e%d", i)) == 0 {
+			t.Fatal("write failed")
+		}
+	}
+	file := filepath.Join(t.TempDir(), "one.snap")
+	if code, _, _ := autonomyctl(t, "--endpoints", la.URL(), "snapshot", "save", file); code != ctl.ExitOK {
+		t.Fatalf("save: exit %d", code)
+	}
+	la.Kill()
+
+	b := proctest.NewCluster(t, 3)
+	for _, n := range b.Nodes[:2] {
+		if code, _, _ := autonomyctl(t, "snapshot", "restore", file, "--data-dir", n.DataDir, "--name", n.Name); code != ctl.ExitOK {
+			t.Fatalf("restore %s: exit %d", n.Name, code)
+		}
+	}
+	// All three start together: restored nodes are unconfirmed until a
+	// leader has seen their logs, so the first election needs every voter
+	// (operations.md); the empty one, a learner, is not one.
+	b.Start()
+	empty := b.Nodes[2]
+	b.WaitLeader(60 * time.Second)
+	waitLog(t, empty, "WAL_BELOW_RESTORED_SNAPSHOT", 1)
+	waitConverged(t, b, 60*time.Second)
+	b.CheckAllNodes(w.Snapshot())
+}
