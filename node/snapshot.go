@@ -48,7 +48,11 @@ func (g *trimGate) hold() (release func()) {
 // gate, it checkpoints and then trims, both under the gate's lock. The
 // retention loop's own TrimTo that follows finds nothing left to trim below
 // newBase and does nothing. Trimming here, not there, is what closes the
-// window between a check and a trim in which a snapshot could start.
+// window between a check and a trim in which a snapshot could start. (If
+// TrimTo here was clamped below newBase by safe_seq, the loop's call may
+// still trim a little more, outside the lock: a snapshot that starts in that
+// instant then meets ErrBelowBase and its stream is cut; the client refuses
+// it and writes no file. Never a wrong snapshot, at worst a retry.)
 func (n *Node) beforeTrim(newBase uint64) error {
 	g := &n.trims
 	g.mu.Lock()
@@ -151,7 +155,9 @@ func (n *Node) Snapshot(ctx context.Context, who string, start func() io.Writer)
 		return err
 	}
 	log.WithFields(logrus.Fields{"frames": safe + 1 - base, "duration_ms": time.Since(began).Milliseconds()}).Info("SNAPSHOT_STREAMED")
-	n.audit(context.WithoutCancel(ctx), "snapshot_save", who, map[string]any{"safe_seq": safe, "first_seq": base, "etcd_revision": img.Revision})
+	actx, acancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+	n.audit(actx, "snapshot_save", who, map[string]any{"safe_seq": safe, "first_seq": base, "etcd_revision": img.Revision})
+	acancel()
 	return nil
 }
 
