@@ -6,12 +6,15 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/autonomyops/orchestrator/api/wire"
 	"github.com/autonomyops/orchestrator/ctl"
 	"github.com/autonomyops/orchestrator/node/datadir"
 	"github.com/autonomyops/orchestrator/node/snapshot"
@@ -249,5 +252,62 @@ func TestSnapshotRestore_refusesNonEmptyDir(t *testing.T) {
 	}
 	if code, _, _ := cli.run(t, "snapshot", "restore", file, "--data-dir", t.TempDir()); code != ctl.ExitUsage {
 		t.Errorf("without --name: exit %d", code)
+	}
+}
+
+// snapLeader is a leader that streams body as its snapshot.
+func snapLeader(t *testing.T, body []byte) string {
+	t.Helper()
+	mux := http.NewServeMux()
+	mux.HandleFunc("/v1/health", func(w http.ResponseWriter, _ *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		io.WriteString(w, `{"status":"ok","role":"leader","node":"n1","wal":"ok"}`)
+	})
+	mux.HandleFunc("/v1/snapshot", func(w http.ResponseWriter, _ *http.Request) {
+		w.Header().Set("Content-Type", wire.ContentTypeSnapshot)
+		w.Write(body)
+	})
+	srv := httptest.NewServer(mux)
+	t.Cleanup(srv.Close)
+	return srv.URL
+}
+
+// snapshot save writes FILE only when the stream is a whole, verified
+// snapshot: a cut or damaged stream leaves no FILE, no FILE.tmp, and an
+// existing FILE as it was.
+func TestSnapshotSave(t *testing.T) {
+	good, err := os.ReadFile(writeSnapshot(t, 1, 25))
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	file := filepath.Join(dir, "s.snap")
+	cli := newTestCLI(t)
+	code, out, _ := cli.run(t, "--endpoints", snapLeader(t, good), "snapshot", "save", file)
+	if code != ctl.ExitOK || !strings.Contains(out, "Snapshot saved to "+file) || !strings.Contains(out, "Seq 1..25") {
+		t.Fatalf("save: exit %d", code)
+	}
+	if b, _ := os.ReadFile(file); !bytes.Equal(b, good) {
+		t.Fatal("the saved file differs from the stream")
+	}
+	for name, body := range map[string][]byte{
+		"cut":     good[:len(good)-20],
+		"flipped": func() []byte { b := bytes.Clone(good); b[200] ^= 1; return b }(),
+	} {
+		code, _, errOut := cli.run(t, "--endpoints", snapLeader(t, body), "snapshot", "save", file)
+		if code != ctl.ExitError || !strings.Contains(errOut, "nothing was saved") {
+			t.Errorf("%s: exit %d: %s", name, code, errOut)
+		}
+		if b, _ := os.ReadFile(file); !bytes.Equal(b, good) {
+			t.Errorf("%s: the earlier snapshot was changed", name)
+		}
+		fresh := filepath.Join(dir, name+".snap")
+		cli.run(t, "--endpoints", snapLeader(t, body), "snapshot", "save", fresh)
+		if _, err := os.Stat(fresh); !os.IsNotExist(err) {
+			t.Errorf("%s: a failed save left %s", name, fresh)
+		}
+	}
+	if left := leftovers(t, dir); len(left) != 1 {
+		t.Errorf("the directory holds %v", left)
 	}
 }
