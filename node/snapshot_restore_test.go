@@ -259,6 +259,22 @@ func TestSnapshot_saveUnderLoadRestoreIntoNewCluster(t *testing.T) {
 	}
 	waitConverged(t, b, 30*time.Second)
 	b.CheckAllNodes(all)
+
+	// A restart of the whole restored cluster (the seed is gone by now): the
+	// epoch base comes from etcd, and the cluster leads and writes again.
+	for _, n := range b.Nodes {
+		if code := n.Stop(); code != 0 {
+			t.Fatalf("%s stopped with status %d", n.Name, code)
+		}
+	}
+	b.Start()
+	lb = b.WaitLeader(60 * time.Second)
+	if _, h2 := lb.Health(); h2.Epoch <= h.Epoch {
+		t.Errorf("after a restart the cluster leads in epoch %d, not above %d", h2.Epoch, h.Epoch)
+	}
+	if seq := wb.Write(wctx, "after-restart"); seq <= S+20 {
+		t.Errorf("an event after the restart got Seq=%d", seq)
+	}
 }
 
 // TestSnapshot_trimmedWALWithCheckpoint: a snapshot of a WAL that retention
