@@ -46,6 +46,7 @@ type snapshotInfo struct {
 	Frames        uint64    `json:"frames"`
 	Events        uint64    `json:"events"`
 	LeaderEpoch   uint64    `json:"leader_epoch"`
+	WALID         string    `json:"wal_id"` // the streaming leader's WAL id
 	EtcdRevision  int64     `json:"etcd_revision"`
 	Settings      int       `json:"settings"`
 	AuditRecords  int       `json:"audit_records"`
@@ -60,7 +61,7 @@ func infoOf(file string, s *snapshot.Summary) snapshotInfo {
 	h := s.Header
 	return snapshotInfo{OK: true, File: file, FormatVersion: h.FormatVersion, ClusterName: h.ClusterName, Node: h.Node,
 		NodeVersion: h.NodeVersion, TakenAt: h.TakenAt, SafeSeq: h.SafeSeq, FirstSeq: s.FirstSeq, LastSeq: s.LastSeq,
-		Frames: s.Frames, Events: s.Events, LeaderEpoch: h.LeaderEpoch, EtcdRevision: s.Etcd.Revision,
+		Frames: s.Frames, Events: s.Events, LeaderEpoch: h.LeaderEpoch, WALID: h.WALID, EtcdRevision: s.Etcd.Revision,
 		Settings: len(s.Etcd.Settings), AuditRecords: len(s.Etcd.Audit), Members: len(s.Etcd.Members),
 		WALPositions: len(s.Etcd.WALPos), Checkpoint: string(s.Checkpoint) != "null", Size: s.Size, SHA256: s.SHA256}
 }
@@ -70,7 +71,7 @@ func snapshotTable(w *tabw, si snapshotInfo) {
 	fmt.Fprintf(w, "FORMAT\tversion %d\n", si.FormatVersion)
 	fmt.Fprintf(w, "CLUSTER\t%s\n", si.ClusterName)
 	fmt.Fprintf(w, "TAKEN\t%s\tfrom %s (%s)\n", si.TakenAt.Format(time.RFC3339), si.Node, dash(si.NodeVersion))
-	fmt.Fprintf(w, "SAFE_SEQ\t%d\n", si.SafeSeq)
+	fmt.Fprintf(w, "SAFE_SEQ\t%d\tleader epoch %d, WAL %s\n", si.SafeSeq, si.LeaderEpoch, dash(si.WALID))
 	if si.Frames == 0 {
 		fmt.Fprintf(w, "FRAMES\t0\n")
 	} else {
