@@ -122,7 +122,7 @@ func TestSnapshotRestore(t *testing.T) {
 	for _, tc := range []struct {
 		name        string
 		first, safe uint64
-	}{{"fromSeq1", 1, 20}, {"trimmedBase", 9, 20}, {"empty", 1, 0}} {
+	}{{"fromSeq1", 1, 20}, {"trimmedBase", 9, 20}, {"empty", 1, 0}, {"allTrimmed", 21, 20}} {
 		t.Run(tc.name, func(t *testing.T) {
 			file := writeSnapshot(t, tc.first, tc.safe)
 			dir := filepath.Join(t.TempDir(), "new", "n1")
