@@ -36,7 +36,7 @@ lint:
 test: lint build
 	$(GO) test -race -count=1 -timeout 10m -skip '^TestSimulator$$' ./walrepl/...
 	SIM_DURATION=$${SIM_DURATION:-60s} $(GO) test -count=1 -timeout 40m -run '^TestSimulator$$' -v ./walrepl/
-	$(GO) test -count=1 -timeout 15m $$($(GO) list ./... | grep -v -e /walrepl -e /test/integration -e /test/bench)
+	$(GO) test -count=1 -timeout 15m $$($(GO) list ./... | grep -v -e /walrepl -e /test/integration)
 
 # The seeded simulator of the replication core (walrepl/sim_test.go). Fresh
 # seeds every run, printed; a failure prints the command that replays it.

@@ -242,14 +242,28 @@ func NewHandler(cfg Config, b Backends) (http.Handler, error) {
 	e.DELETE("/v1/config/*key", admin, s.leaderOnly, s.deleteSetting)
 	e.GET("/v1/audit", viewer, s.leaderOnly, s.audit)
 	e.GET("/v1/members", viewer, s.members)
-	e.POST("/v1/members", admin, s.leaderOnly, s.addMember)
-	e.DELETE("/v1/members/:name", admin, s.leaderOnly, s.removeMember)
+	e.POST("/v1/members", admin, s.tokenHolder, s.addMember)
+	e.DELETE("/v1/members/:name", admin, s.tokenHolder, s.removeMember)
 	e.GET("/v1/snapshot", admin, s.leaderOnly, s.snapshot)
 	return e, nil
 }
 
 func writeError(c *gin.Context, status int, code, msg string) {
 	c.AbortWithStatusJSON(status, ErrorResponse{Error: code, Message: msg})
+}
+
+// tokenHolder routes a membership change as leaderOnly does, except that a
+// candidate (it holds the leader token but cannot serve yet) takes it too.
+// After a restart of the whole cluster a candidate waits for every voter
+// (DESIGN §6 rule 13); `member remove` of a voter that will never return is
+// the documented way out, so it must not wait for a leader that cannot exist
+// until it is done. etcd itself orders the membership change.
+func (s *Server) tokenHolder(c *gin.Context) {
+	if h, _ := s.b.Node.Health(); h.Role == walrepl.RoleCandidate {
+		c.Next()
+		return
+	}
+	s.leaderOnly(c)
 }
 
 // leaderOnly answers 307 to the leader, or 503 no_leader, on a node that is

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"go.etcd.io/etcd/api/v3/etcdserverpb"
+	"go.etcd.io/etcd/api/v3/mvccpb"
 	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.etcd.io/etcd/client/v3/concurrency"
@@ -246,23 +247,47 @@ type WALPos struct {
 	Durable uint64 `json:"durable"`
 }
 
-// RecordWALPos raises name's recorded position (never lowers it for the same
-// WAL id; a new WAL id replaces the record).
-func (m *Member) RecordWALPos(ctx context.Context, name string, pos WALPos) error {
-	key := m.Prefix() + "walpos/" + name
-	resp, err := m.client.Get(ctx, key)
+// RecordWALPositions raises the recorded positions of several nodes in one
+// etcd transaction (one write, fsynced once by each member, however many
+// nodes moved): a record is never lowered for the same WAL id, and a new
+// WAL id replaces it. The transaction applies only if no record changed
+// since it was read, so two leaders overlapping for a moment cannot lower
+// one another's records. It returns how many records it wrote.
+func (m *Member) RecordWALPositions(ctx context.Context, pos map[string]WALPos) (int, error) {
+	prefix := m.Prefix() + "walpos/"
+	resp, err := m.client.Get(ctx, prefix, clientv3.WithPrefix())
 	if err != nil {
-		return err
+		return 0, err
 	}
-	if len(resp.Kvs) > 0 {
-		var cur WALPos
-		if json.Unmarshal(resp.Kvs[0].Value, &cur) == nil && cur.WALID == pos.WALID && cur.Durable >= pos.Durable {
-			return nil
+	cur := map[string]*mvccpb.KeyValue{}
+	for _, kv := range resp.Kvs {
+		cur[string(kv.Key)] = kv
+	}
+	var cmps []clientv3.Cmp
+	var puts []clientv3.Op
+	for name, p := range pos {
+		key := prefix + name
+		kv := cur[key]
+		if kv != nil {
+			var old WALPos
+			if json.Unmarshal(kv.Value, &old) == nil && old.WALID == p.WALID && old.Durable >= p.Durable {
+				continue
+			}
+			cmps = append(cmps, clientv3.Compare(clientv3.ModRevision(key), "=", kv.ModRevision))
+		} else {
+			cmps = append(cmps, clientv3.Compare(clientv3.CreateRevision(key), "=", 0))
 		}
+		b, _ := json.Marshal(p)
+		puts = append(puts, clientv3.OpPut(key, string(b)))
 	}
-	b, _ := json.Marshal(pos)
-	_, err = m.client.Put(ctx, key, string(b))
-	return err
+	if len(puts) == 0 {
+		return 0, nil
+	}
+	tr, err := m.client.Txn(ctx).If(cmps...).Then(puts...).Commit()
+	if err != nil || !tr.Succeeded {
+		return 0, err // a record moved under us: the next round reads it again
+	}
+	return len(puts), nil
 }
 
 // WALPosOf returns name's recorded position, if any.

@@ -29,7 +29,7 @@ func TestMember_imageAndRestore(t *testing.T) {
 	if err := src.PutNodeInfo(ctx, NodeInfo{Name: "n1", APIURL: "http://a"}); err != nil {
 		t.Fatal(err)
 	}
-	if err := src.RecordWALPos(ctx, "n1", WALPos{WALID: "ab", Durable: 9}); err != nil {
+	if _, err := src.RecordWALPositions(ctx, map[string]WALPos{"n1": {WALID: "ab", Durable: 9}}); err != nil {
 		t.Fatal(err)
 	}
 	img, err := src.ReadImage(ctx)

@@ -142,3 +142,37 @@ func TestMember_keyLayouts(t *testing.T) {
 		t.Fatal("the hint outlived its revoked lease")
 	}
 }
+
+// The position records are raised in one transaction, never lowered for the
+// same WAL id, replaced by a new WAL id, and not written at all when nothing
+// moved (one etcd write per round, not one per voter).
+func TestMember_RecordWALPositions(t *testing.T) {
+	m := startTestMember(t)
+	ctx := context.Background()
+	n, err := m.RecordWALPositions(ctx, map[string]WALPos{"n1": {WALID: "a", Durable: 10}, "n2": {WALID: "b", Durable: 7}})
+	if err != nil || n != 2 {
+		t.Fatalf("first round wrote %d (%v), want 2", n, err)
+	}
+	rev := func() int64 {
+		r, err := m.client.Get(ctx, "x")
+		if err != nil {
+			t.Fatal(err)
+		}
+		return r.Header.Revision
+	}
+	before := rev()
+	n, err = m.RecordWALPositions(ctx, map[string]WALPos{"n1": {WALID: "a", Durable: 9}, "n2": {WALID: "b", Durable: 7}})
+	if err != nil || n != 0 || rev() != before {
+		t.Fatalf("a lower or equal position wrote %d records (%v); revision %d → %d", n, err, before, rev())
+	}
+	n, err = m.RecordWALPositions(ctx, map[string]WALPos{"n1": {WALID: "a", Durable: 12}, "n2": {WALID: "c", Durable: 1}})
+	if err != nil || n != 2 || rev() != before+1 {
+		t.Fatalf("raise + new WAL id wrote %d (%v) in %d revisions, want 2 in one", n, err, rev()-before)
+	}
+	for name, want := range map[string]WALPos{"n1": {WALID: "a", Durable: 12}, "n2": {WALID: "c", Durable: 1}} {
+		got, ok, err := m.WALPosOf(ctx, name)
+		if err != nil || !ok || got != want {
+			t.Errorf("%s: %+v %v %v, want %+v", name, got, ok, err, want)
+		}
+	}
+}

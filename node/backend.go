@@ -81,6 +81,11 @@ func (n *Node) Health() (api.Health, bool) {
 		h.Reasons = append(h.Reasons, "learner")
 	case !leading:
 		h.Reasons = append(h.Reasons, "not_leader")
+		if rs.Unconfirmed {
+			// Restarted, and no leader has confirmed its log yet (rule 13):
+			// it counts toward no election majority of restarted nodes.
+			h.Reasons = append(h.Reasons, "unconfirmed")
+		}
 	case !rs.EpochStarted:
 		h.Reasons = append(h.Reasons, "epoch_not_started")
 	case !rs.QuorumOK:
@@ -88,12 +93,26 @@ func (n *Node) Health() (api.Health, bool) {
 	case !holdsToken:
 		h.Reasons = append(h.Reasons, "leader_token_not_held")
 	}
+	if n.transport != nil {
+		if r := n.transport.LastRefusal(); !r.At.IsZero() && time.Since(r.At) < protocolWarning {
+			h.Warnings = append(h.Warnings, "peer_protocol_unsupported")
+			if !leading {
+				h.Reasons = append(h.Reasons, "peer_protocol_unsupported")
+			}
+		}
+	}
 	ok := len(h.Reasons) == 0
 	if ok {
 		h.Status = "ok"
 	}
 	return h, ok
 }
+
+// protocolWarning is how long a refused peer (REPL_PROTOCOL_UNSUPPORTED)
+// stays in /v1/health's warnings. A leader tries every peer at each epoch
+// start and a follower hears a leader's promise round at each, so a peer
+// that still speaks another version renews it.
+const protocolWarning = time.Minute
 
 // HAStatus implements api.ClusterView. Leader is set only while some leader can
 // commit as this node can tell; otherwise LastLeader names the last one seen.

@@ -128,11 +128,13 @@ func portRefuses(addr string) bool {
 	return errors.Is(err, syscall.ECONNREFUSED)
 }
 
-// walPosInterval is how often the leader records positions in etcd. A disk
-// rolled back to a copy older than the last record is recognised; frames
-// acknowledged after the last record are the residual window
-// (docs/decisions.md). Each record is one small etcd write per voter.
-const walPosInterval = 200 * time.Millisecond
+// walPosInterval is how often the leader records positions in etcd: one
+// transaction a second at most, and none while no voter's committed
+// position moved. A disk rolled back to a copy older than the last record
+// is recognised at once (WAL_ROLLED_BACK); the guarantee does not rest on
+// the record but on confirmation after a restart (DESIGN §6 rule 13,
+// docs/decisions.md), so the record can be cheap.
+const walPosInterval = time.Second
 
 // recordWALPositions, on the leader, records in etcd the highest committed
 // Seq each voter was seen to hold durably (per WAL id), so that a node
@@ -155,13 +157,14 @@ func (n *Node) recordWALPositions(ctx context.Context) {
 		// Only committed positions: a committed frame is never truncated, so
 		// a node below its record really lost acknowledged data.
 		_, _, durable, safe := n.wal.Positions()
-		rctx, cancel := context.WithTimeout(ctx, time.Second)
-		n.member.RecordWALPos(rctx, n.cfg.Name, cluster.WALPos{WALID: walrepl.IDString(n.wal.ID()), Durable: min(durable, safe)})
+		pos := map[string]cluster.WALPos{n.cfg.Name: {WALID: walrepl.IDString(n.wal.ID()), Durable: min(durable, safe)}}
 		for _, p := range n.replica.Status().Peers {
 			if p.WALID != "" && !p.Learner {
-				n.member.RecordWALPos(rctx, p.Name, cluster.WALPos{WALID: p.WALID, Durable: min(p.DurableSeq, safe)})
+				pos[p.Name] = cluster.WALPos{WALID: p.WALID, Durable: min(p.DurableSeq, safe)}
 			}
 		}
+		rctx, cancel := context.WithTimeout(ctx, time.Second)
+		n.member.RecordWALPositions(rctx, pos)
 		cancel()
 	}
 }

@@ -31,16 +31,19 @@ type Node struct {
 	log     *logrus.Logger
 	wal     *walrepl.WAL
 	replica *walrepl.Replica
-	member  *cluster.Member
-	gossip  *cluster.Gossip
-	ids     *idIndex
-	fleet   *api.Fleet
-	metrics *metrics
-	quorum  quorumView
-	live    *settings.Live // the cluster settings this node applies (settings.go)
-	tokens  *api.Tokens    // nil: auth off; replaced in place on reload
-	tls     *tlsConfigs
-	trims   trimGate // a snapshot holds retention (snapshot.go)
+	// transport remembers peers that spoke a replication protocol version
+	// this node does not (the peer_protocol_unsupported warning).
+	transport *walrepl.TCPTransport
+	member    *cluster.Member
+	gossip    *cluster.Gossip
+	ids       *idIndex
+	fleet     *api.Fleet
+	metrics   *metrics
+	quorum    quorumView
+	live      *settings.Live // the cluster settings this node applies (settings.go)
+	tokens    *api.Tokens    // nil: auth off; replaced in place on reload
+	tls       *tlsConfigs
+	trims     trimGate // a snapshot holds retention (snapshot.go)
 
 	mu         sync.Mutex
 	leader     *cluster.LeaderInfo
@@ -143,6 +146,7 @@ func run(ctx context.Context, cfg Config, log *logrus.Logger, reload <-chan os.S
 	}
 	defer replLn.Close()
 	transport := walrepl.NewTCPTransport(tlsc.peerClient)
+	n.transport = transport
 	ccfg := cluster.DefaultConfig()
 	ccfg.Name, ccfg.ClusterName = cfg.Name, cfg.ClusterName
 	ccfg.DataDir = filepath.Join(cfg.DataDir, datadir.EtcdDir)
@@ -295,7 +299,7 @@ func run(ctx context.Context, cfg Config, log *logrus.Logger, reload <-chan os.S
 	g.goFunc(func() { n.joinGossip(runCtx) })
 	g.goFunc(func() { n.detectLeaderDeath(runCtx) })
 	g.goFunc(func() {
-		if err := walrepl.ServeTCP(runCtx, replLn, n.replica, transport.IdleTimeout, log); err != nil {
+		if err := transport.Serve(runCtx, replLn, n.replica, log); err != nil {
 			cancel(fmt.Errorf("node: replication listener: %w", err))
 		}
 	})

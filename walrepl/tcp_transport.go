@@ -43,7 +43,13 @@ type TCPTransport struct {
 	IdleTimeout time.Duration
 	// TLS, when set, makes every connection mutual TLS.
 	TLS *tls.Config
+
+	refused refusals
 }
+
+// LastRefusal is the last time this node and a peer could not speak the
+// same replication protocol version, either way (zero if never).
+func (t *TCPTransport) LastRefusal() Refusal { return t.refused.get() }
 
 // NewTCPTransport returns a transport with LAN timeouts.
 func NewTCPTransport(tlsConf *tls.Config) *TCPTransport {
@@ -98,14 +104,40 @@ func (t *TCPTransport) roundTrip(ctx context.Context, addr string, kind byte, re
 
 // Promise implements Transport.
 func (t *TCPTransport) Promise(ctx context.Context, addr string, req *PromiseRequest) (*PromiseResponse, error) {
+	r := *req
+	r.Proto = Protocol
 	var resp PromiseResponse
-	return &resp, t.roundTrip(ctx, addr, connPromise, req, &resp)
+	if err := t.roundTrip(ctx, addr, connPromise, &r, &resp); err != nil {
+		return &resp, err
+	}
+	return &resp, t.speaks(addr, resp.Proto, resp.Refused)
 }
 
 // Fetch implements Transport.
 func (t *TCPTransport) Fetch(ctx context.Context, addr string, req *FetchRequest) (*FetchResponse, error) {
+	r := *req
+	r.Proto = Protocol
 	var resp FetchResponse
-	return &resp, t.roundTrip(ctx, addr, connFetch, req, &resp)
+	if err := t.roundTrip(ctx, addr, connFetch, &r, &resp); err != nil {
+		return &resp, err
+	}
+	return &resp, t.speaks(addr, resp.Proto, resp.Refused)
+}
+
+// speaks checks a peer's answer: it refused this node's version, or it
+// speaks one this node does not. Either way the peer is as good as
+// unreachable for the protocol, and the refusal is remembered for health.
+func (t *TCPTransport) speaks(addr string, proto uint32, refused string) error {
+	err := checkProto(proto)
+	if refused != "" {
+		err = fmt.Errorf("%w: peer %s refused this node's version %d: %s", ErrProtocolUnsupported, addr, Protocol, refused)
+		proto = 0
+	}
+	if err == nil {
+		return nil
+	}
+	t.refused.note(addr, proto, err)
+	return fmt.Errorf("%w: %w", ErrUnreachable, err)
 }
 
 // OpenStream implements Transport.
@@ -173,9 +205,10 @@ func readMsg(c net.Conn, r *bufio.Reader, idle time.Duration) ([]byte, error) {
 	return b, err
 }
 
-// ServeTCP accepts replication connections on ln and hands them to h until
-// ctx ends. It closes ln when it returns.
-func ServeTCP(ctx context.Context, ln net.Listener, h Handler, idle time.Duration, log logrus.FieldLogger) error {
+// Serve accepts replication connections on ln and hands them to h until ctx
+// ends. It closes ln when it returns.
+func (t *TCPTransport) Serve(ctx context.Context, ln net.Listener, h Handler, log logrus.FieldLogger) error {
+	idle := t.IdleTimeout
 	var wg sync.WaitGroup
 	conns := map[net.Conn]struct{}{}
 	var mu sync.Mutex
@@ -213,9 +246,13 @@ func ServeTCP(ctx context.Context, ln net.Listener, h Handler, idle time.Duratio
 				mu.Unlock()
 				c.Close()
 			}()
-			err := serveConn(ctx, c, h, idle)
+			err := t.serveConn(ctx, c, h, idle)
 			switch {
 			case err == nil || ctx.Err() != nil || errors.Is(err, io.EOF):
+			case errors.Is(err, ErrProtocolUnsupported):
+				t.refused.note(c.RemoteAddr().String(), 0, err)
+				log.WithFields(logrus.Fields{"peer": c.RemoteAddr().String(), "protocol": fmt.Sprintf("%d..%d", MinProtocol, Protocol), "error": err.Error()}).
+					Error("REPL_PROTOCOL_UNSUPPORTED: a peer speaks a replication protocol version this node does not; it is refused")
 			case errors.Is(err, ErrPeerRejected):
 				log.WithFields(logrus.Fields{"peer": c.RemoteAddr().String(), "error": err.Error()}).
 					Warn("REPL_PEER_REJECTED: a peer connected without a certificate signed by --peer-tls-ca")
@@ -230,7 +267,7 @@ func ServeTCP(ctx context.Context, ln net.Listener, h Handler, idle time.Duratio
 // certificate is missing or not signed by the cluster CA.
 var ErrPeerRejected = errors.New("walrepl: peer rejected by mutual TLS")
 
-func serveConn(ctx context.Context, c net.Conn, h Handler, idle time.Duration) error {
+func (t *TCPTransport) serveConn(ctx context.Context, c net.Conn, h Handler, idle time.Duration) error {
 	if tc, ok := c.(*net.TCPConn); ok {
 		tc.SetNoDelay(true)
 	}
@@ -259,18 +296,31 @@ func serveConn(ctx context.Context, c net.Conn, h Handler, idle time.Duration) e
 			if err := dec.Decode(&req); err != nil {
 				return err
 			}
-			return enc.Encode(h.HandlePromise(ctx, &req))
+			if err := checkProto(req.Proto); err != nil {
+				return errors.Join(err, enc.Encode(&PromiseResponse{Proto: Protocol, Refused: err.Error()}))
+			}
+			resp := h.HandlePromise(ctx, &req)
+			resp.Proto = Protocol
+			return enc.Encode(resp)
 		}
 		var req FetchRequest
 		if err := dec.Decode(&req); err != nil {
 			return err
 		}
-		return enc.Encode(h.HandleFetch(ctx, &req))
+		if err := checkProto(req.Proto); err != nil {
+			return errors.Join(err, enc.Encode(&FetchResponse{Proto: Protocol, Refused: err.Error()}))
+		}
+		resp := h.HandleFetch(ctx, &req)
+		resp.Proto = Protocol
+		return enc.Encode(resp)
 	case connStream:
 		ss := &tcpServerStream{c: c, r: r, w: bufio.NewWriterSize(c, 64<<10), idle: idle}
 		return h.HandleStream(ctx, ss)
 	}
-	return fmt.Errorf("walrepl: unknown connection kind %q from %s", kind, c.RemoteAddr())
+	// A connection byte this node does not know is a stream format of a
+	// later protocol version.
+	return fmt.Errorf("%w: connection kind %q (a later version's stream format); this node speaks %d to %d: "+
+		"upgrade this node: docs/operations.md \"Upgrades\"", ErrProtocolUnsupported, kind, MinProtocol, Protocol)
 }
 
 type tcpServerStream struct {

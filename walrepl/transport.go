@@ -20,11 +20,16 @@ type EpochStart = epochStart
 type PromiseRequest struct {
 	Epoch  uint64
 	Leader string
+	Proto  uint32 // the sender's replication protocol version (0: version 1)
 }
 
 // PromiseResponse is a node's answer. OK is false when the node has already
 // promised a higher epoch (Promised says which).
 type PromiseResponse struct {
+	Proto uint32 // the answering node's protocol version (0: version 1)
+	// Refused: the node does not speak the request's protocol version, and
+	// says why. Nothing else in the answer counts.
+	Refused  string
 	OK       bool
 	Node     string
 	Promised uint64
@@ -46,6 +51,7 @@ type PromiseResponse struct {
 // FetchRequest asks a node for frames of its log from From on; a new leader
 // uses it to adopt the most up-to-date tail.
 type FetchRequest struct {
+	Proto    uint32 // as in PromiseRequest
 	Epoch    uint64
 	From     uint64
 	MaxBytes int
@@ -53,6 +59,8 @@ type FetchRequest struct {
 
 // FetchResponse carries the frames (possibly none at the end of the log).
 type FetchResponse struct {
+	Proto    uint32 // as in PromiseResponse
+	Refused  string // as in PromiseResponse
 	OK       bool
 	Promised uint64
 	Frames   []Frame

@@ -18,4 +18,15 @@
 //
 // An answer with a status of 400 or above is an *HTTPError carrying the
 // server's {"error","message"} body.
+//
+// Agents that send many events use a Producer (NewProducer): it batches with
+// a linger time and bounds, keeps a few requests in flight, retries a batch
+// with the same event ids after a lost answer or a leader change (exactly
+// once, DESIGN §6 rule 10), and reports each event's Seq:
+//
+//	p := c.NewProducer(client.ProducerOptions{Linger: 2 * time.Millisecond})
+//	pe, err := p.Send(ctx, []byte(`{"kind":"cpu","value":0.5}`))
+//	...
+//	seq, err := pe.Wait(ctx) // committed: fsynced by a majority
+//	p.Close(ctx)
 package client

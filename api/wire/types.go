@@ -42,7 +42,10 @@ type Health struct {
 	LastSeq   uint64   `json:"last_seq"`
 	WAL       string   `json:"wal"`               // "ok" or "failed"
 	Reasons   []string `json:"reasons,omitempty"` // why not 200; the codes are listed in docs/autonomyctl.md
-	Version   string   `json:"version,omitempty"`
+	// Warnings: conditions that do not stop this node committing but need
+	// the operator (peer_protocol_unsupported); listed in docs/autonomyctl.md.
+	Warnings []string `json:"warnings,omitempty"`
+	Version  string   `json:"version,omitempty"`
 }
 
 // IngestResponse answers POST /v1/telemetry/events once every event is

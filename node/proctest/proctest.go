@@ -63,6 +63,57 @@ func Binary(t testing.TB) string {
 	return binPath
 }
 
+// BuildAt builds autonomy-orchestrator as it was at a git revision of this
+// repository (a tag or a commit), for upgrade tests, and returns its path.
+// The build is cached under the system temp dir by commit, so a second run
+// costs nothing. It needs the repository's history (a full clone).
+func BuildAt(t testing.TB, rev string) string {
+	t.Helper()
+	root, err := moduleRoot()
+	if err != nil {
+		t.Fatal(err)
+	}
+	out, err := exec.Command("git", "-C", root, "rev-parse", "--verify", rev+"^{commit}").CombinedOutput()
+	if err != nil {
+		t.Fatalf("revision %s is not in this clone (%v: %s): an upgrade test builds the previous release from the "+
+			"repository's history; fetch it (git fetch --unshallow --tags) and run again", rev, err, bytes.TrimSpace(out))
+	}
+	commit := strings.TrimSpace(string(out))
+	bin := filepath.Join(os.TempDir(), "autonomy-orchestrator-"+commit)
+	if _, err := os.Stat(bin); err == nil {
+		return bin
+	}
+	src := t.TempDir()
+	archive := exec.Command("git", "-C", root, "archive", "--format=tar", commit)
+	untar := exec.Command("tar", "-x", "-C", src)
+	pipe, err := archive.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	untar.Stdin = pipe
+	if err := untar.Start(); err != nil {
+		t.Fatal(err)
+	}
+	var stderr bytes.Buffer
+	archive.Stderr = &stderr
+	if err := archive.Run(); err != nil {
+		t.Fatalf("git archive %s: %v %s", commit, err, stderr.Bytes())
+	}
+	if err := untar.Wait(); err != nil {
+		t.Fatalf("extracting %s: %v", commit, err)
+	}
+	tmp := bin + ".tmp"
+	build := exec.Command("go", "build", "-o", tmp, "./node/cmd/autonomy-orchestrator")
+	build.Dir = src
+	if out, err := build.CombinedOutput(); err != nil {
+		t.Fatalf("building %s: %v\n%s", rev, err, out)
+	}
+	if err := os.Rename(tmp, bin); err != nil {
+		t.Fatal(err)
+	}
+	return bin
+}
+
 func moduleRoot() (string, error) {
 	out, err := exec.Command("go", "env", "GOMOD").Output()
 	if err != nil {
@@ -105,7 +156,9 @@ type Node struct {
 	DataDir string
 	Ports   struct{ API, EtcdClient, EtcdPeer, Repl, Gossip int }
 	Extra   []string // extra serve flags
-	Env     []string // extra environment, KEY=VALUE
+	// Bin is the binary to run; "" means this tree's (Binary).
+	Bin string
+	Env []string // extra environment, KEY=VALUE
 	// APIScheme and PeerScheme are "http" (default) or "https".
 	APIScheme, PeerScheme string
 
@@ -161,7 +214,11 @@ func (n *Node) Start() {
 	n.t.Helper()
 	n.mu.Lock()
 	defer n.mu.Unlock()
-	cmd := exec.Command(Binary(n.t), n.Args()...)
+	bin := n.Bin
+	if bin == "" {
+		bin = Binary(n.t)
+	}
+	cmd := exec.Command(bin, n.Args()...)
 	cmd.Env = append(os.Environ(), n.Env...)
 	logs := &bytes.Buffer{}
 	cmd.Stdout, cmd.Stderr = logs, &lockedWriter{mu: &n.mu, w: logs}

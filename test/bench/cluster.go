@@ -8,6 +8,7 @@ import (
 	"io"
 	"net/http"
 	"os/exec"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -173,6 +174,16 @@ func (c *orchCluster) waitSteady(ctx context.Context, d time.Duration, lagMax ui
 				for _, m := range st.Members {
 					if m.GossipState != "alive" || m.Learner || m.Lag > lagMax {
 						ok = false
+					}
+				}
+				// A restarted node must be confirmed by the leader (DESIGN §6
+				// rule 13) before the next kill: otherwise the kill is a double
+				// fault and the election waits for every voter.
+				for _, n := range c.nodes {
+					var h wire.Health
+					if _, err := getJSON(ctx, n.api+"/v1/health", &h); err != nil || slices.Contains(h.Reasons, "unconfirmed") {
+						ok = false
+						st.Node = n.name + " (not yet confirmed since its restart)"
 					}
 				}
 				if ok {

@@ -1,21 +1,25 @@
 // Command bench is `make bench`: one run that measures, side by side on the
 // same machine, the raw fdatasync limit of the disk, a three-member etcd
-// cluster doing puts of the same payloads, and this cluster's ingest, then
-// prints the ratios against the issue's targets and writes the results as
-// JSON (DESIGN §10, issue 7).
+// cluster doing puts of the same payloads, a three-member NATS JetStream
+// cluster publishing them to an R3 file stream with sync_interval always,
+// and this cluster's ingest, then prints the ratios against the issues'
+// targets and writes the results as JSON (DESIGN §10, issues 7 and 15).
 //
 //	go run ./test/bench -out bench-results.json [-quick]
 //
 // Phases run one after another, never two systems at once: raw disk, etcd
-// (started, measured, stopped), this cluster (ingest at concurrency 1, 16
-// and 64, batches of 100 at 64, five kill -9 failovers), peak RSS. Each load
-// phase runs a closed loop for a fixed duration after a warm-up; only
-// requests that start and finish inside the measured window count.
+// (started, measured, stopped), JetStream (likewise: sync publish at
+// concurrency 1, 16 and 64, async publish in windows of 100 at 64), this
+// cluster (ingest at concurrency 1, 16 and 64, batches of 100 at 64, five
+// kill -9 failovers), peak RSS. Each load phase runs a closed loop for a
+// fixed duration after a warm-up; only requests that start and finish inside
+// the measured window count.
 //
 // Everything runs in one scratch directory on the same disk (never tmpfs:
-// fsync is free there): the raw-disk files, the etcd members' and the
-// nodes' data dirs. Every process the run starts is stopped and the
-// directory removed on exit, on error and on Ctrl-C.
+// fsync is free there): the raw-disk files, the etcd members' data dirs, the
+// NATS members' stores and the nodes' data dirs. Every process the run
+// starts is stopped and the directory removed on exit, on error and on
+// Ctrl-C.
 package main
 
 import (
@@ -63,7 +67,7 @@ func main() {
 	flag.StringVar(&o.bin, "bin", "", "autonomy-orchestrator binary (default: bin/autonomy-orchestrator if present, else built into the scratch dir)")
 	flag.StringVar(&o.dir, "dir", "", "parent of the scratch directory (default: the temp dir, or .cache/ when that is in memory)")
 	flag.BoolVar(&o.keep, "keep", false, "keep the scratch directory (logs, data dirs) after the run")
-	flag.StringVar(&o.only, "only", "", "comma-separated subset of phases: raw,etcd,ingest,failover (default: all)")
+	flag.StringVar(&o.only, "only", "", "comma-separated subset of phases: raw,etcd,jetstream,ingest,failover (default: all)")
 	flag.DurationVar(&o.warmup, "warmup", 0, "warm-up before each load phase (default 2s, -quick 1s)")
 	flag.DurationVar(&o.measure, "duration", 0, "measured time of each load phase (default 12s, -quick 3s)")
 	flag.IntVar(&o.failover, "failovers", 5, "number of kill -9 failovers")
@@ -128,6 +132,11 @@ func run(ctx context.Context, o *options) (err error) {
 	if o.phase("etcd") {
 		if err := measureEtcd(ctx, ws, o, res); err != nil {
 			return fmt.Errorf("etcd: %w", err)
+		}
+	}
+	if o.phase("jetstream") {
+		if err := measureJetStream(ctx, ws, o, res); err != nil {
+			return fmt.Errorf("jetstream: %w", err)
 		}
 	}
 	if o.phase("ingest") || o.phase("failover") {

@@ -21,6 +21,7 @@ type results struct {
 	Etcd           map[string]*latency  `json:"etcd"`
 	IngestSingle   map[string]*latency  `json:"ingest_single"`
 	IngestBatch100 map[string]*batchLat `json:"ingest_batch100"`
+	JetStream      jetStreamRes         `json:"jetstream"`
 	FailoverMs     []float64            `json:"failover_ms"`
 	RSSMiB         map[string]float64   `json:"rss_mib"`
 	Ratios         []ratio              `json:"ratios"`
@@ -31,6 +32,14 @@ type rawFsync struct {
 	SingleRPS      float64 `json:"single_rps"`
 	Group256RPS    float64 `json:"group256_rps"`
 	FdatasyncP50Ms float64 `json:"fdatasync_p50_ms"`
+}
+
+// jetStreamRes is the JetStream anchor (issue 15): synchronous publishes
+// per concurrency ("c1", "c16", "c64") and asynchronous publishes in windows
+// of 100 ("c64"; events_per_s counts messages, the latencies are a window's).
+type jetStreamRes struct {
+	Sync     map[string]*latency  `json:"sync"`
+	Async100 map[string]*batchLat `json:"async100"`
 }
 
 type latency struct {
@@ -67,6 +76,7 @@ type meta struct {
 	WindowS      float64               `json:"window_s"`
 	Quick        bool                  `json:"quick"`
 	Raw          *rawMeta              `json:"raw,omitempty"`
+	JetStream    *jsMeta               `json:"jetstream,omitempty"`
 	Phases       map[string]*phaseMeta `json:"phases"`
 	Failovers    []failoverMeta        `json:"failovers,omitempty"`
 	RSS          map[string]rssMeta    `json:"rss,omitempty"`
@@ -91,6 +101,16 @@ type rawMeta struct {
 	FdatasyncP99Ms         float64 `json:"fdatasync_p99_ms"`
 	Group256FdatasyncP50Ms float64 `json:"group256_fdatasync_p50_ms"`
 	Seconds                float64 `json:"seconds_each"`
+}
+
+// jsMeta says what the JetStream anchor was.
+type jsMeta struct {
+	ServerVersion string `json:"server_version"`
+	Stream        string `json:"stream"`
+	Replicas      int    `json:"replicas"`
+	Storage       string `json:"storage"`
+	Sync          string `json:"sync_interval"`
+	ClientsTo     string `json:"clients_to"`
 }
 
 type phaseMeta struct {
@@ -120,6 +140,7 @@ func newResults(o *options, ws *workspace) *results {
 		Etcd:           map[string]*latency{},
 		IngestSingle:   map[string]*latency{},
 		IngestBatch100: map[string]*batchLat{},
+		JetStream:      jetStreamRes{Sync: map[string]*latency{}, Async100: map[string]*batchLat{}},
 		FailoverMs:     []float64{},
 		RSSMiB:         map[string]float64{},
 		Meta: meta{
@@ -174,19 +195,36 @@ func (r *results) computeRatios() {
 		}
 		r.Ratios = append(r.Ratios, ratio{Key: key, Name: name, Value: round(v, 3), Op: op, Target: target, Pass: pass, Note: note})
 	}
+	// Each goal against etcd is followed by the same measure's goal against
+	// JetStream (issue 15's table), so the two ratios print side by side.
 	ec1, ec64 := r.Etcd["c1"], r.Etcd["c64"]
 	ic1, ic64 := r.IngestSingle["c1"], r.IngestSingle["c64"]
+	jc1, jc64 := r.JetStream.Sync["c1"], r.JetStream.Sync["c64"]
 	if ic64 != nil && ec64 != nil {
 		add("ingest_c64_vs_etcd_c64_ops", "ingest c64 ops/s ÷ etcd c64 ops/s", ic64.OpsPerS, ec64.OpsPerS, ">=", 5,
 			fmt.Sprintf("%.0f ÷ %.0f", ic64.OpsPerS, ec64.OpsPerS))
 	}
+	if ic64 != nil && jc64 != nil {
+		add("ingest_c64_vs_jetstream_c64_ops", "ingest c64 ops/s ÷ JetStream sync publish c64 msgs/s", ic64.OpsPerS, jc64.OpsPerS, ">=", 2,
+			fmt.Sprintf("%.0f ÷ %.0f", ic64.OpsPerS, jc64.OpsPerS))
+	}
 	if ic1 != nil && ec1 != nil {
 		add("ingest_c1_vs_etcd_c1_p50", "ingest c1 p50 ÷ etcd c1 p50", ic1.P50Ms, ec1.P50Ms, "<=", 0.5, fmt.Sprintf("%.2f ms ÷ %.2f ms", ic1.P50Ms, ec1.P50Ms))
+	}
+	if ic1 != nil && jc1 != nil {
+		add("ingest_c1_vs_jetstream_c1_p50", "ingest c1 p50 ÷ JetStream sync publish c1 p50", ic1.P50Ms, jc1.P50Ms, "<=", 0.75,
+			fmt.Sprintf("%.2f ms ÷ %.2f ms", ic1.P50Ms, jc1.P50Ms))
+	}
+	if ic1 != nil && ec1 != nil {
 		add("ingest_c1_vs_etcd_c1_p99", "ingest c1 p99 ÷ etcd c1 p99", ic1.P99Ms, ec1.P99Ms, "<=", 0.5, fmt.Sprintf("%.2f ms ÷ %.2f ms", ic1.P99Ms, ec1.P99Ms))
 	}
 	if b := r.IngestBatch100["c64"]; b != nil {
 		add("batch100_c64_vs_raw_group256", "batch100 c64 events/s ÷ raw group256 records/s", b.EventsPerS, r.RawFsync.Group256RPS, ">=", 0.25,
 			fmt.Sprintf("%.0f ÷ %.0f", b.EventsPerS, r.RawFsync.Group256RPS))
+		if a := r.JetStream.Async100["c64"]; a != nil {
+			add("batch100_c64_vs_jetstream_async100_c64", "batch100 c64 events/s ÷ JetStream async windows of 100 c64 msgs/s", b.EventsPerS, a.EventsPerS, ">=", 2,
+				fmt.Sprintf("%.0f ÷ %.0f", b.EventsPerS, a.EventsPerS))
+		}
 	}
 	if len(r.FailoverMs) > 0 {
 		add("failover_median_ms", "failover median (ms)", median(r.FailoverMs), 1, "<=", 1500, fmt.Sprint(len(r.FailoverMs), " kills"))
@@ -227,6 +265,14 @@ func printTable(w io.Writer, r *results) {
 		if l := r.Etcd[k]; l != nil {
 			fmt.Fprintf(tw, "etcd put %s\t%.0f ops/s\t%.2f\t%.2f\t\n", k, l.OpsPerS, l.P50Ms, l.P99Ms)
 		}
+	}
+	for _, k := range []string{"c1", "c16", "c64"} {
+		if l := r.JetStream.Sync[k]; l != nil {
+			fmt.Fprintf(tw, "JetStream sync publish %s\t%.0f msgs/s\t%.2f\t%.2f\t\n", k, l.OpsPerS, l.P50Ms, l.P99Ms)
+		}
+	}
+	if a := r.JetStream.Async100["c64"]; a != nil {
+		fmt.Fprintf(tw, "JetStream async publish, windows of 100, c64\t%.0f msgs/s\t%.2f\t%.2f\t(per window)\n", a.EventsPerS, a.P50Ms, a.P99Ms)
 	}
 	for _, k := range []string{"c1", "c16", "c64"} {
 		if l := r.IngestSingle[k]; l != nil {

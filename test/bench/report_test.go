@@ -1,10 +1,12 @@
 package main
 
 import (
+	"bytes"
 	"encoding/json"
 	"os"
 	"path/filepath"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 )
@@ -46,6 +48,10 @@ func TestResults_issueShape(t *testing.T) {
 		r.IngestSingle[k] = &latency{OpsPerS: 10000, P50Ms: 1, P99Ms: 5}
 	}
 	r.IngestBatch100["c64"] = &batchLat{EventsPerS: 30000, P50Ms: 10, P99Ms: 50}
+	for _, k := range []string{"c1", "c16", "c64"} {
+		r.JetStream.Sync[k] = &latency{OpsPerS: 4000, P50Ms: 1.5, P99Ms: 6}
+	}
+	r.JetStream.Async100["c64"] = &batchLat{EventsPerS: 20000, P50Ms: 20, P99Ms: 80}
 	r.FailoverMs = []float64{1000, 1200, 900, 3000, 1100}
 	r.RSSMiB = map[string]float64{"n1": 90, "n2": 95, "n3": 160}
 	r.computeRatios()
@@ -77,6 +83,7 @@ func TestResults_issueShape(t *testing.T) {
 		"ingest_single":   {"c1", "c16", "c64"},
 		"ingest_batch100": {"c64"},
 		"rss_mib":         {"n1", "n2", "n3"},
+		"jetstream":       {"async100", "sync"},
 	}
 	for k, w := range want {
 		if got := keys(m[k]); !slices.Equal(got, w) {
@@ -92,6 +99,14 @@ func TestResults_issueShape(t *testing.T) {
 	json.Unmarshal(m["ingest_batch100"], &batch)
 	if got := keys(batch["c64"]); !slices.Equal(got, []string{"events_per_s", "p50_ms", "p99_ms"}) {
 		t.Errorf("ingest_batch100.c64 keys = %v", got)
+	}
+	var js map[string]json.RawMessage
+	json.Unmarshal(m["jetstream"], &js)
+	if got := keys(js["sync"]); !slices.Equal(got, []string{"c1", "c16", "c64"}) {
+		t.Errorf("jetstream.sync keys = %v", got)
+	}
+	if got := keys(js["async100"]); !slices.Equal(got, []string{"c64"}) {
+		t.Errorf("jetstream.async100 keys = %v", got)
 	}
 	var fo []float64
 	if err := json.Unmarshal(m["failover_ms"], &fo); err != nil || len(fo) != 5 {
@@ -110,10 +125,126 @@ func TestResults_issueShape(t *testing.T) {
 		"failover_median_ms":           true,  // 1100
 		"failover_max_ms":              false, // 3000
 		"rss_max_mib":                  false, // 160
+
+		"ingest_c64_vs_jetstream_c64_ops":        true,  // 10000/4000 = 2.5
+		"ingest_c1_vs_jetstream_c1_p50":          true,  // 1/1.5
+		"batch100_c64_vs_jetstream_async100_c64": false, // 30000/20000 = 1.5
 	}
 	for k, w := range wantPass {
 		if got, ok := pass[k]; !ok || got != w {
 			t.Errorf("ratio %s pass = %v (present %v), want %v", k, got, ok, w)
+		}
+	}
+}
+
+// Issue 15's goals against JetStream: this cluster ÷ JetStream, each printed
+// right after the same measure's goal against etcd, and left out when
+// either side was not measured.
+func TestComputeRatios_jetStream(t *testing.T) {
+	full := func() *results {
+		r := newResults(&options{}, &workspace{})
+		r.RawFsync.Group256RPS = 800000
+		r.Etcd["c1"] = &latency{OpsPerS: 1100, P50Ms: 0.9, P99Ms: 3}
+		r.Etcd["c64"] = &latency{OpsPerS: 6200, P50Ms: 10, P99Ms: 30}
+		r.IngestSingle["c1"] = &latency{OpsPerS: 1300, P50Ms: 0.74, P99Ms: 2}
+		r.IngestSingle["c64"] = &latency{OpsPerS: 9957, P50Ms: 6, P99Ms: 20}
+		r.IngestBatch100["c64"] = &batchLat{EventsPerS: 54392}
+		r.JetStream.Sync["c1"] = &latency{OpsPerS: 1190, P50Ms: 0.84, P99Ms: 2.5}
+		r.JetStream.Sync["c64"] = &latency{OpsPerS: 14868, P50Ms: 4, P99Ms: 15}
+		r.JetStream.Async100["c64"] = &batchLat{EventsPerS: 82333}
+		return r
+	}
+	type want struct {
+		key    string
+		value  float64
+		target float64
+		pass   bool
+	}
+	r := full()
+	r.computeRatios()
+	// Issue 15's table, "ratio now": 0.67× JetStream at c64, 0.66× for batches.
+	for _, w := range []want{
+		{"ingest_c64_vs_jetstream_c64_ops", 0.67, 2, false},
+		{"ingest_c1_vs_jetstream_c1_p50", 0.881, 0.75, false},
+		{"batch100_c64_vs_jetstream_async100_c64", 0.661, 2, false},
+	} {
+		i := slices.IndexFunc(r.Ratios, func(x ratio) bool { return x.Key == w.key })
+		if i < 0 {
+			t.Errorf("%s missing", w.key)
+			continue
+		}
+		got := r.Ratios[i]
+		if got.Value != w.value || got.Target != w.target || got.Pass != w.pass {
+			t.Errorf("%s = %g (target %g, pass %v), want %g (target %g, pass %v)", w.key, got.Value, got.Target, got.Pass, w.value, w.target, w.pass)
+		}
+	}
+	var order []string
+	for _, x := range r.Ratios {
+		order = append(order, x.Key)
+	}
+	wantOrder := []string{
+		"ingest_c64_vs_etcd_c64_ops", "ingest_c64_vs_jetstream_c64_ops",
+		"ingest_c1_vs_etcd_c1_p50", "ingest_c1_vs_jetstream_c1_p50",
+		"ingest_c1_vs_etcd_c1_p99",
+		"batch100_c64_vs_raw_group256", "batch100_c64_vs_jetstream_async100_c64",
+	}
+	if !slices.Equal(order, wantOrder) {
+		t.Errorf("ratio order = %v, want %v", order, wantOrder)
+	}
+
+	// A faster cluster passes: exactly at the bound counts.
+	r = full()
+	r.IngestSingle["c64"].OpsPerS = 2 * r.JetStream.Sync["c64"].OpsPerS
+	r.IngestSingle["c1"].P50Ms = 0.75 * r.JetStream.Sync["c1"].P50Ms
+	r.IngestBatch100["c64"].EventsPerS = 3 * r.JetStream.Async100["c64"].EventsPerS
+	r.computeRatios()
+	for _, x := range r.Ratios {
+		if strings.Contains(x.Key, "jetstream") && !x.Pass {
+			t.Errorf("%s = %g, want PASS against %s %g", x.Key, x.Value, x.Op, x.Target)
+		}
+	}
+
+	// No JetStream phase (-only etcd,ingest): no JetStream ratio, the others stay.
+	r = full()
+	r.JetStream.Sync, r.JetStream.Async100 = map[string]*latency{}, map[string]*batchLat{}
+	r.computeRatios()
+	for _, x := range r.Ratios {
+		if strings.Contains(x.Key, "jetstream") {
+			t.Errorf("ratio %s present without a JetStream measurement", x.Key)
+		}
+	}
+	if len(r.Ratios) != 4 {
+		t.Errorf("%d ratios without JetStream, want the 4 against etcd and the disk", len(r.Ratios))
+	}
+
+	// JetStream measured but no batch phase: no batch ratio against it.
+	r = full()
+	delete(r.IngestBatch100, "c64")
+	r.computeRatios()
+	for _, x := range r.Ratios {
+		if x.Key == "batch100_c64_vs_jetstream_async100_c64" {
+			t.Errorf("batch ratio present without the batch phase")
+		}
+	}
+}
+
+func TestPrintTable_jetStream(t *testing.T) {
+	r := newResults(&options{}, &workspace{})
+	r.IngestSingle["c64"] = &latency{OpsPerS: 9957, P50Ms: 6, P99Ms: 20}
+	r.JetStream.Sync["c1"] = &latency{OpsPerS: 1190, P50Ms: 0.84, P99Ms: 2.5}
+	r.JetStream.Sync["c64"] = &latency{OpsPerS: 4000, P50Ms: 4, P99Ms: 15}
+	r.JetStream.Async100["c64"] = &batchLat{EventsPerS: 82333, P50Ms: 70, P99Ms: 200}
+	r.computeRatios()
+	var buf bytes.Buffer
+	printTable(&buf, r)
+	out := buf.String()
+	for _, want := range []string{
+		"JetStream sync publish c1", "1190 msgs/s", "JetStream sync publish c64",
+		"JetStream async publish, windows of 100, c64", "82333 msgs/s",
+		"ingest c64 ops/s ÷ JetStream sync publish c64 msgs/s", "2.49", ">= 2", "PASS", "9957 ÷ 4000",
+	} {
+		if !strings.Contains(out, want) {
+			t.Errorf("table lacks %q:\n%s", want, out)
 		}
 	}
 }

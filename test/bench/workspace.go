@@ -127,10 +127,16 @@ func moduleRoot() (string, error) {
 
 // goBuild builds pkg (relative to the module root) into the workspace.
 func goBuild(ctx context.Context, w *workspace, pkg, name string) (string, error) {
+	return goBuildIn(ctx, w, w.modDir, pkg, name)
+}
+
+// goBuildIn builds pkg of the module in dir (a nested module such as
+// test/bench/natsmember) into the workspace.
+func goBuildIn(ctx context.Context, w *workspace, dir, pkg, name string) (string, error) {
 	out := w.path("bin", name)
 	// The flags of `make build`, so the etcd packages it compiled are reused.
 	cmd := exec.CommandContext(ctx, "go", "build", "-trimpath", "-o", out, pkg)
-	cmd.Dir = w.modDir
+	cmd.Dir = dir
 	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
 	if b, err := cmd.CombinedOutput(); err != nil {
 		return "", fmt.Errorf("go build %s: %v\n%s", pkg, err, b)
