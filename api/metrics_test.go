@@ -20,10 +20,11 @@ type ingestBackend struct {
 	AuditLog
 	Membership
 	FailoverRunner
+	Snapshotter
 }
 
 func (f ingestBackend) backends() Backends {
-	return Backends{Node: f, Cluster: f, Ingest: f, Log: f, Fleet: NewFleet(), Settings: f, Audit: f, Members: f, Failover: f}
+	return Backends{Node: f, Cluster: f, Ingest: f, Log: f, Fleet: NewFleet(), Settings: f, Audit: f, Members: f, Failover: f, Snapshot: f}
 }
 
 func (ingestBackend) Serving() bool                  { return true }

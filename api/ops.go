@@ -312,3 +312,23 @@ func (s *Server) removeMember(c *gin.Context) {
 	}
 	c.JSON(http.StatusOK, gin.H{"removed": c.Param("name")})
 }
+
+// snapshot streams a snapshot of the cluster (admin; the leader answers).
+func (s *Server) snapshot(c *gin.Context) {
+	started := false
+	err := s.b.Snapshot.Snapshot(c.Request.Context(), who(c), func() io.Writer {
+		started = true
+		c.Header("Content-Type", wire.ContentTypeSnapshot)
+		c.Header("Cache-Control", "no-store")
+		c.Header("Content-Disposition", `attachment; filename="autonomy.snapshot"`)
+		c.Status(http.StatusOK)
+		return c.Writer
+	})
+	switch {
+	case err != nil && !started:
+		fail(c, err)
+	case err != nil:
+		// The stream ends without its trailer: the client refuses it.
+		s.log.WithError(err).WithField("who", who(c)).Warn("SNAPSHOT_STREAM_CUT")
+	}
+}

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"net/http"
 	"net/url"
 	"strings"
@@ -81,6 +82,15 @@ type Membership interface {
 	RemoveMember(ctx context.Context, name, who string) error
 }
 
+// Snapshotter streams a snapshot of the cluster (GET /v1/snapshot). It
+// prepares the snapshot, then calls start, which sends the answer's status
+// and headers and returns the body's writer, and streams into it. An error
+// before start is answered through the error table; one after it cuts the
+// stream short: the body then lacks its trailer and the client refuses it.
+type Snapshotter interface {
+	Snapshot(ctx context.Context, who string, start func() io.Writer) error
+}
+
 // Backends are the node's parts the API uses, one per role. Every field is
 // required (NewHandler checks).
 type Backends struct {
@@ -93,13 +103,14 @@ type Backends struct {
 	Audit    AuditLog
 	Members  Membership
 	Failover FailoverRunner
+	Snapshot Snapshotter
 }
 
 // check names the first missing role.
 func (b *Backends) check() error {
 	for name, missing := range map[string]bool{"Node": b.Node == nil, "Cluster": b.Cluster == nil, "Ingest": b.Ingest == nil,
 		"Log": b.Log == nil, "Fleet": b.Fleet == nil, "Settings": b.Settings == nil, "Audit": b.Audit == nil,
-		"Members": b.Members == nil, "Failover": b.Failover == nil} {
+		"Members": b.Members == nil, "Failover": b.Failover == nil, "Snapshot": b.Snapshot == nil} {
 		if missing {
 			return fmt.Errorf("api: Backends.%s is nil", name)
 		}
@@ -233,6 +244,7 @@ func NewHandler(cfg Config, b Backends) (http.Handler, error) {
 	e.GET("/v1/members", viewer, s.members)
 	e.POST("/v1/members", admin, s.tokenHolder, s.addMember)
 	e.DELETE("/v1/members/:name", admin, s.tokenHolder, s.removeMember)
+	e.GET("/v1/snapshot", admin, s.leaderOnly, s.snapshot)
 	return e, nil
 }
 

@@ -4,7 +4,10 @@
 //
 // Leadership is a concurrency.Election on /autonomy/<cluster>/leader held with
 // a session lease. The epoch is the leader key's CreateRevision: etcd assigns
-// it, it is unique, and a later leader always has a larger one. A node whose
+// it, it is unique, and a later leader always has a larger one. A cluster
+// restored from a snapshot adds a constant epoch base to it (epoch_base,
+// written once before the first election; image.go), so that its epochs stay
+// above those of the frames it restored. A node whose
 // session ends stops acting as leader at once (Leadership.Done closes).
 //
 // Nothing here decides whether a frame is committed: that is walrepl's job,

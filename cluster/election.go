@@ -51,7 +51,7 @@ func (l *Leadership) Resign(ctx context.Context) {
 }
 
 // Campaign blocks until this node holds the leader key or ctx ends. The epoch
-// is the leader key's CreateRevision.
+// is the leader key's CreateRevision plus the epoch base (image.go).
 func (m *Member) Campaign(ctx context.Context, me NodeInfo) (*Leadership, error) {
 	ttl := int(m.cfg.LeaderTTL / time.Second)
 	sess, err := concurrency.NewSession(m.client, concurrency.WithTTL(ttl), concurrency.WithContext(ctx))
@@ -64,7 +64,7 @@ func (m *Member) Campaign(ctx context.Context, me NodeInfo) (*Leadership, error)
 		sess.Close()
 		return nil, fmt.Errorf("cluster: campaign: %w", err)
 	}
-	return &Leadership{Epoch: uint64(el.Rev()), sess: sess, el: el}, nil
+	return &Leadership{Epoch: m.epochOf(el.Rev()), sess: sess, el: el}, nil
 }
 
 // RevokeLeader revokes the lease behind the current leader key if it still
@@ -75,7 +75,7 @@ func (m *Member) RevokeLeader(ctx context.Context, epoch uint64) error {
 	if err != nil {
 		return err
 	}
-	if len(resp.Kvs) == 0 || uint64(resp.Kvs[0].CreateRevision) != epoch {
+	if len(resp.Kvs) == 0 || m.epochOf(resp.Kvs[0].CreateRevision) != epoch {
 		return nil
 	}
 	_, err = m.client.Revoke(ctx, clientv3.LeaseID(resp.Kvs[0].Lease))
@@ -101,7 +101,7 @@ func (m *Member) WatchLeader(ctx context.Context) <-chan *LeaderInfo {
 			var cur *LeaderInfo
 			if len(resp.Kvs) > 0 {
 				kv := resp.Kvs[0]
-				cur = &LeaderInfo{Epoch: uint64(kv.CreateRevision), Since: time.Now()}
+				cur = &LeaderInfo{Epoch: m.epochOf(kv.CreateRevision), Since: time.Now()}
 				if err := json.Unmarshal(kv.Value, &cur.NodeInfo); err != nil {
 					cur.Name = string(kv.Value)
 				}
@@ -235,9 +235,9 @@ func (m *Member) EpochFloor(ctx context.Context) (uint64, error) {
 		return 0, err
 	}
 	if len(resp.Kvs) > 0 {
-		return uint64(resp.Kvs[0].CreateRevision), nil
+		return m.epochOf(resp.Kvs[0].CreateRevision), nil
 	}
-	return uint64(resp.Header.Revision), nil
+	return m.epochOf(resp.Header.Revision), nil
 }
 
 // WALPos is the highest Seq a node was seen to hold durably, for one WAL id:
@@ -317,7 +317,7 @@ func (m *Member) CurrentLeader(ctx context.Context) (*LeaderInfo, error) {
 		return nil, nil
 	}
 	kv := resp.Kvs[0]
-	li := &LeaderInfo{Epoch: uint64(kv.CreateRevision), Since: time.Now()}
+	li := &LeaderInfo{Epoch: m.epochOf(kv.CreateRevision), Since: time.Now()}
 	if err := json.Unmarshal(kv.Value, &li.NodeInfo); err != nil {
 		li.Name = string(kv.Value)
 	}

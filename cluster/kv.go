@@ -20,6 +20,7 @@ import (
 //	config/<key>         cluster settings, one key each (JSON values; package settings)
 //	audit/<ns>-<node>    audit records (JSON), ns = UnixNano zero-padded to 20 digits
 //	failover             FailoverHint (JSON), under a lease while a planned failover runs
+//	restored, epoch_base a snapshot restore's marker and epoch base (image.go)
 func (m *Member) configPrefix() string { return m.Prefix() + "config/" }
 func (m *Member) auditPrefix() string  { return m.Prefix() + "audit/" }
 func (m *Member) failoverKey() string  { return m.Prefix() + "failover" }

@@ -7,6 +7,7 @@ import (
 	"net/url"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/sirupsen/logrus"
@@ -139,6 +140,8 @@ type Member struct {
 	log    logrus.FieldLogger
 	zap    *zapState
 	once   sync.Once
+	// epochBase is added to leader keys' CreateRevisions (LoadEpochBase).
+	epochBase atomic.Uint64
 }
 
 // StartMember starts the embedded etcd member and waits until it has joined

@@ -189,6 +189,7 @@ func (in *invocation) rootCmd() *cobra.Command {
 		in.settingsCmd(),
 		in.auditCmd(),
 		in.memberCmd(),
+		in.snapshotCmd(),
 		in.certsCmd(),
 		in.demoCmd(),
 		in.completionCmd(),

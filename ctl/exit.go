@@ -21,6 +21,7 @@ const (
 	ExitHTTP        = 5   // the server answered another error status
 	ExitConflict    = 6   // the server answered 409: a compare-and-set revision mismatch, a refused failover
 	ExitNoLeader    = 7   // `status`, `ha status`: nodes answered, but no leader can commit (no quorum, or no leader elected)
+	ExitBadSnapshot = 8   // `snapshot status`, `snapshot restore`: the file is corrupt, truncated or of another format version
 	ExitWALViolated = 65  // a WAL invariant is violated (= walrepl.ExitFailHard)
 	ExitInterrupted = 130 // SIGINT or SIGTERM cancelled the command
 )
@@ -63,12 +64,15 @@ func exitCode(err error) int {
 		ue     *url.Error
 		he     *client.HTTPError
 		re     *walrepl.RecoveryError
+		bad    *badSnapshotError
 	)
 	switch {
 	case err == nil:
 		return ExitOK
 	case errors.As(err, &silent):
 		return silent.code
+	case errors.As(err, &bad):
+		return ExitBadSnapshot
 	case errors.As(err, &ex):
 		return ex.code
 	case errors.As(err, &usage):

@@ -30,6 +30,10 @@ func (in *invocation) hints(err error) []string {
 	case errors.As(err, &he):
 		return httpHints(he)
 	}
+	var bad *badSnapshotError
+	if errors.As(err, &bad) {
+		return []string{bad.todo}
+	}
 	return nil
 }
 

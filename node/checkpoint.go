@@ -9,13 +9,14 @@ import (
 	"path/filepath"
 
 	"github.com/autonomyops/orchestrator/api"
+	"github.com/autonomyops/orchestrator/node/datadir"
 	"github.com/autonomyops/orchestrator/walrepl"
 )
 
 // CheckpointFile keeps what must outlive frames that retention trims: the
 // fleet summary's aggregates and the idempotency window's ids (issue 8).
 // Written atomically (tmp + fsync + rename + dir fsync) before every trim.
-const CheckpointFile = "telemetry.checkpoint"
+const CheckpointFile = datadir.CheckpointFile
 
 type checkpoint struct {
 	Fleet api.FleetState `json:"fleet"`
@@ -34,18 +35,32 @@ type checkpointID struct {
 // (both cover at least newBase-1: trimmed frames are committed) and persists
 // them.
 func (n *Node) writeCheckpoint(newBase uint64) error {
-	fs, err := n.fleet.CatchUp(n.wal)
+	cp, err := n.buildCheckpoint()
 	if err != nil {
 		return err
 	}
-	if fs.UpTo+1 < newBase {
-		return fmt.Errorf("fleet summary covers Seq≤%d, below the trim point %d", fs.UpTo, newBase-1)
+	if cp.Fleet.UpTo+1 < newBase {
+		return fmt.Errorf("fleet summary covers Seq≤%d, below the trim point %d", cp.Fleet.UpTo, newBase-1)
+	}
+	b, err := json.Marshal(cp)
+	if err != nil {
+		return err
+	}
+	return walrepl.WriteFileAtomic(filepath.Join(n.wal.Dir(), CheckpointFile), b, 0o600)
+}
+
+// buildCheckpoint brings the fleet aggregator (up to safe_seq) and the id
+// index (up to the last written frame) up to date and returns their state.
+func (n *Node) buildCheckpoint() (checkpoint, error) {
+	fs, err := n.fleet.CatchUp(n.wal)
+	if err != nil {
+		return checkpoint{}, err
 	}
 	x := n.ids
 	x.mu.Lock()
+	defer x.mu.Unlock()
 	if err := x.catchUpLocked(n.wal); err != nil {
-		x.mu.Unlock()
-		return err
+		return checkpoint{}, err
 	}
 	cp := checkpoint{Fleet: fs, IDsUpTo: x.upTo}
 	for _, e := range x.order {
@@ -53,12 +68,19 @@ func (n *Node) writeCheckpoint(newBase uint64) error {
 			cp.IDs = append(cp.IDs, checkpointID{ID: e.id, Seq: p.seq, Epoch: p.epoch})
 		}
 	}
-	x.mu.Unlock()
-	b, err := json.Marshal(cp)
-	if err != nil {
-		return err
+	return cp, nil
+}
+
+// upTo limits cp to frames at or below seq: the id index also covers
+// frames written but not yet committed, which a snapshot must not claim.
+func (cp checkpoint) upTo(seq uint64) checkpoint {
+	out := checkpoint{Fleet: cp.Fleet, IDsUpTo: min(cp.IDsUpTo, seq)}
+	for _, e := range cp.IDs {
+		if e.Seq <= seq {
+			out.IDs = append(out.IDs, e)
+		}
 	}
-	return walrepl.WriteFileAtomic(filepath.Join(n.wal.Dir(), CheckpointFile), b, 0o600)
+	return out
 }
 
 // loadCheckpoint restores the fleet aggregator and the id index.

@@ -17,4 +17,8 @@
 //     with walrepl.ExitFailHard so that systemd does not restart it.
 //   - The node leads only while it holds etcd's leader key: losing the
 //     session ends its leadership at once (self-fencing).
+//   - A snapshot (snapshot.go) holds retention for as long as it streams,
+//     and claims nothing above the safe_seq it states. A restored node
+//     (restore.go) loads its seed into etcd, and every node the cluster's
+//     epoch base, before anything reads an epoch.
 package node

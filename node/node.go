@@ -43,6 +43,7 @@ type Node struct {
 	live      *settings.Live // the cluster settings this node applies (settings.go)
 	tokens    *api.Tokens    // nil: auth off; replaced in place on reload
 	tls       *tlsConfigs
+	trims     trimGate // a snapshot holds retention (snapshot.go)
 
 	mu         sync.Mutex
 	leader     *cluster.LeaderInfo
@@ -176,6 +177,11 @@ func run(ctx context.Context, cfg Config, log *logrus.Logger, reload <-chan os.S
 		log.WithField("node", cfg.Name).Info("QUORUM_REACHED: the etcd member joined a quorum of --initial-cluster")
 	}
 	defer n.member.Close()
+	// Before anything reads an epoch: a restored node loads the snapshot's
+	// etcd state and every node the cluster's epoch base.
+	if err := n.applyRestoreSeed(ctx); err != nil {
+		return err
+	}
 
 	rcfg := walrepl.DefaultReplicaConfig(cfg.Name, wal, transport)
 	rcfg.Logger = log
@@ -196,6 +202,19 @@ func run(ctx context.Context, cfg Config, log *logrus.Logger, reload <-chan os.S
 		if ok && pos.WALID == walrepl.IDString(wal.ID()) && rep.LastSeq < pos.Durable {
 			log.WithFields(logrus.Fields{"last_seq": rep.LastSeq, "recorded_durable": pos.Durable, "wal_id": pos.WALID}).
 				Warn("WAL_ROLLED_BACK: this WAL ends below what this node was seen to hold; it rejoins as a learner")
+			rcfg.JoinAsLearner = true
+		}
+	}
+	{
+		pctx, pcancel := context.WithTimeout(ctx, 30*time.Second)
+		lacks, safe, err := n.lacksRestoredFrames(pctx)
+		pcancel()
+		if err != nil {
+			return fmt.Errorf("node: reading the cluster's restore marker from etcd: %w", err)
+		}
+		if lacks && !rcfg.JoinAsLearner {
+			log.WithFields(logrus.Fields{"last_seq": rep.LastSeq, "restored_safe_seq": safe}).
+				Warn("WAL_BELOW_RESTORED_SNAPSHOT: this cluster was restored from a snapshot this WAL does not hold; it joins as a learner")
 			rcfg.JoinAsLearner = true
 		}
 	}
@@ -246,7 +265,7 @@ func run(ctx context.Context, cfg Config, log *logrus.Logger, reload <-chan os.S
 	}
 	defer prometheus.Unregister(acfg.Instruments)
 	handler, err := api.NewHandler(acfg, api.Backends{Node: n, Cluster: n, Ingest: n, Log: wal, Fleet: n.fleet,
-		Settings: etcdSettings{n}, Audit: n, Members: n, Failover: n})
+		Settings: etcdSettings{n}, Audit: n, Members: n, Failover: n, Snapshot: n})
 	if err != nil {
 		return err
 	}
@@ -275,7 +294,7 @@ func run(ctx context.Context, cfg Config, log *logrus.Logger, reload <-chan os.S
 	})
 	g.goFunc(func() { n.recordWALPositions(runCtx) })
 	g.goFunc(func() {
-		wal.RunRetention(runCtx, walrepl.Retention{BeforeTrim: n.writeCheckpoint,
+		wal.RunRetention(runCtx, walrepl.Retention{BeforeTrim: n.beforeTrim,
 			Bounds: func() (int64, time.Duration) { v := n.live.Values(); return v.RetentionBytes, v.RetentionAge }})
 	})
 	g.goFunc(func() { n.ids.follow(runCtx, wal, n.replica) })

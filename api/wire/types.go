@@ -15,6 +15,9 @@ const (
 	HeaderLeader = "X-Autonomy-Leader"
 	// ContentTypeNDJSON is the media type of GET /v1/logs.
 	ContentTypeNDJSON = "application/x-ndjson"
+	// ContentTypeSnapshot is the media type of GET /v1/snapshot (the format
+	// of docs/snapshot-format.md).
+	ContentTypeSnapshot = "application/vnd.autonomy.snapshot"
 )
 
 // ErrorResponse is every error answer: {"error":"<code>","message":"<text>"}.

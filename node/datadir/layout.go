@@ -24,6 +24,9 @@ const (
 	TelemetryDir = "telemetry"
 	// EtcdDir is the embedded etcd member's data.
 	EtcdDir = "etcd"
+	// CheckpointFile, in the telemetry directory, keeps the fleet summary
+	// and the idempotency ids that outlive frames retention trims (issue 8).
+	CheckpointFile = "telemetry.checkpoint"
 	// BackupPrefix names the copies `wal reset` moves the telemetry
 	// directory to: telemetry.corrupt-YYYYMMDD (local date, as the
 	// runbook's `date +%Y%m%d`), then .2, .3, ... the same day.
