@@ -1,13 +1,12 @@
 package node
 
 import (
-	"bytes"
 	"context"
-	"encoding/json"
 	"fmt"
 	"sync"
 	"time"
 
+	"github.com/autonomyops/orchestrator/api"
 	"github.com/autonomyops/orchestrator/walrepl"
 )
 
@@ -58,23 +57,9 @@ func (x *idIndex) setWindow(window int) {
 	x.pruneLocked()
 }
 
-// eventID extracts the optional "id" of an event.
-func eventID(payload []byte) string {
-	if !bytes.Contains(payload, []byte(`"id"`)) {
-		return "" // the common case, without a JSON decode
-	}
-	var e struct {
-		ID json.RawMessage `json:"id"`
-	}
-	if json.Unmarshal(payload, &e) != nil || len(e.ID) == 0 || string(e.ID) == "null" {
-		return ""
-	}
-	var s string
-	if json.Unmarshal(e.ID, &s) == nil {
-		return s
-	}
-	return string(e.ID) // a numeric id, kept in its JSON spelling
-}
+// eventID extracts the optional "id" of an event: api.EventID, which the
+// API also uses for the ids it hands to Ingest, so both read ids alike.
+func eventID(payload []byte) string { return api.EventID(payload) }
 
 func (x *idIndex) addLocked(id string, seq, epoch uint64) {
 	if _, dup := x.seqs[id]; dup || seq <= x.forgotten {
@@ -169,12 +154,17 @@ func (x *idIndex) catchUpLocked(w *walrepl.WAL) error {
 
 // Ingest implements api.Ingester: it appends the events that are new, and for
 // events whose id the log already holds answers that frame's Seq once it is
-// committed, writing nothing.
-func (n *Node) Ingest(ctx context.Context, payloads [][]byte) ([]uint64, uint64, error) {
+// committed, writing nothing. ids are the events' ids as api.ParseEvents
+// found them (nil: read them here).
+func (n *Node) Ingest(ctx context.Context, payloads [][]byte, ids []string) ([]uint64, uint64, error) {
 	x := n.ids
-	ids := make([]string, len(payloads))
-	for i, p := range payloads {
-		ids[i] = eventID(p)
+	if ids == nil {
+		ids = make([]string, len(payloads))
+		for i, p := range payloads {
+			ids[i] = eventID(p)
+		}
+	} else if len(ids) != len(payloads) {
+		return nil, 0, fmt.Errorf("node: %d ids for %d events", len(ids), len(payloads))
 	}
 	seqs := make([]uint64, len(payloads))
 	var (
