@@ -33,7 +33,7 @@ func (ingestBackend) NodeName() string               { return "n1" }
 func (ingestBackend) Health() (Health, bool) {
 	return Health{Status: "ok", Role: "leader", Node: "n1", WAL: "ok"}, true
 }
-func (ingestBackend) Ingest(_ context.Context, p [][]byte) ([]uint64, uint64, error) {
+func (ingestBackend) Ingest(_ context.Context, p [][]byte, _ []string) ([]uint64, uint64, error) {
 	seqs := make([]uint64, len(p))
 	for i := range seqs {
 		seqs[i] = uint64(i + 1)

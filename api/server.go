@@ -46,8 +46,11 @@ type ClusterView interface {
 
 // Ingester appends events to the replicated WAL.
 type Ingester interface {
-	// Ingest appends payloads and returns once all are committed.
-	Ingest(ctx context.Context, payloads [][]byte) (seqs []uint64, safeSeq uint64, err error)
+	// Ingest appends payloads and returns once all are committed. ids[i] is
+	// the client event id of payloads[i] as EventID reads it ("" for none),
+	// found by ParseEvents so that the events are not parsed again; nil ids
+	// means the Ingester reads them itself.
+	Ingest(ctx context.Context, payloads [][]byte, ids []string) (seqs []uint64, safeSeq uint64, err error)
 }
 
 // Log is the read side of this node's WAL that the API serves: committed

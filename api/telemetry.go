@@ -16,8 +16,35 @@ import (
 )
 
 // ParseEvents splits an ingest body into compacted JSON objects: one object,
-// an array of objects, or newline-delimited objects (NDJSON).
-func ParseEvents(body []byte, maxEvents int) ([][]byte, error) {
+// an array of objects, or newline-delimited objects (NDJSON). ids[i] is the
+// client event id of payloads[i] as EventID reads it ("" for none), so that
+// nothing below the API parses an event again. The payloads may share the
+// body's memory: the body must not change while they are in use.
+func ParseEvents(body []byte, maxEvents int) (payloads [][]byte, ids []string, err error) {
+	body = bytes.TrimSpace(body)
+	if len(body) > 0 {
+		if payloads, ids, ok := scanEvents(body, maxEvents); ok {
+			return payloads, ids, nil
+		}
+	}
+	// Not valid (or empty): encoding/json says why, in the messages clients
+	// have always had. (It accepts nothing the scanner rejects:
+	// FuzzParseEvents.)
+	payloads, err = parseEventsStd(body, maxEvents)
+	if err != nil {
+		return nil, nil, err
+	}
+	ids = make([]string, len(payloads))
+	for i, p := range payloads {
+		ids[i] = EventID(p)
+	}
+	return payloads, ids, nil
+}
+
+// parseEventsStd is ParseEvents with encoding/json: a Decoder over the
+// body, json.Compact per event. ParseEvents uses it for its error messages;
+// FuzzParseEvents holds the scanner to it.
+func parseEventsStd(body []byte, maxEvents int) ([][]byte, error) {
 	body = bytes.TrimSpace(body)
 	if len(body) == 0 {
 		return nil, errors.New("the body is empty: send one JSON object, a JSON array of objects, or NDJSON")
@@ -49,7 +76,9 @@ func ParseEvents(body []byte, maxEvents int) ([][]byte, error) {
 			return nil, fmt.Errorf("invalid JSON at byte %d: %v", dec.InputOffset(), err)
 		}
 		if t := bytes.TrimSpace(raw); len(t) > 0 && t[0] == '[' {
-			if i != 0 || dec.More() {
+			// The body is trimmed: the array is the whole body if it ends
+			// there. (dec.More alone let "[{}]]" or "[{}] }x" through.)
+			if i != 0 || dec.InputOffset() != int64(len(body)) {
 				return nil, errors.New("a JSON array must be the whole body")
 			}
 			var arr []json.RawMessage
@@ -76,7 +105,7 @@ func ParseEvents(body []byte, maxEvents int) ([][]byte, error) {
 func (s *Server) ingest(c *gin.Context) {
 	start := time.Now()
 	lim := s.cfg.Settings.Values()
-	body, err := io.ReadAll(http.MaxBytesReader(c.Writer, c.Request.Body, lim.MaxBodyBytes))
+	body, err := readBody(c, lim.MaxBodyBytes)
 	if err != nil {
 		var mbe *http.MaxBytesError
 		if errors.As(err, &mbe) {
@@ -89,7 +118,7 @@ func (s *Server) ingest(c *gin.Context) {
 		writeError(c, http.StatusBadRequest, "bad_body", "reading the body: "+err.Error())
 		return
 	}
-	events, err := ParseEvents(body, lim.MaxBatch)
+	events, ids, err := ParseEvents(body, lim.MaxBatch)
 	if err != nil {
 		s.cfg.Instruments.ingestDone(start, 0, "bad_json")
 		writeError(c, http.StatusBadRequest, "bad_json", err.Error()+"; nothing was written")
@@ -97,7 +126,7 @@ func (s *Server) ingest(c *gin.Context) {
 	}
 	ctx, cancel := context.WithTimeout(c.Request.Context(), s.cfg.IngestTimeout)
 	defer cancel()
-	seqs, safe, err := s.b.Ingest.Ingest(ctx, events)
+	seqs, safe, err := s.b.Ingest.Ingest(ctx, events, ids)
 	if err != nil {
 		status, code, msg := errStatus(err)
 		s.cfg.Instruments.ingestDone(start, len(events), code)
@@ -108,7 +137,46 @@ func (s *Server) ingest(c *gin.Context) {
 		return
 	}
 	s.cfg.Instruments.ingestDone(start, len(events), "ok")
-	c.JSON(http.StatusOK, IngestResponse{Seqs: seqs, SafeSeq: safe})
+	writeIngestOK(c, seqs, safe)
+}
+
+// readBody reads an ingest body of at most limit bytes. A body that states
+// its length, as clients' bodies do, is read into one buffer of that size;
+// one that does not (chunked) or states too much goes through
+// http.MaxBytesReader, which answers too_large once limit is passed.
+func readBody(c *gin.Context, limit int64) ([]byte, error) {
+	r := c.Request
+	if n := r.ContentLength; n >= 0 && n <= limit {
+		buf := make([]byte, n)
+		if _, err := io.ReadFull(r.Body, buf); err != nil {
+			return nil, err
+		}
+		return buf, nil
+	}
+	return io.ReadAll(http.MaxBytesReader(c.Writer, r.Body, limit))
+}
+
+// writeIngestOK answers 200 with the IngestResponse, encoded by hand: the
+// bytes c.JSON would write, without reflection, on the hot path.
+func writeIngestOK(c *gin.Context, seqs []uint64, safe uint64) {
+	b := make([]byte, 0, len(`{"seqs":[],"safe_seq":}`)+21*(len(seqs)+1))
+	b = append(b, `{"seqs":`...)
+	if seqs == nil {
+		b = append(b, "null"...)
+	} else {
+		b = append(b, '[')
+		for i, seq := range seqs {
+			if i > 0 {
+				b = append(b, ',')
+			}
+			b = strconv.AppendUint(b, seq, 10)
+		}
+		b = append(b, ']')
+	}
+	b = append(b, `,"safe_seq":`...)
+	b = strconv.AppendUint(b, safe, 10)
+	b = append(b, '}')
+	c.Data(http.StatusOK, "application/json; charset=utf-8", b)
 }
 
 // frameQuery is the filter shared by events and inspect.

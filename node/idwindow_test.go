@@ -39,3 +39,23 @@ func TestIDIndex_forgottenIdsStayForgotten(t *testing.T) {
 		t.Fatal("the newest id is not known")
 	}
 }
+
+// Pruning rebuilds the map: after many windows it holds exactly the ids of
+// order, the newest ones, each at its own Seq.
+func TestIDIndex_pruneKeepsMapAndOrderTogether(t *testing.T) {
+	x := newIDIndex(1000)
+	for i := 0; i < 10_500; i++ {
+		x.addLocked(fmt.Sprintf("id-%d", i), uint64(i+1), 1)
+	}
+	if len(x.seqs) != len(x.order) || len(x.order) < 1000 || len(x.order) > 2000 {
+		t.Fatalf("%d ids in the map, %d in order; want the same, between 1000 and 2000", len(x.seqs), len(x.order))
+	}
+	for _, e := range x.order {
+		if p, ok := x.seqs[e.id]; !ok || p.seq != e.seq {
+			t.Fatalf("%s: map has %+v (%v), order Seq %d", e.id, p, ok, e.seq)
+		}
+	}
+	if x.order[len(x.order)-1].id != "id-10499" || x.forgotten != x.order[0].seq-1 {
+		t.Fatalf("newest %s, forgotten %d, oldest kept Seq %d", x.order[len(x.order)-1].id, x.forgotten, x.order[0].seq)
+	}
+}
