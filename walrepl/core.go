@@ -170,8 +170,11 @@ const (
 )
 
 type logOp struct {
-	kind      logOpKind
-	frames    []Frame
+	kind   logOpKind
+	frames []Frame
+	// checked: the frames' payloads passed WAL.CheckPayloads before they were
+	// proposed (a leader's events), so the append need not validate them again.
+	checked   bool
 	seq       uint64
 	base      uint64
 	prevEpoch uint64

@@ -741,7 +741,7 @@ func (c *core) propose(id uint64, ts int64, payloads [][]byte) {
 		for i, p := range payloads {
 			frames[i] = Frame{Seq: c.lv.last + 1 + uint64(i), Epoch: ld.epoch, Time: ts, Type: FrameEvent, Payload: p}
 		}
-		c.op(logOp{kind: opAppend, frames: frames})
+		c.op(logOp{kind: opAppend, frames: frames, checked: true})
 		c.emit(coreEvent{kind: evProposed, id: id, epoch: ld.epoch, first: frames[0].Seq, last: c.lv.last, truncs: c.lv.truncs})
 	}
 }

@@ -237,6 +237,9 @@ func (r *Replica) failCore(err error, events []coreEvent) {
 func (r *Replica) apply(o logOp) error {
 	switch o.kind {
 	case opAppend:
+		if o.checked {
+			return r.wal.appendChecked(o.frames)
+		}
 		return r.wal.AppendFrames(o.frames)
 	case opTruncate:
 		return r.wal.TruncateAfter(o.seq)

@@ -295,6 +295,13 @@ func (w *WAL) AppendFrames(frames []Frame) error {
 			return fmt.Errorf("%w: frame Seq=%d", ErrInvalidPayload, f.Seq)
 		}
 	}
+	return w.appendChecked(frames)
+}
+
+// appendChecked is AppendFrames for event frames whose payloads already
+// passed CheckPayloads (a leader's proposals: the replica checks them before
+// the core sees them), so the JSON is not validated twice on the hot path.
+func (w *WAL) appendChecked(frames []Frame) error {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	if err := w.usableLocked(); err != nil {

@@ -2,11 +2,13 @@ package walrepl
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/sirupsen/logrus"
 )
@@ -144,5 +146,41 @@ func TestReplicaConfig_Validate(t *testing.T) {
 		if _, err := NewReplica(c); err == nil || !strings.Contains(err.Error(), tc.want) {
 			t.Errorf("%s: NewReplica = %v, want an error naming %s", name, err, tc.want)
 		}
+	}
+}
+
+// A leader's proposals are validated once, before the core sees them (the
+// append that follows skips json.Valid): a payload that is not JSON, or too
+// large, is refused with nothing written and the WAL still usable, and a
+// follower still validates what it receives.
+func TestPropose_badPayloadRefusedBeforeTheLog(t *testing.T) {
+	c := makeCluster(t, 3)
+	c.elect("n1")
+	c.waitStarted("n1", 5*time.Second)
+	c.mustPropose("n1", "ok", 2)
+	before := len(c.frames("n1"))
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	big := []byte(`{"pad":"` + strings.Repeat("x", DefaultOptions("").MaxPayload) + `"}`)
+	for _, tc := range []struct {
+		payloads [][]byte
+		want     error
+	}{
+		{[][]byte{[]byte(`{"a":1}`), []byte(`{"a":`)}, ErrInvalidPayload},
+		{[][]byte{big}, ErrTooLarge},
+	} {
+		if _, _, err := c.node("n1").rep.Propose(ctx, time.Now().UnixNano(), tc.payloads); !errors.Is(err, tc.want) {
+			t.Fatalf("Propose: %v, want %v", err, tc.want)
+		}
+	}
+	if n := len(c.frames("n1")); n != before {
+		t.Fatalf("a refused proposal wrote %d frames", n-before)
+	}
+	if err := c.node("n1").wal.Err(); err != nil {
+		t.Fatalf("the WAL failed: %v", err)
+	}
+	c.mustPropose("n1", "after", 1)
+	if err := c.node("n2").wal.AppendFrames([]Frame{{Seq: 1 << 40, Epoch: 1, Type: FrameEvent, Payload: []byte(`{"a":`)}}); !errors.Is(err, ErrInvalidPayload) {
+		t.Fatalf("a follower's AppendFrames of invalid JSON: %v, want ErrInvalidPayload", err)
 	}
 }
