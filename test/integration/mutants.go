@@ -184,8 +184,8 @@ func Mutants() []*Mutant {
 			Breaks:    "recovery: a torn tail (a write cut by a crash) is treated as corruption, so the node never restarts",
 			Scenarios: []int{19, 21},
 			Edits: []Edit{{"walrepl/recover.go",
-				"\tif rep.TornTail {\n",
-				"\tif rep.TornTail {\n\t\tf.Close()\n\t\treturn nil, nil, fmt.Errorf(\"walrepl: torn tail at offset %d\", rep.TornOffset)\n\t}\n\tif false {\n"}},
+				"\tif res.tornAt >= 0 {\n\t\t// Safe to drop",
+				"\tif res.tornAt >= 0 {\n\t\treturn nil, nil, fmt.Errorf(\"walrepl: torn tail at offset %d\", res.tornAt)\n\t}\n\tif false {\n\t\t// Safe to drop"}},
 		},
 		{
 			Name:      "checksum-ignored",
