@@ -659,6 +659,11 @@ func (w *WAL) TruncateAfter(seq uint64) error {
 	if seq < w.safeSeq {
 		return w.failNowLocked(fmt.Errorf("%w: asked to keep Seq≤%d but safe_seq=%d", ErrTruncateCommitted, seq, w.safeSeq))
 	}
+	if seq+1 < w.base {
+		// Everything below the base is committed (trimmed, or skipped by a
+		// rebase), even when telemetry.safe_seq lags it after a crash.
+		return w.failNowLocked(fmt.Errorf("%w: asked to keep Seq≤%d but the log begins at its base %d", ErrTruncateCommitted, seq, w.base))
+	}
 	if err := w.writePendingLocked(); err != nil {
 		return err
 	}
