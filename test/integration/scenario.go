@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"os"
 	"reflect"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -418,8 +419,45 @@ func summary(results []*Result) string {
 		p50 = fos[(len(fos)-1)/2].Milliseconds()
 		mx = fos[len(fos)-1].Milliseconds()
 	}
-	return fmt.Sprintf("partition suite: %d scenarios, %d passed, acked=%d lost=%d duplicated=%d divergent=%d failover_p50_ms=%d failover_max_ms=%d",
-		len(results), passed, acked, lost, dup, div, p50, mx)
+	return fmt.Sprintf("partition suite: %d scenarios, %d passed, acked=%d lost=%d duplicated=%d divergent=%d failover_p50_ms=%d failover_max_ms=%d failover_by_fault=%s",
+		len(results), passed, acked, lost, dup, div, p50, mx, failoverByFault(results))
+}
+
+// faultKinds sorts the scenarios by how the leader is lost, for failover
+// times per kind of fault (issue 15): a process that dies (its port refuses
+// at once on a live host, or its whole container goes), a network cut (no
+// RST: only silence tells), a frozen process, and disk faults.
+var faultKinds = map[string]string{
+	"kill-leader": "kill", "kill-follower": "kill", "kill-all": "kill", "double-leader-kill": "kill",
+	"empty-follower": "kill", "crash-failpoints": "kill", "rolling-restart": "kill", "two-stopped": "kill",
+	"leader-isolated": "cut", "follower-isolated": "cut", "acks-dropped": "cut", "leader-muted": "cut",
+	"leader-etcd-cut": "cut", "bridge": "cut", "flapping": "cut", "netem": "cut",
+	"leader-paused": "freeze", "follower-paused": "freeze",
+	"disk-full-leader": "disk", "disk-full-follower": "disk", "slow-fsync": "disk", "bit-flip": "disk",
+	"torn-tail": "disk", "stale-copy": "disk", "stale-copy-undetected": "disk",
+}
+
+// failoverByFault is {kind:p50/max/count,...} in milliseconds, over the
+// kinds that had a failover.
+func failoverByFault(results []*Result) string {
+	by := map[string][]time.Duration{}
+	for _, r := range results {
+		k := faultKinds[r.Scenario]
+		if k == "" {
+			k = "other"
+		}
+		by[k] = append(by[k], r.Failovers...)
+	}
+	var parts []string
+	for _, k := range []string{"kill", "cut", "freeze", "disk", "other"} {
+		fos := by[k]
+		if len(fos) == 0 {
+			continue
+		}
+		slices.Sort(fos)
+		parts = append(parts, fmt.Sprintf("%s:%d/%d/%d", k, fos[(len(fos)-1)/2].Milliseconds(), fos[len(fos)-1].Milliseconds(), len(fos)))
+	}
+	return "{" + strings.Join(parts, ",") + "}"
 }
 
 // failureLogLines is how much of each node's log a failed run prints: CI
