@@ -53,7 +53,7 @@ func (in *invocation) haStatusCmd() *cobra.Command {
 			}
 			if st.Leader == nil {
 				fmt.Fprintf(in.cli.Stderr, "ha status: no leader can commit, as %s can tell\n", dash(st.Node))
-				fmt.Fprintln(in.cli.Stderr, "hint: a majority of the voters must be up and reach each other: start the members marked unreachable (systemctl start autonomy-orchestrator)")
+				printHints(in.cli.Stderr, hintNoCommittingLeader, hintWaitingForVoter)
 				return &errSilent{code: ExitNoLeader}
 			}
 			return nil
@@ -231,7 +231,7 @@ func (in *invocation) failoverError(req wire.FailoverRequest, err error) error {
 			if req.To != "" {
 				dry += " --to " + req.To
 			}
-			fmt.Fprintf(w, "hint: `%s` lists every candidate and what blocks it\n", dry)
+			printHints(w, fmt.Sprintf(hintFailoverDryRun, dry))
 		}
 		return &errSilent{code: ExitConflict}
 	}
@@ -241,10 +241,8 @@ func (in *invocation) failoverError(req wire.FailoverRequest, err error) error {
 		// The request may have reached the leader: the handoff may be under
 		// way or done. It was not sent anywhere else.
 		fmt.Fprintln(w, err)
-		fmt.Fprintln(w, "hint: the leader may have received the request and the failover may have happened: check `autonomyctl ha status` before trying again")
-		for _, h := range in.hints(err) {
-			fmt.Fprintln(w, "hint: "+h)
-		}
+		printHints(w, hintFailoverMayHaveHappened)
+		printHints(w, in.hints(err)...)
 		return &errSilent{code: exitCode(err)}
 	}
 	return err
