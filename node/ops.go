@@ -115,8 +115,9 @@ func (n *Node) ReplicaHealth(maxLag uint64) (api.ReplicaHealth, bool) {
 	_, _, durable, _ := n.wal.Positions()
 	h := api.ReplicaHealth{Status: "unavailable", Node: n.cfg.Name, Role: rs.Role, FsyncedSeq: durable,
 		LeaderSafeSeq: rs.LeaderSafeSeq, MaxLag: maxLag, SinceLeaderMs: -1}
-	if rs.SinceLeader > 0 {
-		h.SinceLeaderMs = rs.SinceLeader.Milliseconds()
+	since, heard := sinceLeaderHeard(rs)
+	if heard {
+		h.SinceLeaderMs = since.Milliseconds()
 	}
 	if rs.LeaderSafeSeq > durable {
 		h.Lag = rs.LeaderSafeSeq - durable
@@ -127,7 +128,7 @@ func (n *Node) ReplicaHealth(maxLag uint64) (api.ReplicaHealth, bool) {
 	case rs.Role != walrepl.RoleFollower:
 		h.Reasons = append(h.Reasons, "not_follower")
 	}
-	if rs.SinceLeader == 0 || rs.SinceLeader > replicaHeardBound {
+	if !heard || since > replicaHeardBound {
 		h.Reasons = append(h.Reasons, "leader_not_heard")
 	}
 	if h.Lag > maxLag {
