@@ -35,6 +35,12 @@ var (
 	descWALFailed     = prometheus.NewDesc("autonomy_wal_failed", "1 when this node's WAL has failed (fail-hard): it takes no writes and the node exits.", nil, nil)
 	descLearner       = prometheus.NewDesc("autonomy_wal_learner", "1 while this node's WAL is a learner: catching up, counted in no majority.", nil, nil)
 	descPeers         = prometheus.NewDesc("autonomy_cluster_peers", "Other voters by reachability as this node can tell (gossip alive or heard on replication within 1s).", []string{"state"}, nil)
+	// The retention bounds this node applies now: the settings
+	// retention/max_bytes and retention/max_age when stored, else its
+	// --wal-retention-bytes and --wal-retention-age. They change when the
+	// settings do, with no restart.
+	descRetentionBytes = prometheus.NewDesc("autonomy_wal_retention_limit_bytes", "The WAL size bound retention applies on this node now (retention/max_bytes, else --wal-retention-bytes); 0: no size bound.", nil, nil)
+	descRetentionAge   = prometheus.NewDesc("autonomy_wal_retention_age_limit_seconds", "The WAL age bound retention applies on this node now (retention/max_age, else --wal-retention-age); 0: no age bound.", nil, nil)
 )
 
 func newMetrics() *metrics {
@@ -46,7 +52,7 @@ func newMetrics() *metrics {
 }
 
 func (m *metrics) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{descHasLeader, descIsLeader, descLeaderChanges, descMembers, descLastSeq, descSafeSeq, descLag, descUnder, descBuild, descBytesOnDisk, descFirstSeq, descTrimmed, descWALFailed, descLearner, descPeers} {
+	for _, d := range []*prometheus.Desc{descHasLeader, descIsLeader, descLeaderChanges, descMembers, descLastSeq, descSafeSeq, descLag, descUnder, descBuild, descBytesOnDisk, descFirstSeq, descTrimmed, descWALFailed, descLearner, descPeers, descRetentionBytes, descRetentionAge} {
 		ch <- d
 	}
 	m.fsync.Describe(ch)
@@ -64,7 +70,15 @@ func (m *metrics) Collect(ch chan<- prometheus.Metric) {
 	ch <- prometheus.MustNewConstMetric(descBuild, prometheus.GaugeValue, 1, Version, runtime.Version())
 	ch <- prometheus.MustNewConstMetric(descLeaderChanges, prometheus.CounterValue, float64(m.leaderChanges.Load()))
 	n := m.n
-	if n == nil || n.replica == nil {
+	if n == nil {
+		return
+	}
+	if n.live != nil {
+		v := n.live.Values()
+		ch <- prometheus.MustNewConstMetric(descRetentionBytes, prometheus.GaugeValue, float64(v.RetentionBytes))
+		ch <- prometheus.MustNewConstMetric(descRetentionAge, prometheus.GaugeValue, v.RetentionAge.Seconds())
+	}
+	if n.replica == nil {
 		return
 	}
 	_, hasLeader := n.committingLeader()

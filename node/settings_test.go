@@ -82,6 +82,21 @@ func (sc *settingsCluster) waitApplied(key, value, source string) {
 	}
 }
 
+// waitMetric waits until every node's /metrics shows series at want (the
+// retention limits follow the settings).
+func (sc *settingsCluster) waitMetric(series string, want float64) {
+	sc.t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for _, n := range sc.c.Nodes {
+		for metric(n, series) != want {
+			if time.Now().After(deadline) {
+				sc.t.Fatalf("%s: %s = %v, want %v", n.Name, series, metric(n, series), want)
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
+	}
+}
+
 // failoverTo moves leadership to n (a planned failover) and waits for it.
 func (sc *settingsCluster) failoverTo(n *proctest.Node) {
 	sc.t.Helper()
@@ -197,6 +212,7 @@ func TestSettings_LiveOnEveryNode(t *testing.T) {
 		}
 		sc.put("retention/max_bytes", "1048576")
 		sc.waitApplied("retention/max_bytes", "1048576", "etcd")
+		sc.waitMetric("autonomy_wal_retention_limit_bytes", 1048576)
 		const unit = 256<<10 + 1100 // one segment (a quarter of the bound in effect) plus one frame
 		deadline := time.Now().Add(20 * time.Second)
 		for _, n := range c.Nodes {
@@ -214,6 +230,7 @@ func TestSettings_LiveOnEveryNode(t *testing.T) {
 		}
 		sc.del("retention/max_bytes")
 		sc.waitApplied("retention/max_bytes", "8589934592", "default") // the --wal-retention-bytes default
+		sc.waitMetric("autonomy_wal_retention_limit_bytes", 8589934592)
 	})
 
 	// retention/max_age: frames must have been held for the age by the
@@ -225,8 +242,10 @@ func TestSettings_LiveOnEveryNode(t *testing.T) {
 		for _, n := range c.Nodes {
 			trimmedBeforeAge[n.Name] = trimmedOn(n)
 		}
+		sc.waitMetric("autonomy_wal_retention_age_limit_seconds", 0) // --wal-retention-age: none
 		sc.put("retention/max_age", `"1m"`)
 		sc.waitApplied("retention/max_age", `"1m0s"`, "etcd")
+		sc.waitMetric("autonomy_wal_retention_age_limit_seconds", 60)
 	})
 	ageSetAt := time.Now()
 
