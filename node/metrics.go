@@ -27,7 +27,7 @@ var (
 	descLastSeq       = prometheus.NewDesc("autonomy_wal_last_seq", "Seq of the last frame in this node's WAL.", nil, nil)
 	descSafeSeq       = prometheus.NewDesc("autonomy_wal_safe_seq", "The quorum-committed watermark as this node knows it.", nil, nil)
 	descLag           = prometheus.NewDesc("autonomy_replication_lag_entries", "Frames a follower lacks, measured on the leader.", []string{"peer"}, nil)
-	descUnder         = prometheus.NewDesc("autonomy_under_replicated", "1 on the leader while some voter lacks committed frames or does not answer.", nil, nil)
+	descUnder         = prometheus.NewDesc("autonomy_under_replicated", "1 on the leader while some voter lacks committed frames, is a learner, or has not answered replication within the last second.", nil, nil)
 	descBuild         = prometheus.NewDesc("autonomy_build_info", "Build information.", []string{"version", "goversion"}, nil)
 	descBytesOnDisk   = prometheus.NewDesc("autonomy_wal_bytes_on_disk", "Bytes the WAL's segment files (telemetry.wal and the sealed telemetry-<Seq>.seg) occupy: the sum of their sizes.", nil, nil)
 	descFirstSeq      = prometheus.NewDesc("autonomy_wal_first_seq", "Seq of the first retained frame.", nil, nil)
@@ -82,8 +82,11 @@ func (m *metrics) Collect(ch chan<- prometheus.Metric) {
 		return
 	}
 	_, hasLeader := n.committingLeader()
-	rs := n.replica.Status()
+	// Positions before Status: a commit in between only raises what the
+	// peers are seen to hold, so a busy cluster does not read as
+	// under-replicated for a frame committed after safe was read.
 	last, _, _, safe := n.wal.Positions()
+	rs := n.replica.Status()
 	ch <- prometheus.MustNewConstMetric(descHasLeader, prometheus.GaugeValue, b2f(hasLeader))
 	ch <- prometheus.MustNewConstMetric(descIsLeader, prometheus.GaugeValue, b2f(rs.Role == walrepl.RoleLeader && rs.EpochStarted))
 	ch <- prometheus.MustNewConstMetric(descLastSeq, prometheus.GaugeValue, float64(last))
@@ -136,11 +139,22 @@ func (m *metrics) Collect(ch chan<- prometheus.Metric) {
 			if last > p.DurableSeq {
 				lag = last - p.DurableSeq
 			}
-			if p.DurableSeq < safe || !p.Heard || p.Learner {
+			if peerUnderReplicated(p, safe) {
 				under = true
 			}
 			ch <- prometheus.MustNewConstMetric(descLag, prometheus.GaugeValue, float64(lag), p.Name)
 		}
 		ch <- prometheus.MustNewConstMetric(descUnder, prometheus.GaugeValue, b2f(under))
 	}
+}
+
+// peerUnderReplicated judges one voter on the leader: it lacks committed
+// frames, is a learner, has not answered in this epoch, or has not answered
+// within peerAliveWindow. The last matters on an idle cluster, where a voter
+// that died still "holds" everything committed: the cluster then keeps one
+// copy fewer than it should and survives one failure fewer. A voter that
+// answers heartbeats (every 50 ms) and holds safe_seq is fully replicated,
+// however long nothing is written.
+func peerUnderReplicated(p walrepl.PeerStatus, safe uint64) bool {
+	return p.DurableSeq < safe || p.Learner || !p.Heard || p.SinceHeard >= peerAliveWindow
 }

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/autonomyops/orchestrator/settings"
+	"github.com/autonomyops/orchestrator/walrepl"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil/promlint"
 	dto "github.com/prometheus/client_model/go"
@@ -96,5 +97,29 @@ func TestMetrics_retentionLimitsFollowTheSettings(t *testing.T) {
 	cmd.Stdin = strings.NewReader(text.String())
 	if out, err := cmd.CombinedOutput(); err != nil || len(strings.TrimSpace(string(out))) > 0 {
 		t.Errorf("promtool check metrics: %v\n%s\non:\n%s", err, out, text.String())
+	}
+}
+
+// TestPeerUnderReplicated: a voter that answers and holds safe_seq is fully
+// replicated, idle or not; lacking a committed frame, being a learner, never
+// answering in this epoch, or silence for a second is not.
+func TestPeerUnderReplicated(t *testing.T) {
+	const safe = 42
+	for _, tc := range []struct {
+		name string
+		p    walrepl.PeerStatus
+		want bool
+	}{
+		{"idle and caught up, heard 30ms ago", walrepl.PeerStatus{DurableSeq: safe, Heard: true, SinceHeard: 30 * time.Millisecond}, false},
+		{"heard within the current tick", walrepl.PeerStatus{DurableSeq: safe, Heard: true}, false},
+		{"holds more than committed", walrepl.PeerStatus{DurableSeq: safe + 5, Heard: true, SinceHeard: time.Millisecond}, false},
+		{"lacks a committed frame", walrepl.PeerStatus{DurableSeq: safe - 1, Heard: true, SinceHeard: time.Millisecond}, true},
+		{"learner", walrepl.PeerStatus{DurableSeq: safe, Heard: true, Learner: true}, true},
+		{"never answered this epoch", walrepl.PeerStatus{DurableSeq: safe}, true},
+		{"silent for a second (dead, idle cluster)", walrepl.PeerStatus{DurableSeq: safe, Heard: true, SinceHeard: peerAliveWindow}, true},
+	} {
+		if got := peerUnderReplicated(tc.p, safe); got != tc.want {
+			t.Errorf("%s: under-replicated %v, want %v", tc.name, got, tc.want)
+		}
 	}
 }
