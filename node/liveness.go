@@ -16,7 +16,11 @@ import (
 func (n *Node) selfHealth() cluster.Health {
 	rs := n.replica.Status()
 	last, _, durable, _ := n.wal.Positions()
-	h := cluster.Health{Name: n.cfg.Name, APIURL: n.cfg.APIURL(), Role: rs.Role, Epoch: rs.Epoch, LastSeq: last, FsyncedSeq: durable}
+	h := cluster.Health{Name: n.cfg.Name, APIURL: n.cfg.APIURL(), Role: rs.Role, Epoch: rs.Epoch, LastSeq: last, FsyncedSeq: durable,
+		Serving: cluster.ServingNo, Version: Version}
+	if n.Serving() {
+		h.Serving = cluster.ServingYes
+	}
 	if err := n.wal.Err(); err != nil {
 		h.FailHard = err.Error()
 	}

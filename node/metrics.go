@@ -20,7 +20,7 @@ type metrics struct {
 }
 
 var (
-	descHasLeader     = prometheus.NewDesc("autonomy_cluster_has_leader", "1 while some leader can commit as this node can tell: etcd has a raft leader and the leader key is held under a valid lease.", nil, nil)
+	descHasLeader     = prometheus.NewDesc("autonomy_cluster_has_leader", "1 while some leader can commit as this node can tell: etcd has a raft leader, the leader key is held under a valid lease, and its holder serves (its epoch started; it says so in gossip, or its replication stream shows it).", nil, nil)
 	descIsLeader      = prometheus.NewDesc("autonomy_cluster_is_leader", "1 on the leader whose epoch has started.", nil, nil)
 	descLeaderChanges = prometheus.NewDesc("autonomy_cluster_leader_changes_total", "Epochs that began serving (their epoch-start frame committed) since this process started, as seen in this node's log.", nil, nil)
 	descMembers       = prometheus.NewDesc("autonomy_cluster_members", "Cluster members by gossip state.", []string{"state"}, nil)

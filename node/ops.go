@@ -145,11 +145,12 @@ func (n *Node) ReplicaHealth(maxLag uint64) (api.ReplicaHealth, bool) {
 }
 
 // etcdView sets etcd's side of ha status from the member list read by
-// memberView and compares it with gossip and the replication stream.
-func (n *Node) etcdView(st *api.HAStatus, members []*etcdserverpb.Member, stale bool, err error) {
+// memberView and the leader key's holder (leaseHolder; nil when this node
+// cannot tell), and compares it with gossip and the replication stream.
+func (n *Node) etcdView(st *api.HAStatus, holder *cluster.LeaderInfo, members []*etcdserverpb.Member, stale bool, err error) {
 	view := &api.EtcdView{Stale: stale}
-	if st.Leader != nil {
-		view.Leader, view.Epoch = st.Leader.Name, st.Leader.Epoch
+	if holder != nil {
+		view.Leader, view.Epoch = holder.Name, holder.Epoch
 	}
 	if err != nil {
 		st.Disagreements = append(st.Disagreements, "etcd member list unavailable: "+err.Error())
