@@ -62,6 +62,11 @@ const (
 	// demo (runbook section 4, its words).
 	hintDemoLocal = "if Docker Compose fails to start the orchestrator service, re-run with --local for an in-process demo"
 
+	// snapshot status and restore: a file that cannot be used.
+	hintSnapshotDamaged    = "the file is damaged (a changed byte on disk or in transfer): use another copy, or take a new snapshot with `autonomyctl snapshot save`"
+	hintSnapshotIncomplete = "the file is incomplete (a save or a copy that was cut short): copy it again from where it is kept, or take a new snapshot with `autonomyctl snapshot save`"
+	hintSnapshotVersion    = "the file was written in another format version: use the autonomyctl of the release that wrote it (`autonomyctl version` names this one)"
+
 	// WAL checks (runbook section 3).
 	hintWALCause      = "cause %s: the node refuses to start on this WAL (WAL_RECOVERY_FAIL_HARD, exit %d) until it is resolved"
 	hintWALStorage    = `if you suspect the storage, check it before anything else: sudo fsck -n /dev/sdXY; sudo dmesg | grep -E "I/O error|ata|scsi|blk_update_request"`

@@ -31,8 +31,8 @@ import (
 // Anything else after "autonomyctl " must be a command.
 var proseAfterAutonomyctl = map[string]bool{
 	"and": true, "at": true, "appended": true, "backs": true, "can": true, "finds": true, "follows": true,
-	"has": true, "in-process": true, "is": true, "never": true, "only": true, "operates": true, "prints": true,
-	"reads": true, "uses": true,
+	"has": true, "in-process": true, "is": true, "never": true, "of": true, "only": true, "operates": true,
+	"prints": true, "reads": true, "uses": true, "verifies": true,
 }
 
 // unitName is the systemd unit the packages install (systemd/).
