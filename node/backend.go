@@ -39,12 +39,18 @@ func (n *Node) NodeName() string { return n.cfg.Name }
 // requests, the holder of the leader key under a valid lease as this node can
 // tell (leaseHolder). It answers for itself: 503 while it does not serve yet,
 // except member add and remove, which a candidate waiting for voters takes.
-// None while this node cannot tell that anyone holds the key, so that a
-// follower cut off from the majority answers 503 no_leader instead of
-// redirecting to a leader that may be gone. /v1/health names a leader only
-// when it also serves (committingLeader).
+// When this node's own etcd probe has no fresh answer (just started, or etcd
+// slow to confirm a read), the leader it follows on the replication stream
+// still counts while it shows that leader serving (followedLeader). None
+// otherwise, so that a follower cut off from the majority answers 503
+// no_leader instead of redirecting to a leader that may be gone. /v1/health
+// names a leader only when etcd's evidence holds and it serves
+// (committingLeader).
 func (n *Node) Leader() (string, string, bool) {
 	li, ok := n.leaseHolder()
+	if !ok {
+		li, ok = n.followedLeader()
+	}
 	if !ok {
 		return "", "", false
 	}

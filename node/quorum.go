@@ -184,6 +184,25 @@ func (n *Node) leaderServes(li *cluster.LeaderInfo) bool {
 	return servesAsSeen(li, g, rs, epochs)
 }
 
+// followedLeader is the leader key's holder as this node last watched it,
+// when this node follows it on the replication stream and that stream shows
+// it serving now (servesAsSeen without gossip: heard within peerAliveWindow,
+// its safe_seq past its epoch's start frame). Routing only: a leader that
+// streams to this node was heard a moment ago, whatever this node's own etcd
+// probe says yet.
+func (n *Node) followedLeader() (*cluster.LeaderInfo, bool) {
+	n.mu.Lock()
+	watched := n.leader
+	n.mu.Unlock()
+	if watched == nil || watched.Name == n.cfg.Name || n.replica == nil || n.wal == nil {
+		return nil, false
+	}
+	if servesAsSeen(watched, nil, n.replica.Status(), n.wal.Epochs()) {
+		return watched, true
+	}
+	return nil, false
+}
+
 // servesAsSeen is leaderServes' judgement of another node from what this one
 // sees: g is li's gossip (nil: never seen), rs and epochs this node's replica
 // status and epoch history.

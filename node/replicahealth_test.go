@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/autonomyops/orchestrator/cluster"
 	"github.com/autonomyops/orchestrator/walrepl"
 	"github.com/sirupsen/logrus"
 )
@@ -127,5 +128,30 @@ func TestReplicaHealth_followerThatJustHeardTheLeader(t *testing.T) {
 	}
 	if _, heard := sinceLeaderHeard(walrepl.ReplicaStatus{Role: walrepl.RoleFollower}); heard {
 		t.Fatal("a follower that never heard a leader counts as having heard one")
+	}
+}
+
+// TestLeader_followedLeaderWithoutEtcdEvidence: a follower whose own etcd
+// probe has no fresh answer (here: no etcd member at all) still redirects to
+// the leader it follows on the replication stream while that stream shows it
+// serving; /v1/health names no leader then (etcd's evidence is missing), and
+// a node that heard no leader redirects nowhere.
+func TestLeader_followedLeaderWithoutEtcdEvidence(t *testing.T) {
+	w, r := twoReplicas(t, walrepl.SystemClock{})
+	n := &Node{cfg: Config{Name: "b"}, wal: w, replica: r}
+	if _, _, ok := n.Leader(); ok {
+		t.Fatal("no leader watched yet, but Leader names one")
+	}
+	n.leader = &cluster.LeaderInfo{NodeInfo: cluster.NodeInfo{Name: "a", APIURL: "http://a:8888"}, Epoch: 1}
+	name, url, ok := n.Leader()
+	if !ok || name != "a" || url != "http://a:8888" {
+		t.Fatalf("Leader() = %q %q %v, want a, the leader b follows and hears", name, url, ok)
+	}
+	if _, ok := n.committingLeader(); ok {
+		t.Fatal("without etcd's evidence this node must not call a leader committing")
+	}
+	n.leader = &cluster.LeaderInfo{NodeInfo: cluster.NodeInfo{Name: "a", APIURL: "http://a:8888"}, Epoch: 2}
+	if _, _, ok := n.Leader(); ok {
+		t.Fatal("the watched leader key names epoch 2, which b does not follow: no redirect on the stream's word")
 	}
 }
