@@ -155,14 +155,17 @@ func (n *Node) leadership() (committing, holder *cluster.LeaderInfo, serving boo
 }
 
 // leaderServes tells whether the lease holder li serves, as this node can
-// tell. This node itself: its replica serves. Another node: what it last
-// gossiped about itself for li's epoch (cluster.Health.Serving), while gossip
-// sees it alive; else, when gossip has no word on that epoch (it lags by a
-// few hundred milliseconds, the holder runs an older version that does not
-// say, or gossip is cut off), the replication stream: this node follows li's
+// tell. This node itself: its replica serves. Another node: either witness
+// suffices. Gossip: li, alive, last said it serves in li's epoch
+// (cluster.Health.Serving). The replication stream: this node follows li's
 // epoch, heard li within peerAliveWindow, and li's safe_seq covers that
-// epoch's start frame in this node's log. Gossip is advice for status and
-// routing (DESIGN §6 rule 9): nothing commits or elects on this.
+// epoch's start frame in this node's log. The stream covers what gossip
+// cannot say yet (it lags a new epoch by a few hundred milliseconds) or at
+// all (a holder of an older version, gossip cut off); gossip covers a node
+// that does not follow the stream (a learner still catching up, a follower
+// cut off from the leader's replication). A candidate that never started its
+// epoch has neither. Gossip is advice for status and routing (DESIGN §6
+// rule 9): nothing commits or elects on this.
 func (n *Node) leaderServes(li *cluster.LeaderInfo) bool {
 	if li.Name == n.cfg.Name {
 		return n.replica != nil && n.replica.Serving()
@@ -207,8 +210,8 @@ func (n *Node) followedLeader() (*cluster.LeaderInfo, bool) {
 // sees: g is li's gossip (nil: never seen), rs and epochs this node's replica
 // status and epoch history.
 func servesAsSeen(li *cluster.LeaderInfo, g *cluster.PeerHealth, rs walrepl.ReplicaStatus, epochs []walrepl.EpochStart) bool {
-	if g != nil && g.State == "alive" && g.Epoch == li.Epoch && g.Serving != cluster.ServingUnknown {
-		return g.Serving == cluster.ServingYes
+	if g != nil && g.State == "alive" && g.Epoch == li.Epoch && g.Serving == cluster.ServingYes {
+		return true
 	}
 	since, heard := sinceLeaderHeard(rs)
 	if rs.Epoch != li.Epoch || rs.Leader != li.Name || !heard || since >= peerAliveWindow {

@@ -9,11 +9,10 @@ import (
 )
 
 // TestServesAsSeen: how a node judges that another node, which holds the
-// leader key for epoch 9, serves. Gossip's word for that epoch decides while
-// gossip sees the holder alive; without it (not yet gossiped, an older
-// version that does not say, gossip cut off) the replication stream decides:
-// this node follows epoch 9, heard the holder within a second, and the
-// holder's safe_seq covers epoch 9's start frame.
+// leader key for epoch 9, serves: gossip says so for that epoch while it sees
+// the holder alive, or the replication stream shows it (this node follows
+// epoch 9, heard the holder within a second, and the holder's safe_seq covers
+// epoch 9's start frame).
 func TestServesAsSeen(t *testing.T) {
 	li := &cluster.LeaderInfo{NodeInfo: cluster.NodeInfo{Name: "a"}, Epoch: 9}
 	epochs := []walrepl.EpochStart{{Epoch: 4, FirstSeq: 1}, {Epoch: 9, FirstSeq: 120}}
@@ -30,7 +29,9 @@ func TestServesAsSeen(t *testing.T) {
 	}{
 		{"gossip: serving", gossip("alive", 9, cluster.ServingYes), walrepl.ReplicaStatus{}, nil, true},
 		{"gossip: not serving (a candidate waiting for voters)", gossip("alive", 9, cluster.ServingNo), walrepl.ReplicaStatus{}, nil, false},
-		{"gossip says not serving, the stream lags behind it", gossip("alive", 9, cluster.ServingNo), started, epochs, false},
+		{"gossip still says not serving (it lags a new epoch), the stream shows it started", gossip("alive", 9, cluster.ServingNo), started, epochs, true},
+		{"gossip says not serving, the stream shows nothing", gossip("alive", 9, cluster.ServingNo), walrepl.ReplicaStatus{Role: walrepl.RoleLearner}, epochs, false},
+		{"a learner that lacks the epoch's start frame: gossip says serving", gossip("alive", 9, cluster.ServingYes), walrepl.ReplicaStatus{Role: walrepl.RoleLearner, Epoch: 9, Leader: "a", LeaderSafeSeq: 130, SinceLeader: time.Millisecond}, epochs[:1], true},
 		{"gossip of an older epoch: the stream decides (started)", gossip("alive", 8, cluster.ServingYes), started, epochs, true},
 		{"gossip of an older epoch: the stream decides (nothing heard)", gossip("alive", 8, cluster.ServingYes), walrepl.ReplicaStatus{}, epochs, false},
 		{"gossip sees it dead: the stream decides", gossip("dead", 9, cluster.ServingYes), walrepl.ReplicaStatus{}, epochs, false},
