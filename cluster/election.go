@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"time"
 
 	"go.etcd.io/etcd/api/v3/etcdserverpb"
@@ -189,23 +190,30 @@ func (m *Member) AddMember(ctx context.Context, peerURL string) (uint64, error) 
 	if _, err := parseURL(peerURL); err != nil {
 		return 0, fmt.Errorf("cluster: peer URL %q: %v", peerURL, err)
 	}
-	// Right after a removal etcd's strict reconfiguration check may call the
-	// cluster unhealthy until every remaining member is connected; retry.
-	deadline := time.Now().Add(15 * time.Second)
-	for {
+	var id uint64
+	err := retryMembership(ctx, func(retry bool) error {
 		resp, err := m.client.MemberAdd(ctx, []string{peerURL})
 		if err == nil {
-			return resp.Member.ID, nil
+			id = resp.Member.ID
+			return nil
 		}
-		if !errors.Is(err, rpctypes.ErrUnhealthy) || time.Now().After(deadline) {
-			return 0, err
+		if retry && errors.Is(err, rpctypes.ErrPeerURLExist) {
+			// An earlier attempt was applied although its answer was an
+			// error (the raft leader changed meanwhile): that is the member.
+			ms, lerr := m.Members(ctx)
+			if lerr != nil {
+				return lerr
+			}
+			for _, mem := range ms {
+				if slices.Contains(mem.PeerURLs, peerURL) {
+					id = mem.ID
+					return nil
+				}
+			}
 		}
-		select {
-		case <-time.After(200 * time.Millisecond):
-		case <-ctx.Done():
-			return 0, err
-		}
-	}
+		return err
+	})
+	return id, err
 }
 
 // RemoveMember removes the etcd member named name and its registration.
@@ -215,15 +223,60 @@ func (m *Member) RemoveMember(ctx context.Context, name string) error {
 		return err
 	}
 	for _, mem := range ms {
-		if mem.Name == name {
-			if _, err := m.client.MemberRemove(ctx, mem.ID); err != nil {
-				return err
+		if mem.Name != name {
+			continue
+		}
+		err := retryMembership(ctx, func(retry bool) error {
+			_, err := m.client.MemberRemove(ctx, mem.ID)
+			if retry && errors.Is(err, rpctypes.ErrMemberNotFound) {
+				return nil // an earlier attempt was applied, its answer lost
 			}
-			_, err := m.client.Delete(ctx, m.Prefix()+"members/"+name)
+			return err
+		})
+		if err != nil {
+			return err
+		}
+		_, err = m.client.Delete(ctx, m.Prefix()+"members/"+name)
+		return err
+	}
+	return fmt.Errorf("cluster: no etcd member named %q", name)
+}
+
+// membershipRetryFor bounds how long a membership change is retried through
+// transient etcd errors.
+const membershipRetryFor = 15 * time.Second
+
+// retryMembership runs a membership change until it succeeds, fails for a
+// reason retrying cannot change, or membershipRetryFor has passed. Retried:
+// etcd's answers while its raft leadership moves (a member that just died
+// may have been the raft leader: "leader changed", "no leader", the
+// timeouts a lost leader causes) and its strict reconfiguration check right
+// after a removal ("unhealthy cluster" until every remaining member is
+// connected). op learns whether an earlier attempt failed that way: such an
+// attempt may have been applied even so, which op must accept.
+func retryMembership(ctx context.Context, op func(retry bool) error) error {
+	deadline := time.Now().Add(membershipRetryFor)
+	for retry := false; ; retry = true {
+		err := op(retry)
+		if err == nil || !transientMembershipError(err) || time.Now().After(deadline) {
+			return err
+		}
+		select {
+		case <-time.After(200 * time.Millisecond):
+		case <-ctx.Done():
 			return err
 		}
 	}
-	return fmt.Errorf("cluster: no etcd member named %q", name)
+}
+
+func transientMembershipError(err error) bool {
+	for _, t := range []error{rpctypes.ErrUnhealthy, rpctypes.ErrLeaderChanged, rpctypes.ErrNoLeader,
+		rpctypes.ErrTimeout, rpctypes.ErrTimeoutDueToLeaderFail, rpctypes.ErrTimeoutDueToConnectionLost} {
+		if errors.Is(err, t) {
+			return true
+		}
+	}
+	return false
 }
 
 // EpochFloor returns the highest leader epoch the cluster may already have

@@ -27,7 +27,25 @@ type Health struct {
 	LastSeq    uint64 `json:"l"`
 	FsyncedSeq uint64 `json:"f"`
 	FailHard   string `json:"x,omitempty"`
+	// Serving is what the node says of itself: ServingYes while it is the
+	// leader that can commit (its epoch started, a replication majority
+	// heard, the leader key held), ServingNo otherwise. A node of a version
+	// that does not say leaves it ServingUnknown.
+	Serving Serving `json:"s,omitempty"`
+	// Version is the node's build version ("" from a version that does not
+	// gossip it).
+	Version string `json:"v,omitempty"`
 }
+
+// Serving is a node's own word on whether it serves as the leader.
+type Serving uint8
+
+// Values of Serving.
+const (
+	ServingUnknown Serving = iota // not said: a node of an older version
+	ServingNo
+	ServingYes
+)
 
 // PeerHealth is a gossiped node as memberlist sees it.
 type PeerHealth struct {

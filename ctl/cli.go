@@ -335,9 +335,7 @@ func (in *invocation) report(cmd *cobra.Command, err error) {
 		return
 	}
 	fmt.Fprintln(w, err)
-	for _, h := range in.hints(err) {
-		fmt.Fprintln(w, "hint: "+h)
-	}
+	printHints(w, in.hints(err)...)
 }
 
 // dash prints "-" for a zero value in tables.

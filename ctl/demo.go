@@ -57,7 +57,7 @@ func (in *invocation) demoCmd() *cobra.Command {
 		RunE: func(*cobra.Command, []string) error {
 			if !o.local {
 				fmt.Fprintln(in.cli.Stderr, "demo: autonomyctl has no container mode; the demo runs in-process")
-				fmt.Fprintln(in.cli.Stderr, "hint: if Docker Compose fails to start the orchestrator service, re-run with --local for an in-process demo")
+				printHints(in.cli.Stderr, hintDemoLocal)
 				return &errSilent{code: ExitUsage}
 			}
 			if o.events < 10 || o.events > 1_000_000 {

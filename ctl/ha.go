@@ -53,7 +53,7 @@ func (in *invocation) haStatusCmd() *cobra.Command {
 			}
 			if st.Leader == nil {
 				fmt.Fprintf(in.cli.Stderr, "ha status: no leader can commit, as %s can tell\n", dash(st.Node))
-				fmt.Fprintln(in.cli.Stderr, "hint: a majority of the voters must be up and reach each other: start the members marked unreachable (systemctl start autonomy-orchestrator)")
+				printHints(in.cli.Stderr, hintNoCommittingLeader, hintWaitingForVoter)
 				return &errSilent{code: ExitNoLeader}
 			}
 			return nil
@@ -68,6 +68,10 @@ func haStatusTable(w *tabw, st *wire.HAStatus, from string) {
 			since = l.Since.UTC().Format(time.RFC3339)
 		}
 		fmt.Fprintf(w, "LEADER\t%s at %s, epoch %d, since %s\n", dash(l.Name), dash(l.APIURL), l.Epoch, since)
+	} else if e := st.Etcd; e != nil && !e.Stale && e.Leader != "" {
+		// etcd has a quorum and a key holder, which does not serve.
+		fmt.Fprintf(w, "LEADER\tnone can commit, as %s can tell: %s holds the leader key (epoch %d) but does not serve (taking over, or waiting for every voter after a restart)\n",
+			dash(st.Node), e.Leader, e.Epoch)
 	} else if l := st.LastLeader; l != nil {
 		fmt.Fprintf(w, "LEADER\tnone can commit (no quorum, as %s can tell); last seen %s at %s, epoch %d\n", dash(st.Node),
 			dash(l.Name), dash(l.APIURL), l.Epoch)
@@ -89,15 +93,15 @@ func haStatusTable(w *tabw, st *wire.HAStatus, from string) {
 	fmt.Fprintf(w, "QUORUM\tsize %d, healthy %d\n", st.Quorum.Size, st.Quorum.Healthy)
 	fmt.Fprintf(w, "ANSWERED_BY\t%s (%s) at %s\n", dash(st.Node), dash(st.Role), baseURL(from))
 	fmt.Fprintln(w)
-	fmt.Fprintln(w, "MEMBER\tSTATE\tETCD\tGOSSIP\tROLE\tLAST_SEQ\tFSYNCED_SEQ\tLAG\tWAL_LEARNER\tAPI_URL\tFAIL_HARD")
+	fmt.Fprintln(w, "MEMBER\tSTATE\tETCD\tGOSSIP\tROLE\tLAST_SEQ\tFSYNCED_SEQ\tLAG\tWAL_LEARNER\tVERSION\tAPI_URL\tFAIL_HARD")
 	for _, r := range joinViews(st) {
 		if r.m == nil {
-			fmt.Fprintf(w, "%s\t-\t%s\tabsent\t-\t-\t-\t-\t-\t-\t-\n", r.name, r.etcd)
+			fmt.Fprintf(w, "%s\t-\t%s\tabsent\t-\t-\t-\t-\t-\t-\t-\t-\n", r.name, r.etcd)
 			continue
 		}
 		m := r.m
-		fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s\t%d\t%d\t%d\t%t\t%s\t%s\n", m.Name, dash(m.State), r.etcd, dash(m.GossipState), dash(m.Role),
-			m.LastSeq, m.FsyncedSeq, m.Lag, m.Learner, dash(m.APIURL), dash(m.FailHard))
+		fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s\t%d\t%d\t%d\t%t\t%s\t%s\t%s\n", m.Name, dash(m.State), r.etcd, dash(m.GossipState), dash(m.Role),
+			m.LastSeq, m.FsyncedSeq, m.Lag, m.Learner, dash(m.Version), dash(m.APIURL), dash(m.FailHard))
 	}
 	if len(st.Disagreements) > 0 {
 		fmt.Fprintln(w)
@@ -231,7 +235,7 @@ func (in *invocation) failoverError(req wire.FailoverRequest, err error) error {
 			if req.To != "" {
 				dry += " --to " + req.To
 			}
-			fmt.Fprintf(w, "hint: `%s` lists every candidate and what blocks it\n", dry)
+			printHints(w, fmt.Sprintf(hintFailoverDryRun, dry))
 		}
 		return &errSilent{code: ExitConflict}
 	}
@@ -241,10 +245,8 @@ func (in *invocation) failoverError(req wire.FailoverRequest, err error) error {
 		// The request may have reached the leader: the handoff may be under
 		// way or done. It was not sent anywhere else.
 		fmt.Fprintln(w, err)
-		fmt.Fprintln(w, "hint: the leader may have received the request and the failover may have happened: check `autonomyctl ha status` before trying again")
-		for _, h := range in.hints(err) {
-			fmt.Fprintln(w, "hint: "+h)
-		}
+		printHints(w, hintFailoverMayHaveHappened)
+		printHints(w, in.hints(err)...)
 		return &errSilent{code: exitCode(err)}
 	}
 	return err

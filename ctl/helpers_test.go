@@ -49,6 +49,7 @@ func (tc *testCLI) run(t *testing.T, args ...string) (int, string, string) {
 	defer cancel()
 	code := tc.Run(ctx, args)
 	t.Logf("autonomyctl %s → %d\nstdout:\n%s\nstderr:\n%s", strings.Join(args, " "), code, tc.stdout.String(), tc.stderr.String())
+	checkPrintedHints(t, tc.stderr.String())
 	return code, tc.stdout.String(), tc.stderr.String()
 }
 

@@ -271,9 +271,9 @@ func (in *invocation) logsGiveUp(o logsOptions, p *logsPrinter, cause string, la
 	w := in.cli.Stderr
 	fmt.Fprintf(w, "logs: stream interrupted (%s)\n", cause)
 	if o.follow {
-		fmt.Fprintln(w, "hint: re-run 'autonomyctl logs --follow' to reconnect")
+		printHints(w, hintLogsFollowAgain)
 	} else {
-		fmt.Fprintln(w, "hint: re-run 'autonomyctl logs' to read the rest")
+		printHints(w, hintLogsAgain)
 	}
 	if p.last > 0 {
 		again := "autonomyctl logs"
@@ -286,13 +286,10 @@ func (in *invocation) logsGiveUp(o logsOptions, p *logsPrinter, cause string, la
 		if o.agent != "" {
 			again += " --agent " + shellQuote(o.agent)
 		}
-		fmt.Fprintf(w, "hint: to resume right after the last event printed (Seq %d): %s --after-seq %d\n", p.last, again, p.last)
+		printHints(w, fmt.Sprintf(hintLogsResume, p.last, again, p.last))
 	}
-	fmt.Fprintf(w, "hint: no leader could be streamed from for %s; the last attempt said: %s\n", o.retryFor,
-		strings.ReplaceAll(last.Error(), "\n", "; "))
-	for _, h := range in.hints(last) {
-		fmt.Fprintln(w, "hint: "+h)
-	}
+	printHints(w, fmt.Sprintf(hintLogsLastAttempt, o.retryFor, strings.ReplaceAll(last.Error(), "\n", "; ")))
+	printHints(w, in.hints(last)...)
 	code := ExitUnreachable
 	var he *client.HTTPError
 	if errors.As(last, &he) {

@@ -65,6 +65,7 @@ func (r *asyncRun) wait(t *testing.T, d time.Duration) int {
 	case code := <-r.done:
 		r.done <- code // for the cleanup
 		t.Logf("exit %d\nstdout:\n%s\nstderr:\n%s", code, r.out.String(), r.errOut.String())
+		checkPrintedHints(t, r.errOut.String())
 		return code
 	case <-time.After(d):
 		t.Fatalf("the command did not end within %s\nstdout:\n%s\nstderr:\n%s", d, r.out.String(), r.errOut.String())

@@ -346,6 +346,7 @@ func TestHAStatus_etcdAndGossipSideBySide(t *testing.T) {
 	leader := newFakeNode(t, "node-a", nil)
 	leader.setOverride("/v1/ha/status", func(w http.ResponseWriter, r *http.Request) {
 		st := leader.haStatus()
+		st.Members[0].Version, st.Members[1].Version = "0.2.0", "0.1.0" // node-c: an older node that gossips none
 		st.Etcd = &wire.EtcdView{Leader: "node-a", Epoch: 7, Members: []wire.EtcdMember{
 			{Name: "node-a", ID: "a1"}, {Name: "node-b", ID: "b2"}, {Name: "node-c", ID: "c3", Learner: true}, {Name: "node-d", ID: "d4"},
 		}}
@@ -358,7 +359,7 @@ func TestHAStatus_etcdAndGossipSideBySide(t *testing.T) {
 		t.Fatalf("exit %d", code)
 	}
 	mustContain(t, "table", out, "ETCD", "leader key held by node-a, epoch 7, 4 members",
-		"MEMBER", "GOSSIP", "ROLE", "FSYNCED_SEQ", "LAG",
+		"MEMBER", "GOSSIP", "ROLE", "FSYNCED_SEQ", "LAG", "VERSION",
 		"WARNING: node-c: gossip says suspect, replication heard it 0.2s ago", "WARNING: node-d: etcd member unknown to gossip")
 	rows := map[string][]string{}
 	for _, l := range strings.Split(out, "\n") {
@@ -374,6 +375,12 @@ func TestHAStatus_etcdAndGossipSideBySide(t *testing.T) {
 	} {
 		if got := rows[name]; len(got) < 5 || strings.Join(got[1:5], " ") != strings.Join(want, " ") {
 			t.Errorf("%s row %v, want STATE ETCD GOSSIP ROLE %v", name, got, want)
+		}
+	}
+	// Version skew is visible: VERSION is the 10th column.
+	for name, want := range map[string]string{"node-a": "0.2.0", "node-b": "0.1.0", "node-c": "-", "node-d": "-"} {
+		if got := rows[name]; len(got) < 10 || got[9] != want {
+			t.Errorf("%s row %v, want VERSION %s", name, got, want)
 		}
 	}
 

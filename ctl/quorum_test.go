@@ -93,3 +93,31 @@ func TestHAStatus_noQuorumShowsNoLeaderAndEveryMember(t *testing.T) {
 		t.Errorf("a leader is shown under quorum loss:\n%s", out)
 	}
 }
+
+// TestHAStatus_keyHolderThatDoesNotServe: etcd has a quorum and a leader key
+// holder, but the holder does not serve (a candidate waiting for every voter
+// after a restart of the whole cluster): no leader is shown, the table names
+// the holder and says it does not serve, the exit status is ExitNoLeader, and
+// the hints say how to get out (start the missing voter, or remove it).
+func TestHAStatus_keyHolderThatDoesNotServe(t *testing.T) {
+	n := newFakeNode(t, "node-b", nil)
+	n.setOverride("/v1/ha/status", func(w http.ResponseWriter, r *http.Request) {
+		st := n.haStatus()
+		st.Role, st.Leader = "follower", nil
+		st.LastLeader = &wire.LeaderRef{Name: "node-a", APIURL: "http://node-a:8888", Epoch: 9}
+		st.Etcd = &wire.EtcdView{Leader: "node-a", Epoch: 9, Members: []wire.EtcdMember{{Name: "node-a"}, {Name: "node-b"}, {Name: "node-c"}}}
+		writeJSON(w, http.StatusOK, st)
+	})
+	tc := newTestCLI(t)
+	code, out, errOut := tc.run(t, "ha", "status", "--endpoints", n.URL())
+	if code != ctl.ExitNoLeader {
+		t.Fatalf("exit %d, want %d", code, ctl.ExitNoLeader)
+	}
+	mustContain(t, "table", out, "none can commit, as node-b can tell: node-a holds the leader key (epoch 9) but does not serve",
+		"leader key held by node-a, epoch 9, 3 members")
+	mustContain(t, "stderr", errOut, "ha status: no leader can commit, as node-b can tell",
+		"LEADER_WAITING_FOR_CONFIRMED_VOTERS", "autonomyctl member remove NAME")
+	if strings.Contains(out, "no quorum") {
+		t.Errorf("etcd has a quorum here; the table says otherwise:\n%s", out)
+	}
+}

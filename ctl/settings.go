@@ -234,7 +234,7 @@ func (in *invocation) settingsWriteError(key string, err error) error {
 	var he *client.HTTPError
 	if errors.As(err, &he) && he.Status == http.StatusBadRequest && (he.Code == "unknown_setting" || he.Code == "bad_setting") {
 		fmt.Fprintf(in.cli.Stderr, "settings: %s not written: %s\n", key, he.Message)
-		fmt.Fprintln(in.cli.Stderr, "hint: `autonomyctl settings list` shows every key with its value, default and bounds")
+		printHints(in.cli.Stderr, hintSettingsList)
 		return &errSilent{code: ExitHTTP}
 	}
 	if errors.As(err, &he) && he.Status == http.StatusConflict {
@@ -243,7 +243,7 @@ func (in *invocation) settingsWriteError(key string, err error) error {
 			msg = he.Code
 		}
 		fmt.Fprintf(in.cli.Stderr, "settings: %s not written: %s\n", key, msg)
-		fmt.Fprintf(in.cli.Stderr, "hint: the key changed since you read it: `autonomyctl settings get %s` shows its value and revision; pass that revision to --if-revision\n", key)
+		printHints(in.cli.Stderr, fmt.Sprintf(hintSettingsChanged, key))
 		return &errSilent{code: ExitConflict}
 	}
 	return err

@@ -102,12 +102,12 @@ func badSnapshot(file string, err error, after string) error {
 	if !errors.As(err, &fe) {
 		return err
 	}
-	todo := "the file is damaged (a changed byte on disk or in transfer): use another copy, or take a new snapshot with `autonomyctl snapshot save`"
+	todo := hintSnapshotDamaged
 	switch fe.Kind {
 	case snapshot.KindTruncated:
-		todo = "the file is incomplete (a save or a copy that was cut short): copy it again from where it is kept, or take a new snapshot with `autonomyctl snapshot save`"
+		todo = hintSnapshotIncomplete
 	case snapshot.KindVersion:
-		todo = "the file was written in another format version: use the autonomyctl of the release that wrote it"
+		todo = hintSnapshotVersion
 	}
 	return &badSnapshotError{msg: fmt.Sprintf("snapshot %s is not usable: %s%s", file, strings.TrimPrefix(err.Error(), "snapshot: "), after), todo: todo, err: fe}
 }

@@ -94,7 +94,7 @@ func (in *invocation) statusCmd() *cobra.Command {
 			}
 			if !res.CanCommit {
 				fmt.Fprintln(in.cli.Stderr, "status: no leader can commit: no endpoint answered 200 and no node that answered names a leader that can commit")
-				fmt.Fprintln(in.cli.Stderr, "hint: a majority of the voters must be up and reach each other: start the stopped nodes (systemctl start autonomy-orchestrator), then check `autonomyctl ha status`")
+				printHints(in.cli.Stderr, hintNoCommittingLeader, hintWaitingForVoter)
 				return &errSilent{code: ExitNoLeader}
 			}
 			return nil

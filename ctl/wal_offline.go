@@ -235,9 +235,7 @@ func (in *invocation) walCheckFailure(c *walCheck) error {
 	if !in.jsonOutput() {
 		w := in.cli.Stderr
 		fmt.Fprintln(w, c.Error)
-		for _, h := range recoveryHints(c) {
-			fmt.Fprintln(w, "hint: "+h)
-		}
+		printHints(w, recoveryHints(c)...)
 	}
 	return &errSilent{code: exitCode(c.err)}
 }
@@ -247,15 +245,12 @@ func recoveryHints(c *walCheck) []string {
 	if c.Cause == "" {
 		return nil
 	}
-	h := []string{fmt.Sprintf("cause %s: the node refuses to start on this WAL (WAL_RECOVERY_FAIL_HARD, exit %d) until it is resolved", c.Cause, walrepl.ExitFailHard)}
+	h := []string{fmt.Sprintf(hintWALCause, c.Cause, walrepl.ExitFailHard)}
 	switch walrepl.Cause(c.Cause) {
 	case walrepl.CauseSafeSeqMissing, walrepl.CauseWALMissing:
 		return h // the message names the variables to set
 	}
-	h = append(h,
-		`if you suspect the storage, check it before anything else: sudo fsck -n /dev/sdXY; sudo dmesg | grep -E "I/O error|ata|scsi|blk_update_request"`,
-		fmt.Sprintf("to accept telemetry loss on this node: sudo systemctl stop autonomy-orchestrator; sudo -u autonomy autonomyctl wal reset --data-dir %s; sudo systemctl start autonomy-orchestrator", c.DataDir),
-		"in a cluster the reset node re-replicates the committed history from the leader, so the reset loses nothing the cluster committed")
+	h = append(h, hintWALStorage, fmt.Sprintf(hintWALReset, c.DataDir), hintWALReplicates)
 	return h
 }
 

@@ -35,12 +35,22 @@ func (n *Node) Serving() bool {
 // NodeName implements api.NodeState.
 func (n *Node) NodeName() string { return n.cfg.Name }
 
-// Leader implements api.NodeState: the leader that can commit, as this node
-// can tell (committingLeader). None while this node cannot tell that any
-// leader can commit, so that a follower cut off from the majority answers
-// 503 no_leader instead of redirecting to a leader that may be gone.
+// Leader implements api.NodeState: where a follower redirects leader-only
+// requests, the holder of the leader key under a valid lease as this node can
+// tell (leaseHolder). It answers for itself: 503 while it does not serve yet,
+// except member add and remove, which a candidate waiting for voters takes.
+// When this node's own etcd probe has no fresh answer (just started, or etcd
+// slow to confirm a read), the leader it follows on the replication stream
+// still counts while it shows that leader serving (followedLeader). None
+// otherwise, so that a follower cut off from the majority answers 503
+// no_leader instead of redirecting to a leader that may be gone. /v1/health
+// names a leader only when etcd's evidence holds and it serves
+// (committingLeader).
 func (n *Node) Leader() (string, string, bool) {
-	li, ok := n.committingLeader()
+	li, ok := n.leaseHolder()
+	if !ok {
+		li, ok = n.followedLeader()
+	}
 	if !ok {
 		return "", "", false
 	}
@@ -50,15 +60,17 @@ func (n *Node) Leader() (string, string, bool) {
 // Health implements api.NodeState. It is 200 only on the leader that holds
 // the leader token, has committed its epoch-start frame and hears a majority.
 // Every other node says why it cannot commit, with reason codes
-// (docs/autonomyctl.md): no_quorum first when this node cannot tell that any
-// leader can commit (committingLeader), then its own role's reason.
-// Leader and LeaderURL name only a leader that can commit.
+// (docs/autonomyctl.md): first, on a node that does not lead, no_quorum when
+// it cannot tell that etcd has a quorum holding the leader key, or
+// leader_not_serving when the key's holder does not serve as it can tell
+// (committingLeader); then its own role's reason. Leader and LeaderURL name
+// only a leader that can commit.
 func (n *Node) Health() (api.Health, bool) {
 	rs := n.replica.Status()
 	last, _, _, safe := n.wal.Positions()
 	h := api.Health{Status: "unavailable", Role: rs.Role, Node: n.cfg.Name, Epoch: rs.Epoch, SafeSeq: safe, LastSeq: last,
 		WAL: "ok", Version: Version}
-	li, committing := n.committingLeader()
+	li, holder, committing := n.leadership()
 	if committing {
 		h.Leader, h.LeaderURL = li.Name, li.APIURL
 		if rs.Role != walrepl.RoleLeader {
@@ -73,8 +85,12 @@ func (n *Node) Health() (api.Health, bool) {
 		h.Reasons = append(h.Reasons, "wal_failed")
 	}
 	leading := rs.Role == walrepl.RoleLeader || rs.Role == walrepl.RoleCandidate
-	if !leading && !committing {
+	switch {
+	case leading || committing:
+	case holder == nil:
 		h.Reasons = append(h.Reasons, "no_quorum")
+	default:
+		h.Reasons = append(h.Reasons, "leader_not_serving")
 	}
 	switch {
 	case rs.Role == walrepl.RoleLearner:
@@ -123,7 +139,7 @@ func (n *Node) HAStatus(ctx context.Context) api.HAStatus {
 	rs := n.replica.Status()
 	last, _, durable, safe := n.wal.Positions()
 	out := api.HAStatus{Node: n.cfg.Name, Role: rs.Role, SafeSeq: safe}
-	li, committing := n.committingLeader()
+	li, holder, committing := n.leadership()
 	if committing {
 		out.Leader = leaderRef(li)
 	} else if ll := n.lastLeader(); ll != nil {
@@ -131,7 +147,7 @@ func (n *Node) HAStatus(ctx context.Context) api.HAStatus {
 	}
 	ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
 	defer cancel()
-	ms, infos, stale, merr := n.memberView(ctx, committing)
+	ms, infos, stale, merr := n.memberView(ctx, holder != nil)
 	var voters []string
 	for _, m := range ms {
 		if !m.IsLearner && m.Name != "" {
@@ -152,7 +168,7 @@ func (n *Node) HAStatus(ctx context.Context) api.HAStatus {
 			alive++
 		}
 		if g, ok := gossiped[name]; ok {
-			m.GossipState, m.LastSeq, m.FsyncedSeq, m.FailHard = g.State, g.LastSeq, g.FsyncedSeq, g.FailHard
+			m.GossipState, m.LastSeq, m.FsyncedSeq, m.FailHard, m.Version = g.State, g.LastSeq, g.FsyncedSeq, g.FailHard, g.Version
 			// A dead node keeps the positions it was last seen with; the
 			// role it last gossiped (leader, say) is history, not its role.
 			if g.Role != "" && g.State == "alive" {
@@ -164,7 +180,7 @@ func (n *Node) HAStatus(ctx context.Context) api.HAStatus {
 			m.Role = walrepl.RoleLeader
 		}
 		if name == n.cfg.Name {
-			m.Role, m.LastSeq, m.FsyncedSeq, m.Learner = rs.Role, last, durable, rs.Learner
+			m.Role, m.LastSeq, m.FsyncedSeq, m.Learner, m.Version = rs.Role, last, durable, rs.Learner, Version
 			if err := n.wal.Err(); err != nil {
 				m.FailHard = err.Error()
 			}
@@ -188,7 +204,7 @@ func (n *Node) HAStatus(ctx context.Context) api.HAStatus {
 	// summary agrees with the table. (The leader's own commit check, which
 	// /v1/health reports, waits longer before it counts a voter out.)
 	out.Quorum = api.Quorum{Size: len(voters)/2 + 1, Healthy: alive}
-	n.etcdView(&out, ms, stale, merr)
+	n.etcdView(&out, holder, ms, stale, merr)
 	return out
 }
 

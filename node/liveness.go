@@ -16,7 +16,11 @@ import (
 func (n *Node) selfHealth() cluster.Health {
 	rs := n.replica.Status()
 	last, _, durable, _ := n.wal.Positions()
-	h := cluster.Health{Name: n.cfg.Name, APIURL: n.cfg.APIURL(), Role: rs.Role, Epoch: rs.Epoch, LastSeq: last, FsyncedSeq: durable}
+	h := cluster.Health{Name: n.cfg.Name, APIURL: n.cfg.APIURL(), Role: rs.Role, Epoch: rs.Epoch, LastSeq: last, FsyncedSeq: durable,
+		Serving: cluster.ServingNo, Version: Version}
+	if n.Serving() {
+		h.Serving = cluster.ServingYes
+	}
 	if err := n.wal.Err(); err != nil {
 		h.FailHard = err.Error()
 	}
@@ -80,7 +84,8 @@ func (n *Node) detectLeaderDeath(ctx context.Context) {
 		if rs.Role == walrepl.RoleLeader || rs.Role == walrepl.RoleCandidate {
 			continue
 		}
-		heardRecently := rs.Epoch == li.Epoch && rs.SinceLeader > 0 && rs.SinceLeader < leaderSilence
+		since, heard := sinceLeaderHeard(rs)
+		heardRecently := rs.Epoch == li.Epoch && heard && since < leaderSilence
 		if heardRecently || time.Since(li.Since) < leaderSilence {
 			continue
 		}
@@ -90,7 +95,7 @@ func (n *Node) detectLeaderDeath(ctx context.Context) {
 		// only once this node has heard the leader, not while gossip is
 		// still forming at start.
 		gs := n.gossip.State(li.Name)
-		heardEver := rs.Epoch == li.Epoch && rs.SinceLeader > 0
+		heardEver := rs.Epoch == li.Epoch && heard
 		dead := portRefuses(li.ReplAddr) || gs == "suspect" || gs == "dead" || (gs == "unknown" && heardEver)
 		if !dead {
 			continue
@@ -104,6 +109,17 @@ func (n *Node) detectLeaderDeath(ctx context.Context) {
 		n.log.WithFields(logrus.Fields{"leader": li.Name, "epoch": li.Epoch, "gossip": gs,
 			"since_heard_ms": rs.SinceLeader.Milliseconds(), "error": errString(err)}).Warn("LEADER_LEASE_REVOKED")
 	}
+}
+
+// sinceLeaderHeard returns how long ago this node last heard a leader on the
+// replication stream, and whether it has heard one. walrepl measures
+// ReplicaStatus.SinceLeader in its core's time, which moves at each tick
+// (every 10 ms or so): a message received since the last tick is 0 old, the
+// same value as "never heard". LeaderSafeSeq tells them apart: only the
+// current epoch's append messages set it, and a leader's safe_seq is above 0
+// from its first commit on (its epoch-start frame).
+func sinceLeaderHeard(rs walrepl.ReplicaStatus) (time.Duration, bool) {
+	return rs.SinceLeader, rs.SinceLeader > 0 || rs.LeaderSafeSeq > 0
 }
 
 func errString(err error) string {

@@ -17,8 +17,8 @@ import (
 // Exit statuses of autonomy-orchestrator.
 const (
 	ExitOK       = 0
-	ExitError    = 1 // any other failure; systemd may restart
-	ExitUsage    = 2
+	ExitError    = 1                    // any other failure; systemd may restart
+	ExitUsage    = 2                    // bad flags or config; also SERVE_REFUSED_AS_ROOT
 	ExitFailHard = walrepl.ExitFailHard // WAL recovery refused to start (65); no restart
 )
 
@@ -61,6 +61,15 @@ func Main(args []string, stderr io.Writer) int {
 			ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, os.Interrupt)
 			defer stop()
 			err := run(ctx, cfg, log, hup)
+			var root *ServeAsRootError
+			if errors.As(err, &root) {
+				root.Args = args
+				fmt.Fprintln(errOut, root.Error())
+				log.WithFields(logrus.Fields{"data_dir": root.DataDir, "owner_uid": root.OwnerUID, "owner": root.Owner,
+					"error": root.Error()}).Error(MsgServeRefusedAsRoot)
+				code = ExitUsage
+				return nil
+			}
 			var rerr *walrepl.RecoveryError
 			if errors.As(err, &rerr) {
 				fmt.Fprintln(errOut, rerr.Error())

@@ -21,27 +21,34 @@ import (
 func TestMembers_ReplaceDeadNode(t *testing.T) {
 	c := proctest.NewCluster(t, 3)
 	c.Start()
-	leader := c.WaitLeader(60 * time.Second)
+	leader := waitSteady(t, c)
 	w := proctest.NewWriter(c)
 	stop := startLoad(w, 2, "before")
 	time.Sleep(time.Second)
 	var dead *proctest.Node
+	var survivors []string
 	for _, n := range c.Nodes {
 		if n != leader {
 			dead = n
 		}
 	}
+	for _, n := range c.Nodes {
+		if n != dead {
+			survivors = append(survivors, n.URL())
+		}
+	}
 	dead.Kill()
-	code, _, b := do(t, "DELETE", leader.URL()+"/v1/members/"+dead.Name, "", "", nil)
-	if code != http.StatusOK {
-		t.Fatalf("remove %s: %d %s", dead.Name, code, b)
+	// As an operator does it: autonomyctl finds the leader among the
+	// survivors (it may have moved) and follows its redirects.
+	if code, out, errOut := runCTL(survivors, "member", "remove", dead.Name); code != ctl.ExitOK {
+		t.Fatalf("autonomyctl member remove %s: exit %d\n%s%s", dead.Name, code, out, errOut)
 	}
 	time.Sleep(time.Second) // writes continue on the two remaining voters
 	stop()
 
 	fresh := proctest.NewNode(t, "n4")
 	leader = c.WaitLeader(30 * time.Second) // the membership change started a new epoch
-	code, _, b = do(t, "POST", leader.URL()+"/v1/members", "", fmt.Sprintf(`{"name":"n4","peer_url":%q}`, fresh.PeerURL()), nil)
+	code, _, b := do(t, "POST", leader.URL()+"/v1/members", "", fmt.Sprintf(`{"name":"n4","peer_url":%q}`, fresh.PeerURL()), nil)
 	var ar wire.AddMemberResponse
 	if json.Unmarshal(b, &ar); code != http.StatusOK || !strings.Contains(ar.InitialCluster, "n4="+fresh.PeerURL()) {
 		t.Fatalf("add n4: %d %s", code, b)

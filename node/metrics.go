@@ -20,14 +20,14 @@ type metrics struct {
 }
 
 var (
-	descHasLeader     = prometheus.NewDesc("autonomy_cluster_has_leader", "1 while some leader can commit as this node can tell: etcd has a raft leader and the leader key is held under a valid lease.", nil, nil)
+	descHasLeader     = prometheus.NewDesc("autonomy_cluster_has_leader", "1 while some leader can commit as this node can tell: etcd has a raft leader, the leader key is held under a valid lease, and its holder serves (its epoch started; it says so in gossip, or its replication stream shows it).", nil, nil)
 	descIsLeader      = prometheus.NewDesc("autonomy_cluster_is_leader", "1 on the leader whose epoch has started.", nil, nil)
 	descLeaderChanges = prometheus.NewDesc("autonomy_cluster_leader_changes_total", "Epochs that began serving (their epoch-start frame committed) since this process started, as seen in this node's log.", nil, nil)
 	descMembers       = prometheus.NewDesc("autonomy_cluster_members", "Cluster members by gossip state.", []string{"state"}, nil)
 	descLastSeq       = prometheus.NewDesc("autonomy_wal_last_seq", "Seq of the last frame in this node's WAL.", nil, nil)
 	descSafeSeq       = prometheus.NewDesc("autonomy_wal_safe_seq", "The quorum-committed watermark as this node knows it.", nil, nil)
 	descLag           = prometheus.NewDesc("autonomy_replication_lag_entries", "Frames a follower lacks, measured on the leader.", []string{"peer"}, nil)
-	descUnder         = prometheus.NewDesc("autonomy_under_replicated", "1 on the leader while some voter lacks committed frames or does not answer.", nil, nil)
+	descUnder         = prometheus.NewDesc("autonomy_under_replicated", "1 on the leader while some voter lacks committed frames, is a learner, or has not answered replication within the last second.", nil, nil)
 	descBuild         = prometheus.NewDesc("autonomy_build_info", "Build information.", []string{"version", "goversion"}, nil)
 	descBytesOnDisk   = prometheus.NewDesc("autonomy_wal_bytes_on_disk", "Bytes the WAL's segment files (telemetry.wal and the sealed telemetry-<Seq>.seg) occupy: the sum of their sizes.", nil, nil)
 	descFirstSeq      = prometheus.NewDesc("autonomy_wal_first_seq", "Seq of the first retained frame.", nil, nil)
@@ -35,6 +35,12 @@ var (
 	descWALFailed     = prometheus.NewDesc("autonomy_wal_failed", "1 when this node's WAL has failed (fail-hard): it takes no writes and the node exits.", nil, nil)
 	descLearner       = prometheus.NewDesc("autonomy_wal_learner", "1 while this node's WAL is a learner: catching up, counted in no majority.", nil, nil)
 	descPeers         = prometheus.NewDesc("autonomy_cluster_peers", "Other voters by reachability as this node can tell (gossip alive or heard on replication within 1s).", []string{"state"}, nil)
+	// The retention bounds this node applies now: the settings
+	// retention/max_bytes and retention/max_age when stored, else its
+	// --wal-retention-bytes and --wal-retention-age. They change when the
+	// settings do, with no restart.
+	descRetentionBytes = prometheus.NewDesc("autonomy_wal_retention_limit_bytes", "The WAL size bound retention applies on this node now (retention/max_bytes, else --wal-retention-bytes); 0: no size bound.", nil, nil)
+	descRetentionAge   = prometheus.NewDesc("autonomy_wal_retention_age_limit_seconds", "The WAL age bound retention applies on this node now (retention/max_age, else --wal-retention-age); 0: no age bound.", nil, nil)
 )
 
 func newMetrics() *metrics {
@@ -46,7 +52,7 @@ func newMetrics() *metrics {
 }
 
 func (m *metrics) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{descHasLeader, descIsLeader, descLeaderChanges, descMembers, descLastSeq, descSafeSeq, descLag, descUnder, descBuild, descBytesOnDisk, descFirstSeq, descTrimmed, descWALFailed, descLearner, descPeers} {
+	for _, d := range []*prometheus.Desc{descHasLeader, descIsLeader, descLeaderChanges, descMembers, descLastSeq, descSafeSeq, descLag, descUnder, descBuild, descBytesOnDisk, descFirstSeq, descTrimmed, descWALFailed, descLearner, descPeers, descRetentionBytes, descRetentionAge} {
 		ch <- d
 	}
 	m.fsync.Describe(ch)
@@ -64,12 +70,23 @@ func (m *metrics) Collect(ch chan<- prometheus.Metric) {
 	ch <- prometheus.MustNewConstMetric(descBuild, prometheus.GaugeValue, 1, Version, runtime.Version())
 	ch <- prometheus.MustNewConstMetric(descLeaderChanges, prometheus.CounterValue, float64(m.leaderChanges.Load()))
 	n := m.n
-	if n == nil || n.replica == nil {
+	if n == nil {
+		return
+	}
+	if n.live != nil {
+		v := n.live.Values()
+		ch <- prometheus.MustNewConstMetric(descRetentionBytes, prometheus.GaugeValue, float64(v.RetentionBytes))
+		ch <- prometheus.MustNewConstMetric(descRetentionAge, prometheus.GaugeValue, v.RetentionAge.Seconds())
+	}
+	if n.replica == nil {
 		return
 	}
 	_, hasLeader := n.committingLeader()
-	rs := n.replica.Status()
+	// Positions before Status: a commit in between only raises what the
+	// peers are seen to hold, so a busy cluster does not read as
+	// under-replicated for a frame committed after safe was read.
 	last, _, _, safe := n.wal.Positions()
+	rs := n.replica.Status()
 	ch <- prometheus.MustNewConstMetric(descHasLeader, prometheus.GaugeValue, b2f(hasLeader))
 	ch <- prometheus.MustNewConstMetric(descIsLeader, prometheus.GaugeValue, b2f(rs.Role == walrepl.RoleLeader && rs.EpochStarted))
 	ch <- prometheus.MustNewConstMetric(descLastSeq, prometheus.GaugeValue, float64(last))
@@ -122,11 +139,22 @@ func (m *metrics) Collect(ch chan<- prometheus.Metric) {
 			if last > p.DurableSeq {
 				lag = last - p.DurableSeq
 			}
-			if p.DurableSeq < safe || !p.Heard || p.Learner {
+			if peerUnderReplicated(p, safe) {
 				under = true
 			}
 			ch <- prometheus.MustNewConstMetric(descLag, prometheus.GaugeValue, float64(lag), p.Name)
 		}
 		ch <- prometheus.MustNewConstMetric(descUnder, prometheus.GaugeValue, b2f(under))
 	}
+}
+
+// peerUnderReplicated judges one voter on the leader: it lacks committed
+// frames, is a learner, has not answered in this epoch, or has not answered
+// within peerAliveWindow. The last matters on an idle cluster, where a voter
+// that died still "holds" everything committed: the cluster then keeps one
+// copy fewer than it should and survives one failure fewer. A voter that
+// answers heartbeats (every 50 ms) and holds safe_seq is fully replicated,
+// however long nothing is written.
+func peerUnderReplicated(p walrepl.PeerStatus, safe uint64) bool {
+	return p.DurableSeq < safe || p.Learner || !p.Heard || p.SinceHeard >= peerAliveWindow
 }

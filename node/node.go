@@ -73,6 +73,10 @@ func run(ctx context.Context, cfg Config, log *logrus.Logger, reload <-chan os.S
 	if err := cfg.Validate(); err != nil {
 		return err
 	}
+	// Before anything is written to the data directory.
+	if err := checkServeUser(cfg.DataDir, os.Geteuid(), nil); err != nil {
+		return err
+	}
 	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
 		return fmt.Errorf("node: creating --data-dir %s: %w", cfg.DataDir, err)
 	}

@@ -115,8 +115,9 @@ func (n *Node) ReplicaHealth(maxLag uint64) (api.ReplicaHealth, bool) {
 	_, _, durable, _ := n.wal.Positions()
 	h := api.ReplicaHealth{Status: "unavailable", Node: n.cfg.Name, Role: rs.Role, FsyncedSeq: durable,
 		LeaderSafeSeq: rs.LeaderSafeSeq, MaxLag: maxLag, SinceLeaderMs: -1}
-	if rs.SinceLeader > 0 {
-		h.SinceLeaderMs = rs.SinceLeader.Milliseconds()
+	since, heard := sinceLeaderHeard(rs)
+	if heard {
+		h.SinceLeaderMs = since.Milliseconds()
 	}
 	if rs.LeaderSafeSeq > durable {
 		h.Lag = rs.LeaderSafeSeq - durable
@@ -127,7 +128,7 @@ func (n *Node) ReplicaHealth(maxLag uint64) (api.ReplicaHealth, bool) {
 	case rs.Role != walrepl.RoleFollower:
 		h.Reasons = append(h.Reasons, "not_follower")
 	}
-	if rs.SinceLeader == 0 || rs.SinceLeader > replicaHeardBound {
+	if !heard || since > replicaHeardBound {
 		h.Reasons = append(h.Reasons, "leader_not_heard")
 	}
 	if h.Lag > maxLag {
@@ -144,11 +145,12 @@ func (n *Node) ReplicaHealth(maxLag uint64) (api.ReplicaHealth, bool) {
 }
 
 // etcdView sets etcd's side of ha status from the member list read by
-// memberView and compares it with gossip and the replication stream.
-func (n *Node) etcdView(st *api.HAStatus, members []*etcdserverpb.Member, stale bool, err error) {
+// memberView and the leader key's holder (leaseHolder; nil when this node
+// cannot tell), and compares it with gossip and the replication stream.
+func (n *Node) etcdView(st *api.HAStatus, holder *cluster.LeaderInfo, members []*etcdserverpb.Member, stale bool, err error) {
 	view := &api.EtcdView{Stale: stale}
-	if st.Leader != nil {
-		view.Leader, view.Epoch = st.Leader.Name, st.Leader.Epoch
+	if holder != nil {
+		view.Leader, view.Epoch = holder.Name, holder.Epoch
 	}
 	if err != nil {
 		st.Disagreements = append(st.Disagreements, "etcd member list unavailable: "+err.Error())

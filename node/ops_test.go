@@ -59,7 +59,9 @@ func writeTokens(t *testing.T) string {
 func TestOps_OperatorSurface(t *testing.T) {
 	c := proctest.NewCluster(t, 3, "--tokens-file", writeTokens(t))
 	c.Start()
-	leader := c.WaitLeader(60 * time.Second)
+	// The cluster has formed once one leader answers 200 and every follower
+	// hears it (a node still starting refuses connections meanwhile).
+	leader := waitSteady(t, c)
 	var follower *proctest.Node
 	for _, n := range c.Nodes {
 		if n != leader {
@@ -68,22 +70,6 @@ func TestOps_OperatorSurface(t *testing.T) {
 		}
 	}
 	const op, view, admin = "op-token", "view-token", "admin-token"
-	// The cluster has formed once every follower hears the leader.
-	for _, n := range c.Nodes {
-		if n == leader {
-			continue
-		}
-		deadline := time.Now().Add(30 * time.Second)
-		for {
-			if code, _, _ := do(t, "GET", n.URL()+"/v1/health/replica?max_lag=1000000", "", "", nil); code == 200 {
-				break
-			}
-			if time.Now().After(deadline) {
-				t.Fatalf("%s never heard the leader", n.Name)
-			}
-			time.Sleep(50 * time.Millisecond)
-		}
-	}
 
 	t.Run("followers redirect to the leader", func(t *testing.T) {
 		code, h, _ := do(t, "POST", follower.URL()+"/v1/telemetry/events", op, `{"kind":"x"}`, nil)

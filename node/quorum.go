@@ -6,16 +6,28 @@ import (
 	"time"
 
 	"github.com/autonomyops/orchestrator/cluster"
+	"github.com/autonomyops/orchestrator/walrepl"
 	"github.com/sirupsen/logrus"
 )
 
 // What this node can tell about whether some leader can commit. Every
-// operator surface reads it from here: /v1/health (reason no_quorum),
-// /v1/ha/status (no leader shown), autonomy_cluster_has_leader, and the 307
-// of a leader-only route (none without a committing leader).
+// operator surface reads it from here: /v1/health (reasons no_quorum and
+// leader_not_serving, and the leader it names), /v1/ha/status (no leader
+// shown), autonomy_cluster_has_leader, and the 307 of a leader-only route.
 //
-// The evidence is etcd's, because leadership is etcd's: a leader that loses
-// etcd's majority cannot renew its lease and stops within the TTL.
+// Two judgements, one on the other:
+//   - leaseHolder: etcd has a quorum and the leader key is held under a valid
+//     lease, and by whom. Followers redirect leader-only requests to the
+//     holder (it answers for itself, and a candidate takes member add and
+//     remove); without one they answer 503 no_leader.
+//   - committingLeader: that holder also serves, as this node can tell
+//     (leaderServes): its epoch has started and it hears a replication
+//     majority. A holder that does not serve commits nothing: a candidate
+//     taking over, or waiting for every voter after a restart of the whole
+//     cluster (DESIGN §6 rule 13).
+//
+// The lease evidence is etcd's, because leadership is etcd's: a leader that
+// loses etcd's majority cannot renew its lease and stops within the TTL.
 //   - etcd knows a raft leader (local state, no I/O). A member cut off from the
 //     majority loses it within about one election timeout.
 //   - a linearizable read of the leader key succeeded within quorumFresh.
@@ -70,9 +82,10 @@ func (n *Node) probeQuorum(ctx context.Context) {
 	}
 }
 
-// logQuorumChange logs when the judgement flips, once per flip.
+// logQuorumChange logs when the lease judgement flips, once per flip: etcd's
+// quorum, not the brief gap of every election while a new leader takes over.
 func (n *Node) logQuorumChange() {
-	_, ok := n.committingLeader()
+	_, ok := n.leaseHolder()
 	n.quorum.mu.Lock()
 	changed := ok != n.quorum.ok
 	n.quorum.ok = ok
@@ -82,16 +95,17 @@ func (n *Node) logQuorumChange() {
 	}
 	f := logrus.Fields{"etcd_raft_leader": n.member.HasRaftLeader()}
 	if ok {
-		n.log.WithFields(f).Info("QUORUM_OK: a leader can commit")
+		n.log.WithFields(f).Info("QUORUM_OK: etcd has a quorum and the leader key is held under a valid lease")
 	} else {
-		n.log.WithFields(f).Warn("QUORUM_LOST: this node cannot tell that any leader can commit")
+		n.log.WithFields(f).Warn("QUORUM_LOST: this node cannot tell that etcd has a quorum and the leader key a valid lease: no leader can commit, as it can tell")
 	}
 }
 
-// committingLeader returns the leader that can commit as this node can tell,
-// or false when it cannot tell that any can. The name comes from the leader
-// key (the watch, else the probe); the judgement from the evidence above.
-func (n *Node) committingLeader() (*cluster.LeaderInfo, bool) {
+// leaseHolder returns the holder of the leader key when this node can tell
+// that it holds it under a valid lease (the evidence above), or false when
+// it cannot tell that anyone does. The name comes from the leader key (the
+// watch, else the probe).
+func (n *Node) leaseHolder() (*cluster.LeaderInfo, bool) {
 	if n.member == nil || !n.member.HasRaftLeader() {
 		return nil, false
 	}
@@ -117,6 +131,98 @@ func (n *Node) committingLeader() (*cluster.LeaderInfo, bool) {
 		return probed, true
 	}
 	return nil, false
+}
+
+// committingLeader returns the leader that can commit as this node can tell:
+// the lease holder, when it serves (leaderServes).
+func (n *Node) committingLeader() (li *cluster.LeaderInfo, ok bool) {
+	li, _, ok = n.leadership()
+	return li, ok
+}
+
+// leadership returns the lease holder (nil: this node cannot tell that the
+// key is held), and whether it serves; committing is the holder when it
+// does.
+func (n *Node) leadership() (committing, holder *cluster.LeaderInfo, serving bool) {
+	holder, ok := n.leaseHolder()
+	if !ok {
+		return nil, nil, false
+	}
+	if !n.leaderServes(holder) {
+		return nil, holder, false
+	}
+	return holder, holder, true
+}
+
+// leaderServes tells whether the lease holder li serves, as this node can
+// tell. This node itself: its replica serves. Another node: either witness
+// suffices. Gossip: li, alive, last said it serves in li's epoch
+// (cluster.Health.Serving). The replication stream: this node follows li's
+// epoch, heard li within peerAliveWindow, and li's safe_seq covers that
+// epoch's start frame in this node's log. The stream covers what gossip
+// cannot say yet (it lags a new epoch by a few hundred milliseconds) or at
+// all (a holder of an older version, gossip cut off); gossip covers a node
+// that does not follow the stream (a learner still catching up, a follower
+// cut off from the leader's replication). A candidate that never started its
+// epoch has neither. Gossip is advice for status and routing (DESIGN §6
+// rule 9): nothing commits or elects on this.
+func (n *Node) leaderServes(li *cluster.LeaderInfo) bool {
+	if li.Name == n.cfg.Name {
+		return n.replica != nil && n.replica.Serving()
+	}
+	var g *cluster.PeerHealth
+	if n.gossip != nil {
+		if p, ok := n.gossip.Peers()[li.Name]; ok {
+			g = &p
+		}
+	}
+	var rs walrepl.ReplicaStatus
+	if n.replica != nil {
+		rs = n.replica.Status()
+	}
+	var epochs []walrepl.EpochStart
+	if n.wal != nil {
+		epochs = n.wal.Epochs()
+	}
+	return servesAsSeen(li, g, rs, epochs)
+}
+
+// followedLeader is the leader key's holder as this node last watched it,
+// when this node follows it on the replication stream and that stream shows
+// it serving now (servesAsSeen without gossip: heard within peerAliveWindow,
+// its safe_seq past its epoch's start frame). Routing only: a leader that
+// streams to this node was heard a moment ago, whatever this node's own etcd
+// probe says yet.
+func (n *Node) followedLeader() (*cluster.LeaderInfo, bool) {
+	n.mu.Lock()
+	watched := n.leader
+	n.mu.Unlock()
+	if watched == nil || watched.Name == n.cfg.Name || n.replica == nil || n.wal == nil {
+		return nil, false
+	}
+	if servesAsSeen(watched, nil, n.replica.Status(), n.wal.Epochs()) {
+		return watched, true
+	}
+	return nil, false
+}
+
+// servesAsSeen is leaderServes' judgement of another node from what this one
+// sees: g is li's gossip (nil: never seen), rs and epochs this node's replica
+// status and epoch history.
+func servesAsSeen(li *cluster.LeaderInfo, g *cluster.PeerHealth, rs walrepl.ReplicaStatus, epochs []walrepl.EpochStart) bool {
+	if g != nil && g.State == "alive" && g.Epoch == li.Epoch && g.Serving == cluster.ServingYes {
+		return true
+	}
+	since, heard := sinceLeaderHeard(rs)
+	if rs.Epoch != li.Epoch || rs.Leader != li.Name || !heard || since >= peerAliveWindow {
+		return false
+	}
+	for _, es := range epochs {
+		if es.Epoch == li.Epoch {
+			return es.FirstSeq > 0 && rs.LeaderSafeSeq >= es.FirstSeq
+		}
+	}
+	return false
 }
 
 // lastLeader is the last leader this node saw, committing or not.

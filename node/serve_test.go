@@ -3,10 +3,12 @@ package node_test
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"net/http"
 	"os"
 	"os/exec"
+	"os/user"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -15,6 +17,7 @@ import (
 	"time"
 
 	"github.com/autonomyops/orchestrator/api/wire"
+	"github.com/autonomyops/orchestrator/node"
 	"github.com/autonomyops/orchestrator/node/proctest"
 	"github.com/autonomyops/orchestrator/walrepl"
 )
@@ -47,6 +50,51 @@ func TestServe_SigtermExitsZeroAndLockRefusesSecondProcess(t *testing.T) {
 	}
 	if code := n.Stop(); code != 0 {
 		t.Fatalf("SIGTERM: exit %d\n%s", code, n.Logs())
+	}
+}
+
+// TestServe_RootRefusedOnAnotherUsersDataDir: root running `serve` by hand
+// on a data dir that belongs to another user (as /var/lib/autonomy belongs
+// to autonomy) is refused before anything is written there, with exit 2,
+// the SERVE_REFUSED_AS_ROOT log line and a message naming what to run
+// instead.
+func TestServe_RootRefusedOnAnotherUsersDataDir(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("needs root: the refusal applies only to a daemon running as root, and only root can give the test's data dir to another user (chown to 65534); TestCheckServeUser_refusesOnlyRootOnAnotherUsersDir covers the judgement without root")
+	}
+	n := proctest.NewNode(t, "n1")
+	if err := os.Mkdir(n.DataDir, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chown(n.DataDir, 65534, 65534); err != nil {
+		t.Fatal(err)
+	}
+	owner := "'#65534'"
+	if u, err := user.LookupId("65534"); err == nil {
+		owner = u.Username
+	}
+	cmd := exec.Command(proctest.Binary(t), n.Args()...)
+	out, err := cmd.CombinedOutput()
+	var ee *exec.ExitError
+	if !errors.As(err, &ee) || ee.ExitCode() != node.ExitUsage {
+		t.Fatalf("serve as root on a data dir of uid 65534: %v, want exit %d\n%s", err, node.ExitUsage, out)
+	}
+	for _, want := range []string{
+		`"msg":"SERVE_REFUSED_AS_ROOT"`, `"owner_uid":65534`,
+		"refusing to serve as root on --data-dir " + n.DataDir,
+		"sudo systemctl start autonomy-orchestrator",
+		"sudo -u " + owner + " autonomy-orchestrator " + strings.Join(n.Args(), " "),
+	} {
+		if !strings.Contains(string(out), want) {
+			t.Errorf("output does not contain %q:\n%s", want, out)
+		}
+	}
+	entries, err := os.ReadDir(n.DataDir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, e := range entries {
+		t.Errorf("the refused serve wrote %s into the data dir", e.Name())
 	}
 }
 

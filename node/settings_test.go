@@ -82,6 +82,21 @@ func (sc *settingsCluster) waitApplied(key, value, source string) {
 	}
 }
 
+// waitMetric waits until every node's /metrics shows series at want (the
+// retention limits follow the settings).
+func (sc *settingsCluster) waitMetric(series string, want float64) {
+	sc.t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for _, n := range sc.c.Nodes {
+		for metric(n, series) != want {
+			if time.Now().After(deadline) {
+				sc.t.Fatalf("%s: %s = %v, want %v", n.Name, series, metric(n, series), want)
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
+	}
+}
+
 // failoverTo moves leadership to n (a planned failover) and waits for it.
 func (sc *settingsCluster) failoverTo(n *proctest.Node) {
 	sc.t.Helper()
@@ -130,20 +145,7 @@ func TestSettings_LiveOnEveryNode(t *testing.T) {
 	c := proctest.NewCluster(t, 3)
 	c.Start()
 	sc := &settingsCluster{t: t, c: c}
-	leader := sc.leader()
-	for _, n := range c.Nodes { // the cluster has formed once every node hears the leader
-		deadline := time.Now().Add(30 * time.Second)
-		for n != leader {
-			if code, _, _ := do(t, "GET", n.URL()+"/v1/health/replica?max_lag=1000000", "", "", nil); code == 200 {
-				break
-			}
-			if time.Now().After(deadline) {
-				t.Fatalf("%s never heard the leader", n.Name)
-			}
-			time.Sleep(50 * time.Millisecond)
-		}
-	}
-
+	waitSteady(t, c) // one leader, heard by every node
 	t.Run("unknown keys and bad values are 400 with the key list and write nothing", func(t *testing.T) {
 		for _, tc := range []struct{ key, value, code string }{
 			{"totally/made-up", `{"x":1}`, "unknown_setting"},
@@ -156,7 +158,7 @@ func TestSettings_LiveOnEveryNode(t *testing.T) {
 			{"retention/max_age", `"1s"`, "bad_setting"},
 			{"log/level", `"verbose"`, "bad_setting"},
 		} {
-			code, _, b := do(t, "PUT", leader.URL()+client.SettingPath(tc.key), "", `{"value":`+tc.value+`}`, nil)
+			code, _, b := do(t, "PUT", sc.leader().URL()+client.SettingPath(tc.key), "", `{"value":`+tc.value+`}`, nil)
 			var er wire.ErrorResponse
 			json.Unmarshal(b, &er)
 			if code != http.StatusBadRequest || er.Error != tc.code || len(er.Settings) != len(settings.Schema()) {
@@ -167,14 +169,14 @@ func TestSettings_LiveOnEveryNode(t *testing.T) {
 					t.Errorf("PUT %s = %s: the message does not list %s with %s:\n%s", tc.key, tc.value, s.Key, s.Bounds(), er.Message)
 				}
 			}
-			if code, _, b := do(t, "GET", leader.URL()+client.SettingPath(tc.key), "", "", nil); code != http.StatusNotFound {
+			if code, _, b := do(t, "GET", sc.leader().URL()+client.SettingPath(tc.key), "", "", nil); code != http.StatusNotFound {
 				t.Errorf("after a refused PUT, %s is stored: %d %s", tc.key, code, b)
 			}
 		}
 		// Through autonomyctl: refused, exit status 5, the keys listed.
 		var out, errOut bytes.Buffer
 		cli := &ctl.CLI{Stdout: &out, Stderr: &errOut, Getenv: func(string) string { return "" }, ConfigDir: t.TempDir()}
-		code := cli.Run(context.Background(), []string{"settings", "set", "totally/made-up", `{"x":1}`, "--endpoints", leader.URL()})
+		code := cli.Run(context.Background(), []string{"settings", "set", "totally/made-up", `{"x":1}`, "--endpoints", sc.leader().URL()})
 		if code != ctl.ExitHTTP || !strings.Contains(errOut.String(), "not written") || !strings.Contains(errOut.String(), "ingest/max_batch: integer, 1..100000 events") {
 			t.Errorf("autonomyctl settings set totally/made-up: exit %d\n%s%s", code, out.String(), errOut.String())
 		}
@@ -183,7 +185,7 @@ func TestSettings_LiveOnEveryNode(t *testing.T) {
 	// Written before any bound is set: 35 batches × 100 events × ~1 KiB.
 	pad := strings.Repeat("x", 900)
 	for b := 0; b < 35; b++ {
-		if code, _, body := ingestBody(t, leader.URL(), eventBatch(fmt.Sprintf("r%d", b), 0, 100, pad)); code != 200 {
+		if code, _, body := ingestBody(t, sc.leader().URL(), eventBatch(fmt.Sprintf("r%d", b), 0, 100, pad)); code != 200 {
 			t.Fatalf("batch %d: %d %s", b, code, body)
 		}
 	}
@@ -197,6 +199,7 @@ func TestSettings_LiveOnEveryNode(t *testing.T) {
 		}
 		sc.put("retention/max_bytes", "1048576")
 		sc.waitApplied("retention/max_bytes", "1048576", "etcd")
+		sc.waitMetric("autonomy_wal_retention_limit_bytes", 1048576)
 		const unit = 256<<10 + 1100 // one segment (a quarter of the bound in effect) plus one frame
 		deadline := time.Now().Add(20 * time.Second)
 		for _, n := range c.Nodes {
@@ -214,6 +217,7 @@ func TestSettings_LiveOnEveryNode(t *testing.T) {
 		}
 		sc.del("retention/max_bytes")
 		sc.waitApplied("retention/max_bytes", "8589934592", "default") // the --wal-retention-bytes default
+		sc.waitMetric("autonomy_wal_retention_limit_bytes", 8589934592)
 	})
 
 	// retention/max_age: frames must have been held for the age by the
@@ -225,8 +229,10 @@ func TestSettings_LiveOnEveryNode(t *testing.T) {
 		for _, n := range c.Nodes {
 			trimmedBeforeAge[n.Name] = trimmedOn(n)
 		}
+		sc.waitMetric("autonomy_wal_retention_age_limit_seconds", 0) // --wal-retention-age: none
 		sc.put("retention/max_age", `"1m"`)
 		sc.waitApplied("retention/max_age", `"1m0s"`, "etcd")
+		sc.waitMetric("autonomy_wal_retention_age_limit_seconds", 60)
 	})
 	ageSetAt := time.Now()
 

@@ -85,7 +85,7 @@ func waitCaughtUp(t *testing.T, c *proctest.Cluster, n *proctest.Node, d time.Du
 			return
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("%s (upgraded) did not catch up to safe_seq %d within %s: %+v\n%s", n.Name, target, d, h, tailLines(n.Logs(), 40))
+			t.Fatalf("%s (restarted) did not catch up to safe_seq %d within %s: %+v\n%s", n.Name, target, d, h, tailLines(n.Logs(), 40))
 		}
 		time.Sleep(100 * time.Millisecond)
 	}

@@ -456,7 +456,7 @@ func (c *core) dial(p *peerState) {
 	p.conn, p.dialing = *ld.nextConn, true
 	if p.peer.Addr == "" && !p.warned {
 		c.log.WithFields(logrus.Fields{"peer": p.peer.Name, "epoch": ld.epoch}).
-			Warn("REPL_PEER_UNREACHABLE: no replication address registered yet; a new epoch starts once it is")
+			Warn("REPL_PEER_UNREACHABLE: this voter has registered no replication address yet (a node registers its --repl-addr when it starts), so it counts toward no commit in this epoch; start that node, and a new epoch replicates to it once it has registered; if it will never come back, remove it: autonomyctl member remove <peer>")
 		p.warned = true
 	}
 	c.send(outMsg{kind: msgDial, to: p.peer, conn: p.conn})

@@ -146,6 +146,10 @@ type Member struct {
 	Lag         uint64 `json:"lag"`
 	Learner     bool   `json:"learner"`
 	FailHard    string `json:"fail_hard,omitempty"`
+	// Version is the member's build version as it gossips it (the answering
+	// node's own for itself); "" for a member that does not gossip one (an
+	// older release) or that gossip never saw.
+	Version string `json:"version,omitempty"`
 }
 
 // Quorum summarises whether the cluster can commit: Size voters are needed;

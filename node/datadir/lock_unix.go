@@ -101,3 +101,20 @@ func ChownLike(path, ref string) error {
 	}
 	return os.Lchown(path, int(sys.Uid), int(sys.Gid))
 }
+
+// Owner returns the uid that owns dir. ok is false, with no error, when dir
+// does not exist.
+func Owner(dir string) (uid int, ok bool, err error) {
+	st, err := os.Stat(dir)
+	if errors.Is(err, fs.ErrNotExist) {
+		return 0, false, nil
+	}
+	if err != nil {
+		return 0, false, err
+	}
+	sys, isUnix := st.Sys().(*syscall.Stat_t)
+	if !isUnix {
+		return 0, false, nil
+	}
+	return int(sys.Uid), true, nil
+}
