@@ -218,7 +218,11 @@ func (m *Member) AddMember(ctx context.Context, peerURL string) (uint64, error) 
 
 // RemoveMember removes the etcd member named name and its registration.
 func (m *Member) RemoveMember(ctx context.Context, name string) error {
-	ms, err := m.Members(ctx)
+	var ms []*etcdserverpb.Member
+	err := retryMembership(ctx, func(bool) (err error) {
+		ms, err = m.Members(ctx)
+		return err
+	})
 	if err != nil {
 		return err
 	}
@@ -236,8 +240,12 @@ func (m *Member) RemoveMember(ctx context.Context, name string) error {
 		if err != nil {
 			return err
 		}
-		_, err = m.client.Delete(ctx, m.Prefix()+"members/"+name)
-		return err
+		// The registry entry goes too; the raft leader may still be moving
+		// (the removed member may have been it), and a delete is idempotent.
+		return retryMembership(ctx, func(bool) error {
+			_, err := m.client.Delete(ctx, m.Prefix()+"members/"+name)
+			return err
+		})
 	}
 	return fmt.Errorf("cluster: no etcd member named %q", name)
 }

@@ -18,7 +18,16 @@ import (
 
 func duBytes(t *testing.T, dir string) int64 {
 	t.Helper()
-	out, err := exec.Command("du", "-s", "-B1", dir).Output()
+	// du fails (exit 1) when retention deletes a segment while it walks the
+	// directory: read it again.
+	var out []byte
+	var err error
+	for try := 0; try < 20; try++ {
+		if out, err = exec.Command("du", "-s", "-B1", dir).Output(); err == nil {
+			break
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
 	if err != nil {
 		t.Fatal(err)
 	}
