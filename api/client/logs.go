@@ -89,26 +89,8 @@ func (c *Client) Logs(ctx context.Context, q LogsQuery, idle time.Duration) (*Lo
 		Header: http.Header{"Accept": {wire.ContentTypeNDJSON}}}
 	var s *LogStream
 	_, err := c.route(ctx, r, func(ep string) (*Reply, error) {
-		sctx, cancel := context.WithCancel(ctx)
-		var timedOut atomic.Bool
-		var timer *time.Timer
-		if c.timeout > 0 {
-			timer = time.AfterFunc(c.timeout, func() { timedOut.Store(true); cancel() })
-		}
-		resp, rep, err := c.open(sctx, c.stream, ep, r, nil)
-		if timer != nil && !timer.Stop() || timedOut.Load() {
-			if resp != nil {
-				resp.Body.Close()
-			}
-			cancel()
-			target := ep + r.Path + "?" + r.Query.Encode()
-			if rep != nil {
-				target = rep.URL
-			}
-			return rep, &url.Error{Op: "Get", URL: target, Err: headerTimeoutError{}}
-		}
+		resp, rep, cancel, err := c.openStream(ctx, ep, r)
 		if err != nil {
-			cancel()
 			return rep, err
 		}
 		if ct := resp.Header.Get("Content-Type"); ct != "" {
@@ -189,4 +171,36 @@ func (s *LogStream) Close() error {
 	}
 	s.cancel()
 	return s.resp.Body.Close()
+}
+
+// openStream issues r, a request whose answer is read as it comes, against
+// ep. The answer's headers must arrive within the client's timeout; the
+// returned cancel ends the stream (the caller owns it once err is nil).
+func (c *Client) openStream(ctx context.Context, ep string, r Request) (*http.Response, *Reply, context.CancelFunc, error) {
+	sctx, cancel := context.WithCancel(ctx)
+	var timedOut atomic.Bool
+	var timer *time.Timer
+	if c.timeout > 0 {
+		timer = time.AfterFunc(c.timeout, func() { timedOut.Store(true); cancel() })
+	}
+	resp, rep, err := c.open(sctx, c.stream, ep, r, nil)
+	if timer != nil && !timer.Stop() || timedOut.Load() {
+		if resp != nil {
+			resp.Body.Close()
+		}
+		cancel()
+		target := ep + r.Path
+		if len(r.Query) > 0 {
+			target += "?" + r.Query.Encode()
+		}
+		if rep != nil {
+			target = rep.URL
+		}
+		return nil, rep, nil, &url.Error{Op: "Get", URL: target, Err: headerTimeoutError{}}
+	}
+	if err != nil {
+		cancel()
+		return nil, rep, nil, err
+	}
+	return resp, rep, cancel, nil
 }

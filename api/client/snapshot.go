@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"mime"
 	"net/http"
-	"net/url"
 	"sync/atomic"
 	"time"
 
@@ -35,26 +34,8 @@ func (c *Client) Snapshot(ctx context.Context, idle time.Duration) (*SnapshotStr
 		Header: http.Header{"Accept": {wire.ContentTypeSnapshot}}}
 	var s *SnapshotStream
 	_, err := c.route(ctx, r, func(ep string) (*Reply, error) {
-		sctx, cancel := context.WithCancel(ctx)
-		var timedOut atomic.Bool
-		var timer *time.Timer
-		if c.timeout > 0 {
-			timer = time.AfterFunc(c.timeout, func() { timedOut.Store(true); cancel() })
-		}
-		resp, rep, err := c.open(sctx, c.stream, ep, r, nil)
-		if timer != nil && !timer.Stop() || timedOut.Load() {
-			if resp != nil {
-				resp.Body.Close()
-			}
-			cancel()
-			target := ep + r.Path
-			if rep != nil {
-				target = rep.URL
-			}
-			return rep, &url.Error{Op: "Get", URL: target, Err: headerTimeoutError{}}
-		}
+		resp, rep, cancel, err := c.openStream(ctx, ep, r)
 		if err != nil {
-			cancel()
 			return rep, err
 		}
 		if mt, _, perr := mime.ParseMediaType(resp.Header.Get("Content-Type")); perr != nil || mt != wire.ContentTypeSnapshot {
