@@ -81,9 +81,12 @@ func (n *Node) reload(ctx context.Context, via string) bool {
 		details["refused"] = refused
 	}
 	fields["refused"] = len(refused)
-	n.log.WithFields(fields).Info("RELOADED")
+	// Audited first, so that once RELOADED is in the log, `autonomyctl
+	// audit` shows the reload too (a failed audit write logs
+	// AUDIT_WRITE_FAILED before it).
 	actx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	n.audit(actx, "reload", "operator", details)
 	cancel()
+	n.log.WithFields(fields).Info("RELOADED")
 	return len(refused) == 0
 }
