@@ -50,7 +50,7 @@ func auditOf(t *testing.T, base string) []wire.AuditRecord {
 // and the restored cluster takes new writes above safe_seq.
 func TestSnapshot_saveUnderLoadRestoreIntoNewCluster(t *testing.T) {
 	if testing.Short() {
-		t.Skip("multi-process test")
+		t.Skip("-short: a multi-process test with real binaries (make test and CI run it without -short)")
 	}
 	a := proctest.NewCluster(t, 3)
 	a.Start()
@@ -284,7 +284,7 @@ func TestSnapshot_saveUnderLoadRestoreIntoNewCluster(t *testing.T) {
 // the snapshot answers its original Seq without writing it again.
 func TestSnapshot_trimmedWALWithCheckpoint(t *testing.T) {
 	if testing.Short() {
-		t.Skip("multi-process test")
+		t.Skip("-short: a multi-process test with real binaries (make test and CI run it without -short)")
 	}
 	const bound = 1 << 20
 	a := proctest.NewCluster(t, 1, "--wal-retention-bytes", fmt.Sprint(bound))
@@ -368,7 +368,7 @@ func TestSnapshot_trimmedWALWithCheckpoint(t *testing.T) {
 // every frame.
 func TestSnapshot_emptyNodeInRestoredClusterIsLearner(t *testing.T) {
 	if testing.Short() {
-		t.Skip("multi-process test")
+		t.Skip("-short: a multi-process test with real binaries (make test and CI run it without -short)")
 	}
 	a := proctest.NewCluster(t, 1)
 	a.Start()
