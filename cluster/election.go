@@ -6,6 +6,8 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strings"
+	"sync"
 	"time"
 
 	"go.etcd.io/etcd/api/v3/etcdserverpb"
@@ -35,20 +37,78 @@ func (m *Member) leaderPrefix() string { return m.Prefix() + "leader" }
 
 // Leadership is held while this node is the elected leader of one epoch.
 type Leadership struct {
-	Epoch uint64
-	sess  *concurrency.Session
-	el    *concurrency.Election
+	Epoch  uint64
+	sess   *concurrency.Session
+	el     *concurrency.Election
+	done   chan struct{} // closed by keep
+	cancel context.CancelFunc
+	once   sync.Once
 }
 
-// Done closes when the leadership is lost: the session's lease expired or
-// could not be renewed, or Resign was called. The holder must stop acting as
-// leader at once.
-func (l *Leadership) Done() <-chan struct{} { return l.sess.Done() }
+// Done closes when the leadership is lost: etcd says the session's lease is
+// gone, or it could not be confirmed in time, or Resign was called. The
+// holder must stop acting as leader at once.
+func (l *Leadership) Done() <-chan struct{} { return l.done }
 
 // Resign gives leadership up and ends the session. Safe to call more than once.
 func (l *Leadership) Resign(ctx context.Context) {
-	l.el.Resign(ctx)
-	l.sess.Close()
+	l.once.Do(func() {
+		l.cancel()
+		<-l.done
+		l.el.Resign(ctx)
+		l.sess.Close()
+	})
+}
+
+// keepAlive is clientv3's KeepAlive; a test replaces it to lose the
+// responses.
+var keepAlive = func(ctx context.Context, c *clientv3.Client, id clientv3.LeaseID) (<-chan *clientv3.LeaseKeepAliveResponse, error) {
+	return c.KeepAlive(ctx, id)
+}
+
+// keep keeps the leader lease alive until ctx ends or the lease is lost, then
+// closes l.done.
+//
+// The client's keep-alive gives up when no answer came within one TTL. That
+// does not mean the lease is gone: while etcd elects a new raft leader (its
+// old one isolated or frozen, FINDINGS F2 and F7) answers stop, and the new
+// raft leader extends every lease when it takes over. So when the client
+// gives up, keep asks etcd itself (a linearizable TimeToLive) whether the
+// lease still lives, for at most one more TTL: alive, and the keep-alive
+// starts again; expired or revoked, or no answer in time, and the
+// leadership is lost. Holding on past a lease etcd has expired cannot lose
+// data either way: a new leader's epoch fences this one (DESIGN §5).
+func (l *Leadership) keep(ctx context.Context, m *Member, id clientv3.LeaseID, ttl time.Duration) {
+	defer close(l.done)
+	for ctx.Err() == nil {
+		ch, err := keepAlive(ctx, m.client, id)
+		if err == nil {
+			for range ch {
+			}
+		}
+		if ctx.Err() != nil || !m.leaseAlive(ctx, id, ttl) {
+			return
+		}
+		m.log.WithField("lease", fmt.Sprintf("%x", int64(id))).Warn("LEADER_LEASE_CONFIRMED: keep-alive answers stopped for a TTL, but etcd still holds the lease; renewing")
+	}
+}
+
+// leaseAlive asks etcd, for up to within, whether the lease still lives.
+func (m *Member) leaseAlive(ctx context.Context, id clientv3.LeaseID, within time.Duration) bool {
+	deadline := time.Now().Add(within)
+	for ctx.Err() == nil && time.Now().Before(deadline) {
+		qctx, cancel := context.WithTimeout(ctx, min(time.Until(deadline), 500*time.Millisecond))
+		resp, err := m.client.TimeToLive(qctx, id)
+		cancel()
+		if err == nil {
+			return resp.TTL >= 0 // whole seconds left, rounded down; -1 when it is gone
+		}
+		select { // cluster may not import walrepl.Sleep (DESIGN §2)
+		case <-time.After(100 * time.Millisecond):
+		case <-ctx.Done():
+		}
+	}
+	return false
 }
 
 // Campaign blocks until this node holds the leader key or ctx ends. The epoch
@@ -65,7 +125,10 @@ func (m *Member) Campaign(ctx context.Context, me NodeInfo) (*Leadership, error)
 		sess.Close()
 		return nil, fmt.Errorf("cluster: campaign: %w", err)
 	}
-	return &Leadership{Epoch: m.epochOf(el.Rev()), sess: sess, el: el}, nil
+	kctx, cancel := context.WithCancel(ctx)
+	l := &Leadership{Epoch: m.epochOf(el.Rev()), sess: sess, el: el, done: make(chan struct{}), cancel: cancel}
+	go l.keep(kctx, m, sess.Lease(), m.cfg.LeaderTTL)
+	return l, nil
 }
 
 // RevokeLeader revokes the lease behind the current leader key if it still
@@ -80,6 +143,79 @@ func (m *Member) RevokeLeader(ctx context.Context, epoch uint64) error {
 		return nil
 	}
 	_, err = m.client.Revoke(ctx, clientv3.LeaseID(resp.Kvs[0].Lease))
+	return err
+}
+
+// suspectPrefix holds, per epoch, the voters that have not heard that
+// epoch's leader on the replication stream lately.
+func (m *Member) suspectPrefix(epoch uint64) string {
+	return fmt.Sprintf("%ssuspect/%d/", m.Prefix(), epoch)
+}
+
+// Suspicion is the answer of SuspectLeader.
+type Suspicion struct {
+	Suspects []string // nodes that record not hearing the epoch's leader, this one included
+	Voters   []string // etcd's voting members as this member last applied them
+	Majority bool     // a majority of Voters are Suspects
+	Lease    clientv3.LeaseID
+}
+
+// SuspectLeader records, under a fresh lease of ttl (whole seconds, at least
+// one), that this node has not heard the leader of epoch lately, and reports
+// which nodes record the same about that epoch now. The record and the read
+// are one transaction, so of two followers that suspect at the same moment
+// the second sees the first. The lease is for WithdrawSuspicion; the record
+// also ends on its own.
+func (m *Member) SuspectLeader(ctx context.Context, epoch uint64, ttl time.Duration) (Suspicion, error) {
+	return m.suspectAs(ctx, m.cfg.Name, epoch, ttl)
+}
+
+func (m *Member) suspectAs(ctx context.Context, name string, epoch uint64, ttl time.Duration) (Suspicion, error) {
+	var s Suspicion
+	g, err := m.client.Grant(ctx, max(int64(ttl/time.Second), 1))
+	if err != nil {
+		return s, err
+	}
+	s.Lease = g.ID
+	pre := m.suspectPrefix(epoch)
+	resp, err := m.client.Txn(ctx).Then(
+		clientv3.OpPut(pre+name, "", clientv3.WithLease(g.ID)),
+		clientv3.OpGet(pre, clientv3.WithPrefix(), clientv3.WithKeysOnly()),
+	).Commit()
+	if err != nil {
+		return s, err
+	}
+	for _, kv := range resp.Responses[1].GetResponseRange().Kvs {
+		s.Suspects = append(s.Suspects, strings.TrimPrefix(string(kv.Key), pre))
+	}
+	members, err := m.LocalMembers(ctx)
+	if err != nil {
+		return s, err
+	}
+	for _, mem := range members {
+		if !mem.IsLearner && mem.Name != "" {
+			s.Voters = append(s.Voters, mem.Name)
+		}
+	}
+	s.Majority = isMajority(s.Suspects, s.Voters)
+	return s, nil
+}
+
+// isMajority reports whether more than half of voters are among names.
+func isMajority(names, voters []string) bool {
+	agree := 0
+	for _, v := range voters {
+		if slices.Contains(names, v) {
+			agree++
+		}
+	}
+	return agree >= len(voters)/2+1
+}
+
+// WithdrawSuspicion ends a suspicion recorded by SuspectLeader: this node
+// heard the leader again.
+func (m *Member) WithdrawSuspicion(ctx context.Context, lease clientv3.LeaseID) error {
+	_, err := m.client.Revoke(ctx, lease)
 	return err
 }
 

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"slices"
 	"testing"
 	"time"
 
@@ -173,6 +174,62 @@ func TestMember_RecordWALPositions(t *testing.T) {
 		got, ok, err := m.WALPosOf(ctx, name)
 		if err != nil || !ok || got != want {
 			t.Errorf("%s: %+v %v %v, want %+v", name, got, ok, err, want)
+		}
+	}
+}
+
+// TestMember_suspectLeader: a follower's record that it does not hear the
+// leader counts toward a majority of the voters only while it lasts, only for
+// its epoch, and only for a voter; a withdrawn record no longer counts.
+func TestMember_suspectLeader(t *testing.T) {
+	m := startTestMember(t) // one voter, n1: a majority is n1 alone
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+
+	s, err := m.suspectAs(ctx, "n9", 7, time.Second) // not a voter
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s.Majority || !slices.Equal(s.Voters, []string{"n1"}) {
+		t.Fatalf("a non-voter's record made %+v", s)
+	}
+	if s, err = m.SuspectLeader(ctx, 8, time.Second); err != nil || !slices.Equal(s.Suspects, []string{"n1"}) {
+		t.Fatalf("another epoch's records counted: %+v, %v", s, err)
+	}
+	if err := m.WithdrawSuspicion(ctx, s.Lease); err != nil {
+		t.Fatal(err)
+	}
+	s, err = m.SuspectLeader(ctx, 7, time.Second)
+	if err != nil || !s.Majority || !slices.Equal(s.Suspects, []string{"n1", "n9"}) {
+		t.Fatalf("n1's record for epoch 7: %+v, %v; want a majority with suspects [n1 n9]", s, err)
+	}
+	if err := m.WithdrawSuspicion(ctx, s.Lease); err != nil {
+		t.Fatal(err)
+	}
+	s, err = m.suspectAs(ctx, "n9", 7, time.Second)
+	if err != nil || s.Majority || slices.Contains(s.Suspects, "n1") {
+		t.Fatalf("n1's withdrawn record still counts: %+v, %v", s, err)
+	}
+}
+
+// TestIsMajority: of three voters two are needed, of five three; learners
+// and strangers are not voters.
+func TestIsMajority(t *testing.T) {
+	three := []string{"n1", "n2", "n3"}
+	five := []string{"n1", "n2", "n3", "n4", "n5"}
+	for _, tc := range []struct {
+		names, voters []string
+		want          bool
+	}{
+		{[]string{"n2"}, three, false}, // one follower cut off alone
+		{[]string{"n2", "n3"}, three, true},
+		{[]string{"n2", "n9"}, three, false},
+		{[]string{"n2", "n3"}, five, false},
+		{[]string{"n2", "n3", "n4"}, five, true},
+		{nil, nil, false},
+	} {
+		if got := isMajority(tc.names, tc.voters); got != tc.want {
+			t.Errorf("isMajority(%v, %v) = %v, want %v", tc.names, tc.voters, got, tc.want)
 		}
 	}
 }

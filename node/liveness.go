@@ -10,6 +10,7 @@ import (
 	"github.com/autonomyops/orchestrator/cluster"
 	"github.com/autonomyops/orchestrator/walrepl"
 	"github.com/sirupsen/logrus"
+	clientv3 "go.etcd.io/etcd/client/v3"
 )
 
 // selfHealth is what this node gossips.
@@ -59,15 +60,34 @@ func (n *Node) joinGossip(ctx context.Context) {
 // sends a heartbeat every 50 ms.
 const leaderSilence = 400 * time.Millisecond
 
+// suspectEvery is how often a follower that still does not hear the leader
+// records its suspicion again (a fresh lease, one transaction).
+const suspectEvery = 250 * time.Millisecond
+
 // detectLeaderDeath shortens failover: when the replication stream has been
-// silent for leaderSilence and gossip no longer sees the leader alive, this
-// follower revokes the leader's lease so the election need not wait for the
-// TTL. A wrong guess costs an election, never data: the epochs keep the WAL
-// safe whatever this decides (DESIGN §5).
+// silent for leaderSilence and a second witness agrees, this follower revokes
+// the leader's lease so the election need not wait for the TTL. The
+// witnesses, first match wins:
+//
+//   - port_refused: the leader's replication port refuses connections (its
+//     process is gone and its host answers);
+//   - gossip_dead: memberlist declared the leader dead (or never saw a leader
+//     this node has heard);
+//   - silent_majority: a majority of the voters record in etcd that they
+//     have not heard this epoch's leader either. A killed container, a cut
+//     cable and a frozen VM answer nothing, so this is the witness that
+//     counts there; one follower cut off alone never makes a majority.
+//
+// A wrong guess costs an election, never data: the epochs keep the WAL safe
+// whatever this decides (DESIGN §5).
 func (n *Node) detectLeaderDeath(ctx context.Context) {
 	t := time.NewTicker(50 * time.Millisecond)
 	defer t.Stop()
-	var revoked uint64
+	var (
+		revoked uint64
+		sus     suspicion
+	)
+	defer sus.withdraw(n)
 	for {
 		select {
 		case <-t.C:
@@ -78,26 +98,42 @@ func (n *Node) detectLeaderDeath(ctx context.Context) {
 		li := n.leader
 		n.mu.Unlock()
 		if li == nil || li.Name == n.cfg.Name || li.Epoch == revoked {
+			sus.withdraw(n)
 			continue
 		}
 		rs := n.replica.Status()
 		if rs.Role == walrepl.RoleLeader || rs.Role == walrepl.RoleCandidate {
+			sus.withdraw(n)
 			continue
 		}
 		since, heard := sinceLeaderHeard(rs)
 		heardRecently := rs.Epoch == li.Epoch && heard && since < leaderSilence
 		if heardRecently || time.Since(li.Since) < leaderSilence {
+			sus.withdraw(n)
 			continue
 		}
-		// The second witness: the leader's replication port refuses
-		// connections (its process is gone), or gossip no longer sees it
-		// alive. A leader gossip never saw ("unknown") counts too — but
-		// only once this node has heard the leader, not while gossip is
-		// still forming at start.
 		gs := n.gossip.State(li.Name)
 		heardEver := rs.Epoch == li.Epoch && heard
-		dead := portRefuses(li.ReplAddr) || gs == "suspect" || gs == "dead" || (gs == "unknown" && heardEver)
-		if !dead {
+		var witness string
+		var suspects []string
+		switch {
+		case portRefuses(li.ReplAddr):
+			witness = "port_refused"
+		case gs == "dead" || (gs == "unknown" && heardEver):
+			witness = "gossip_" + gs
+		case time.Since(sus.at) >= suspectEvery:
+			// Only a node that has heard this epoch's leader may speak of
+			// its silence: one still starting knows nothing yet.
+			if !heardEver {
+				continue
+			}
+			var ok bool
+			suspects, ok = sus.record(ctx, n, li.Epoch)
+			if ok {
+				witness = "silent_majority"
+			}
+		}
+		if witness == "" {
 			continue
 		}
 		rctx, cancel := context.WithTimeout(ctx, 2*time.Second)
@@ -106,9 +142,41 @@ func (n *Node) detectLeaderDeath(ctx context.Context) {
 		if err == nil {
 			revoked = li.Epoch // else retry at the next tick (etcd may be electing)
 		}
-		n.log.WithFields(logrus.Fields{"leader": li.Name, "epoch": li.Epoch, "gossip": gs,
-			"since_heard_ms": rs.SinceLeader.Milliseconds(), "error": errString(err)}).Warn("LEADER_LEASE_REVOKED")
+		n.log.WithFields(logrus.Fields{"leader": li.Name, "epoch": li.Epoch, "witness": witness, "gossip": gs,
+			"suspects": suspects, "since_heard_ms": rs.SinceLeader.Milliseconds(), "error": errString(err)}).Warn("LEADER_LEASE_REVOKED")
 	}
+}
+
+// suspicion is this follower's record in etcd that it does not hear the
+// leader of an epoch (cluster.Member.SuspectLeader).
+type suspicion struct {
+	lease clientv3.LeaseID
+	at    time.Time // of the last record
+}
+
+// record records the suspicion again and reports whether a majority of the
+// voters now records it.
+func (s *suspicion) record(ctx context.Context, n *Node, epoch uint64) ([]string, bool) {
+	s.at = time.Now()
+	rctx, cancel := context.WithTimeout(ctx, time.Second)
+	defer cancel()
+	got, err := n.member.SuspectLeader(rctx, epoch, time.Second)
+	if got.Lease != 0 {
+		s.lease = got.Lease // the newest; older ones end on their own
+	}
+	return got.Suspects, err == nil && got.Majority
+}
+
+// withdraw ends the current record, if any: the leader is heard again, or
+// another leader took over.
+func (s *suspicion) withdraw(n *Node) {
+	if s.lease == 0 {
+		return
+	}
+	rctx, cancel := context.WithTimeout(context.Background(), time.Second)
+	n.member.WithdrawSuspicion(rctx, s.lease)
+	cancel()
+	*s = suspicion{}
 }
 
 // sinceLeaderHeard returns how long ago this node last heard a leader on the

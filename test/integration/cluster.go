@@ -36,6 +36,7 @@ func loadEnv() Env {
 		Root:      filepath.Join(os.TempDir(), "autonomy-it"),
 		Artifacts: getenv("AUTONOMY_IT_ARTIFACTS", filepath.Join(os.TempDir(), "autonomy-it-artifacts")),
 		Keep:      os.Getenv("AUTONOMY_IT_KEEP") == "1",
+		SaveLogs:  os.Getenv("AUTONOMY_IT_SAVE_LOGS") == "1",
 	}
 	return e
 }

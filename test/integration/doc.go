@@ -33,7 +33,8 @@
 // (default autonomy-orchestrator:dev), AUTONOMY_IT_SUBNET (default
 // 172.28.61.0/24), AUTONOMY_IT_ARTIFACTS (where logs of failed scenarios go,
 // default $TMPDIR/autonomy-it-artifacts), AUTONOMY_IT_KEEP=1 (leave the
-// containers of a failed scenario running for inspection),
+// containers of a failed scenario running for inspection), AUTONOMY_IT_SAVE_LOGS=1
+// (save the node logs of passed scenarios too, e.g. to read how a failover went),
 // AUTONOMY_FLAP_SECONDS (length of the flapping scenario, default 60).
 //
 // Planted bugs (mutants.go): `make test-mutants` builds an image from a copy

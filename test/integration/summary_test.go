@@ -22,8 +22,9 @@ func TestSummary_failoverByFault(t *testing.T) {
 		{Scenario: "crash-failpoints", Failovers: []time.Duration{1500 * ms}},
 		{Scenario: "leader-isolated", Failovers: []time.Duration{1700 * ms}},
 		{Scenario: "follower-isolated"},
+		{Scenario: "kill-all", Failovers: []time.Duration{7000 * ms}},
 	})
-	if !strings.HasSuffix(line, "failover_by_fault={kill:1500/2100/3,cut:1700/1700/1}") {
+	if !strings.HasSuffix(line, "failover_by_fault={kill:1500/2100/3,cut:1700/1700/1,restart:7000/7000/1}") {
 		t.Fatalf("summary: %s", line)
 	}
 }
