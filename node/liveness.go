@@ -61,8 +61,14 @@ func (n *Node) joinGossip(ctx context.Context) {
 const leaderSilence = 400 * time.Millisecond
 
 // suspectEvery is how often a follower that still does not hear the leader
-// records its suspicion again (a fresh lease, one transaction).
-const suspectEvery = 250 * time.Millisecond
+// records its suspicion again (a fresh lease, one transaction), and
+// suspectTimeout bounds one attempt: while etcd elects a new raft leader (the
+// silent leader's node held it) a proposal waits for nothing, so attempts are
+// short and frequent, and the first one after etcd's election counts.
+const (
+	suspectEvery   = 100 * time.Millisecond
+	suspectTimeout = 300 * time.Millisecond
+)
 
 // detectLeaderDeath shortens failover: when the replication stream has been
 // silent for leaderSilence and a second witness agrees, this follower revokes
@@ -158,7 +164,7 @@ type suspicion struct {
 // voters now records it.
 func (s *suspicion) record(ctx context.Context, n *Node, epoch uint64) ([]string, bool) {
 	s.at = time.Now()
-	rctx, cancel := context.WithTimeout(ctx, time.Second)
+	rctx, cancel := context.WithTimeout(ctx, suspectTimeout)
 	defer cancel()
 	got, err := n.member.SuspectLeader(rctx, epoch, time.Second)
 	if got.Lease != 0 {
