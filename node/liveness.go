@@ -128,9 +128,12 @@ func (n *Node) detectLeaderDeath(ctx context.Context) {
 		case gs == "dead" || (gs == "unknown" && heardEver):
 			witness = "gossip_" + gs
 		case time.Since(sus.at) >= suspectEvery:
-			// Only a node that has heard this epoch's leader may speak of
-			// its silence: one still starting knows nothing yet.
-			if !heardEver {
+			// A leader this node never heard in its epoch (it was elected
+			// and died before its first message, as a new leader that
+			// crashes writing its epoch-start frame does) is silent too, but
+			// give it twice the time since the key was seen: a leader
+			// connects to its followers only after its promise round.
+			if !heardEver && time.Since(li.Since) < 2*leaderSilence {
 				continue
 			}
 			var ok bool
