@@ -60,36 +60,54 @@ func (l *Leadership) Resign(ctx context.Context) {
 	})
 }
 
-// keepAlive is clientv3's KeepAlive; a test replaces it to lose the
-// responses.
-var keepAlive = func(ctx context.Context, c *clientv3.Client, id clientv3.LeaseID) (<-chan *clientv3.LeaseKeepAliveResponse, error) {
-	return c.KeepAlive(ctx, id)
+// keepAliveOnce is clientv3's KeepAliveOnce; a test replaces it to lose the
+// answers.
+var keepAliveOnce = func(ctx context.Context, c *clientv3.Client, id clientv3.LeaseID) (*clientv3.LeaseKeepAliveResponse, error) {
+	return c.KeepAliveOnce(ctx, id)
 }
 
-// keep keeps the leader lease alive until ctx ends or the lease is lost, then
+// keep renews the leader lease until ctx ends or the lease is lost, then
 // closes l.done.
 //
-// The client's keep-alive gives up when no answer came within one TTL. That
-// does not mean the lease is gone: while etcd elects a new raft leader (its
-// old one isolated or frozen, FINDINGS F2 and F7) answers stop, and the new
-// raft leader extends every lease when it takes over. So when the client
-// gives up, keep asks etcd itself (a linearizable TimeToLive) whether the
-// lease still lives, for at most one more TTL: alive, and the keep-alive
-// starts again; expired or revoked, or no answer in time, and the
+// Each renewal is a keep-alive of its own, every quarter TTL, bounded by a
+// quarter TTL. etcd's long-lived keep-alive stream is not used for this: a
+// member whose raft leader was cut off or frozen forwards each renewal to
+// that old leader and blocks the whole stream for seconds (FINDINGS F7),
+// while one-shot renewals after etcd's election reach the new raft leader.
+// When no renewal succeeded for a TTL, keep asks etcd (a linearizable
+// TimeToLive) whether the lease still lives — the new raft leader extends
+// every lease when it takes over — for at most one more TTL: alive, and
+// renewals go on; expired or revoked, or no answer in time, and the
 // leadership is lost. Holding on past a lease etcd has expired cannot lose
 // data either way: a new leader's epoch fences this one (DESIGN §5).
 func (l *Leadership) keep(ctx context.Context, m *Member, id clientv3.LeaseID, ttl time.Duration) {
 	defer close(l.done)
-	for ctx.Err() == nil {
-		ch, err := keepAlive(ctx, m.client, id)
-		if err == nil {
-			for range ch {
-			}
-		}
-		if ctx.Err() != nil || !m.leaseAlive(ctx, id, ttl) {
+	t := time.NewTicker(ttl / 4)
+	defer t.Stop()
+	renewed := time.Now() // Campaign's grant
+	for {
+		select {
+		case <-t.C:
+		case <-ctx.Done():
 			return
 		}
-		m.log.WithField("lease", fmt.Sprintf("%x", int64(id))).Warn("LEADER_LEASE_CONFIRMED: keep-alive answers stopped for a TTL, but etcd still holds the lease; renewing")
+		rctx, cancel := context.WithTimeout(ctx, ttl/4)
+		_, err := keepAliveOnce(rctx, m.client, id)
+		cancel()
+		switch {
+		case err == nil:
+			renewed = time.Now()
+		case errors.Is(err, rpctypes.ErrLeaseNotFound):
+			return
+		case ctx.Err() != nil:
+			return
+		case time.Since(renewed) >= ttl:
+			if !m.leaseAlive(ctx, id, ttl) {
+				return
+			}
+			renewed = time.Now()
+			m.log.WithField("lease", fmt.Sprintf("%x", int64(id))).Warn("LEADER_LEASE_CONFIRMED: no renewal answered for a TTL, but etcd still holds the lease; renewing")
+		}
 	}
 }
 

@@ -22,7 +22,10 @@
 //     leader) per epoch across all nodes, and every first-attempt ack was
 //     written in an epoch led by the node that answered it;
 //   - and it measures failover time for every leader loss: from the fault to
-//     the first acknowledgement of a request sent after it.
+//     the first acknowledgement of a request sent after it, by writers with a
+//     1 s request timeout that then try the other nodes (and do not follow a
+//     redirect back to a node they could not reach within the last second).
+//     The summary line reports it per kind of fault (faultKinds).
 //
 // Run everything with `make test-integration`; one scenario with
 //

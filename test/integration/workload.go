@@ -133,16 +133,29 @@ func (w *Workload) WriteOne(ctx context.Context, pin *Node) Event {
 	rot := int(w.seq.Load())
 	var final Outcome
 	var res postResult
+	// failed holds the nodes this event's requests could not reach lately:
+	// the client tries the other nodes first, and does not follow a
+	// redirect back to one of them (a follower may still name a dead leader).
+	failed := map[string]time.Time{}
+	avoid := func(url string) bool {
+		at, ok := failed[url]
+		return ok && time.Since(at) < w.RequestTimeout && len(failed) < len(w.c.Nodes)
+	}
 	for ctx.Err() == nil && time.Now().Before(deadline) {
 		switch {
 		case pin != nil:
 			target = pin.URL()
 		case target == "":
-			if h := w.hint.Load(); h != nil {
+			if h := w.hint.Load(); h != nil && !avoid(*h) {
 				target = *h
 			} else {
-				rot++
-				target = w.c.Nodes[rot%len(w.c.Nodes)].URL()
+				for range w.c.Nodes {
+					rot++
+					target = w.c.Nodes[rot%len(w.c.Nodes)].URL()
+					if !avoid(target) {
+						break
+					}
+				}
 			}
 		}
 		w.mu.Lock()
@@ -164,16 +177,18 @@ func (w *Workload) WriteOne(ctx context.Context, pin *Node) Event {
 			}
 			return w.snapshot(e)
 		}
+		if res.err != nil {
+			failed[target] = time.Now()
+		}
 		switch {
 		case res.err != nil && refused(res.err):
 			// never reached a server: nothing written
 		case res.err != nil:
 			ambiguous = true
 		case res.status == http.StatusTemporaryRedirect || res.status == http.StatusPermanentRedirect:
-			if pin == nil && res.location != "" {
-				target = strings.TrimSuffix(res.location, "/v1/telemetry/events")
-				t := target
-				w.hint.Store(&t)
+			if to := strings.TrimSuffix(res.location, "/v1/telemetry/events"); pin == nil && res.location != "" && !avoid(to) {
+				target = to
+				w.hint.Store(&to)
 				continue
 			}
 		case res.status == http.StatusServiceUnavailable && res.code == "no_leader":
