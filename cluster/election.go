@@ -10,6 +10,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/sirupsen/logrus"
 	"go.etcd.io/etcd/api/v3/etcdserverpb"
 	"go.etcd.io/etcd/api/v3/mvccpb"
 	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
@@ -71,15 +72,15 @@ var keepAliveOnce = func(ctx context.Context, c *clientv3.Client, id clientv3.Le
 //
 // Each renewal is a keep-alive of its own, every quarter TTL, bounded by a
 // quarter TTL. etcd's long-lived keep-alive stream is not used for this: a
-// member whose raft leader was cut off or frozen forwards each renewal to
-// that old leader and blocks the whole stream for seconds (FINDINGS F7),
-// while one-shot renewals after etcd's election reach the new raft leader.
-// When no renewal succeeded for a TTL, keep asks etcd (a linearizable
-// TimeToLive) whether the lease still lives — the new raft leader extends
-// every lease when it takes over — for at most one more TTL: alive, and
-// renewals go on; expired or revoked, or no answer in time, and the
-// leadership is lost. Holding on past a lease etcd has expired cannot lose
-// data either way: a new leader's epoch fences this one (DESIGN §5).
+// member whose raft leader was cut off or frozen forwards each renewal on it
+// to that old leader and blocks the whole stream for seconds (FINDINGS F7),
+// while a one-shot renewal after etcd's election reaches the new raft leader,
+// which extended every lease when it took over. Only the raft leader renews,
+// and only a lease that still lives, so an answered renewal proves the lease
+// alive; "not found" proves it gone. Without an answer the leadership is
+// held for up to two TTLs after the last answered renewal (etcd's client
+// would give up after one), then lost. Holding on past a lease etcd has
+// expired cannot lose data: a new leader's epoch fences this one (DESIGN §5).
 func (l *Leadership) keep(ctx context.Context, m *Member, id clientv3.LeaseID, ttl time.Duration) {
 	defer close(l.done)
 	t := time.NewTicker(ttl / 4)
@@ -96,37 +97,17 @@ func (l *Leadership) keep(ctx context.Context, m *Member, id clientv3.LeaseID, t
 		cancel()
 		switch {
 		case err == nil:
-			renewed = time.Now()
-		case errors.Is(err, rpctypes.ErrLeaseNotFound):
-			return
-		case ctx.Err() != nil:
-			return
-		case time.Since(renewed) >= ttl:
-			if !m.leaseAlive(ctx, id, ttl) {
-				return
+			if silent := time.Since(renewed); silent >= ttl {
+				m.log.WithFields(logrus.Fields{"lease": fmt.Sprintf("%x", int64(id)), "unanswered_ms": silent.Milliseconds()}).
+					Warn("LEADER_LEASE_CONFIRMED: a renewal was answered again after more than a TTL; etcd still held the lease")
 			}
 			renewed = time.Now()
-			m.log.WithField("lease", fmt.Sprintf("%x", int64(id))).Warn("LEADER_LEASE_CONFIRMED: no renewal answered for a TTL, but etcd still holds the lease; renewing")
+		case errors.Is(err, rpctypes.ErrLeaseNotFound), ctx.Err() != nil:
+			return
+		case time.Since(renewed) >= 2*ttl:
+			return
 		}
 	}
-}
-
-// leaseAlive asks etcd, for up to within, whether the lease still lives.
-func (m *Member) leaseAlive(ctx context.Context, id clientv3.LeaseID, within time.Duration) bool {
-	deadline := time.Now().Add(within)
-	for ctx.Err() == nil && time.Now().Before(deadline) {
-		qctx, cancel := context.WithTimeout(ctx, min(time.Until(deadline), 500*time.Millisecond))
-		resp, err := m.client.TimeToLive(qctx, id)
-		cancel()
-		if err == nil {
-			return resp.TTL >= 0 // whole seconds left, rounded down; -1 when it is gone
-		}
-		select { // cluster may not import walrepl.Sleep (DESIGN §2)
-		case <-time.After(100 * time.Millisecond):
-		case <-ctx.Done():
-		}
-	}
-	return false
 }
 
 // Campaign blocks until this node holds the leader key or ctx ends. The epoch

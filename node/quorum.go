@@ -27,7 +27,9 @@ import (
 //     cluster (DESIGN §6 rule 13).
 //
 // The lease evidence is etcd's, because leadership is etcd's: a leader that
-// loses etcd's majority cannot renew its lease and stops within the TTL.
+// loses etcd's majority cannot renew its lease and stops within about two
+// TTLs (one without a renewal, then up to one more asking etcd whether the
+// lease still lives: cluster.Leadership.keep).
 //   - etcd knows a raft leader (local state, no I/O). A member cut off from the
 //     majority loses it within about one election timeout.
 //   - a linearizable read of the leader key succeeded within quorumFresh.
@@ -35,8 +37,8 @@ import (
 //     so the key it returns is held under a lease that is valid now.
 //
 // The serving leader itself also counts as evidence while its replica serves
-// (a started epoch with a replication majority heard within QuorumTimeout);
-// its lease is valid then, or Lead would have been cancelled.
+// (a started epoch with a replication majority heard within QuorumTimeout):
+// that majority has promised no newer epoch, so no other leader commits.
 
 // Probe timing: a probe every quorumProbeEvery, each bounded by
 // quorumProbeTimeout; its answer counts for quorumFresh. With etcd's raft

@@ -389,7 +389,9 @@ func (c *core) acceptEpoch(epoch uint64, leader string) bool {
 		}
 	}
 	if c.epoch != epoch || c.leader != leader {
-		c.epoch, c.leader, c.matched, c.leaderSafe = epoch, leader, 0, 0
+		// A new leader has not been heard yet: the silence of the old one
+		// is not its silence (node's failure detector reads it).
+		c.epoch, c.leader, c.matched, c.leaderSafe, c.heardLeader = epoch, leader, 0, 0, false
 	}
 	if c.ld == nil {
 		c.role = RoleFollower

@@ -249,3 +249,26 @@ func TestCore_sendReadAfterTruncationInTheSameBatch(t *testing.T) {
 		t.Errorf("n2 applied %d log changes from an epoch-10 message carrying an epoch-11 frame", len(rd.ops))
 	}
 }
+
+// A follower that promises a new epoch has not heard its leader yet: its
+// status must not carry the old leader's silence as the new one's (node's
+// failure detector would suspect a new leader before its first message;
+// found in review).
+func TestCore_newEpochStartsUnheard(t *testing.T) {
+	d := newSimDisk(fakeWAL("n2", 1))
+	d.st.PromisedEpoch = 10
+	c := newCore("n2", testCoreConfig(), testLogger(t), d.st, d.view(), true)
+	c.tick(time.Second, 0)
+	c.recvAppend(7, &AppendRequest{Epoch: 10, Leader: "n1", Gen: 1, PrevSeq: 0, SafeSeq: 0})
+	c.takeReady()
+	c.tick(3*time.Second, 0)
+	if s := c.status(); s.SinceLeader != 2*time.Second {
+		t.Fatalf("epoch 10: SinceLeader %s, want 2s", s.SinceLeader)
+	}
+	c.recvPromise(1, &PromiseRequest{Epoch: 11, Leader: "n3", Proto: Protocol})
+	c.takeReady()
+	c.tick(3500*time.Millisecond, 0)
+	if s := c.status(); s.Epoch != 11 || s.SinceLeader != 0 {
+		t.Fatalf("after promising epoch 11 to n3: epoch %d, SinceLeader %s; want 11 and 0 (not heard yet)", s.Epoch, s.SinceLeader)
+	}
+}
