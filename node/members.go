@@ -2,6 +2,7 @@ package node
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"slices"
 	"sort"
@@ -9,6 +10,7 @@ import (
 	"time"
 
 	"github.com/autonomyops/orchestrator/api"
+	"github.com/autonomyops/orchestrator/cluster"
 )
 
 // Members implements api.Membership.
@@ -68,7 +70,15 @@ func (n *Node) RemoveMember(ctx context.Context, name, who string) error {
 	if name == n.cfg.Name {
 		return fmt.Errorf("%w: %s is the leader; run `autonomyctl ha failover` first", api.ErrFailoverRefused, name)
 	}
+	undo, err := n.member.BeginVoterRemoval(ctx, name)
+	if errors.Is(err, cluster.ErrVoterChangePending) {
+		return fmt.Errorf("%w: %v", api.ErrRevisionMismatch, err)
+	}
+	if err != nil {
+		return err
+	}
 	if err := n.member.RemoveMember(ctx, name); err != nil {
+		undo()
 		if strings.Contains(err.Error(), "no etcd member named") {
 			return fmt.Errorf("%w: %v", api.ErrNotFound, err)
 		}
@@ -116,4 +126,28 @@ func mapsEqual(a, b map[string]string) bool {
 		}
 	}
 	return true
+}
+
+// recordEpochVoters records in etcd, once this leader's epoch serves, the
+// voters it began with: a voter removal is allowed only while the voters are
+// those of the newest started epoch (cluster.VoterRecord).
+func (n *Node) recordEpochVoters(ctx context.Context, epoch uint64, voters []string) {
+	t := time.NewTicker(50 * time.Millisecond)
+	defer t.Stop()
+	for {
+		select {
+		case <-t.C:
+		case <-ctx.Done():
+			return
+		}
+		if rs := n.replica.Status(); !n.replica.Serving() || rs.Epoch != epoch {
+			continue
+		}
+		rctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+		err := n.member.RecordEpochVoters(rctx, epoch, voters)
+		cancel()
+		if err == nil {
+			return
+		}
+	}
 }

@@ -392,6 +392,7 @@ func (n *Node) campaignLoop(ctx context.Context, me cluster.NodeInfo, fatal cont
 				peerAddrs[p.Name] = p.Addr
 			}
 			lg.goFunc(func() { n.watchMembership(lctx, voters, peerAddrs, lcancel) })
+			lg.goFunc(func() { n.recordEpochVoters(lctx, l.Epoch, voters) })
 			n.log.WithFields(logrus.Fields{"epoch": l.Epoch, "voters": voters}).Info("ELECTED_LEADER")
 			err = n.replica.Lead(lctx, l.Epoch, voters, peers)
 			lcancel()
