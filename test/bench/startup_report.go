@@ -32,14 +32,16 @@ type startupRes struct {
 	AllHealthyMs float64 `json:"all_healthy_ms"`
 	// FirstAckMs: → the first write acknowledged (one event with an id,
 	// sent from the moment the leader was healthy).
-	FirstAckMs float64                 `json:"first_ack_ms"`
-	Nodes      map[string]*startupNode `json:"nodes"`
+	FirstAckMs    float64                 `json:"first_ack_ms"`
+	FirstAckError string                  `json:"first_ack_error,omitempty"` // none within startTimeout
+	Nodes         map[string]*startupNode `json:"nodes"`
 	// SingleNode is a follower restarted alone on a cold cache after the
 	// cluster start: one appliance's own WAL, no competition for the disk
 	// and CPUs from the other two opens.
 	SingleNode *startupNode `json:"single_node_restart,omitempty"`
-	// DiskReadMBps: one node's WAL files read cold with 4 MiB reads (like
-	// dd bs=4M); DiskRead3MBps: the three nodes' at once, in all.
+	// DiskReadMBps: the first 256 MiB of one node's WAL files read cold
+	// with 4 MiB reads (like dd bs=4M); DiskRead3MBps: the three nodes' at
+	// once, in all.
 	DiskReadMBps  float64 `json:"disk_read_mb_s,omitempty"`
 	DiskRead3MBps float64 `json:"disk_read3_mb_s,omitempty"`
 	// The fill: from the WAL size before it, how long, and the rate.
