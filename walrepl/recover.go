@@ -107,8 +107,8 @@ func Verify(dir string, initialized bool, maxPayload int) (*Report, error) {
 
 // ScanFrames verifies the WAL in dir like Verify and calls visit with every
 // whole frame, in Seq order, with its byte offset. It never writes. The
-// frame's Payload is only valid during the call. Returning an error from
-// visit stops the scan with that error.
+// Frame and its Payload are only valid during the call (both are reused).
+// Returning an error from visit stops the scan with that error.
 func ScanFrames(dir string, maxPayload int, visit func(f *Frame, offset int64) error) (*Report, error) {
 	if maxPayload <= 0 {
 		maxPayload = DefaultMaxPayload

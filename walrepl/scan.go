@@ -2,7 +2,6 @@ package walrepl
 
 import (
 	"encoding/binary"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -98,11 +97,16 @@ func (c *chunkReader) window(off int64, n int) ([]byte, error) {
 // stops before it and the rest is recorded in res.cutName/cutAt.
 //
 // visit, when not nil, is called with every whole frame that passed its
-// checks, in order; its Payload aliases a buffer valid only during the call.
+// checks, in order; the Frame and its Payload (which aliases a read buffer)
+// are reused, valid only during the call.
 func scanFrames(dir string, r io.ReaderAt, size int64, seg *segment, res *scanResult, safeSeq uint64, sealed bool, stopAt uint64, maxPayload int, visit func(*Frame, int64) error) error {
 	cr := &chunkReader{r: r, size: size}
 	off := seg.start
 	seg.end = off
+	// One Frame for the whole scan: visit and checkFrame take its address,
+	// which would otherwise move a Frame to the heap for every frame read
+	// (a fifth of the CPU of opening a WAL).
+	var f Frame
 	for off < size {
 		expected := res.lastSeq + 1
 		if stopAt != 0 && expected >= stopAt {
@@ -121,7 +125,7 @@ func scanFrames(dir string, r io.ReaderAt, size int64, seg *segment, res *scanRe
 				return err
 			}
 		}
-		var f Frame
+		f = Frame{}
 		derr := lerr
 		if derr == nil {
 			f, _, derr = DecodeFrame(b, maxPayload)
@@ -200,7 +204,7 @@ func checkFrame(dir string, res *scanResult, f *Frame, off int64, expected uint6
 	if !f.Type.valid() {
 		return recErr(CauseBadFrameType, dir, f.Seq, off, "frame at Seq=%d has unknown type %d", f.Seq, uint16(f.Type))
 	}
-	if !json.Valid(f.Payload) {
+	if !validJSON(f.Payload) { // json.Valid's verdict, faster (jsonvalid.go)
 		return errInvalidJSON(dir, f.Seq, off)
 	}
 	return nil

@@ -291,7 +291,7 @@ func (w *WAL) AppendFrames(frames []Frame) error {
 		if len(f.Payload) > w.opts.MaxPayload {
 			return fmt.Errorf("%w: frame Seq=%d has %d bytes", ErrTooLarge, f.Seq, len(f.Payload))
 		}
-		if !f.Type.valid() || !json.Valid(f.Payload) {
+		if !f.Type.valid() || !validJSON(f.Payload) {
 			return fmt.Errorf("%w: frame Seq=%d", ErrInvalidPayload, f.Seq)
 		}
 	}

@@ -334,6 +334,19 @@ func measureCluster(ctx context.Context, ws *workspace, bin string, o *options, 
 		}
 	}
 	logf("cluster: peak RSS n1 %.0f MiB, n2 %.0f MiB, n3 %.0f MiB", res.RSSMiB["n1"], res.RSSMiB["n2"], res.RSSMiB["n3"])
+
+	// Issue 15 §4, after the RSS figures: these phases restart and replace
+	// nodes on a WAL filled to -wal-gib.
+	if o.phase("startup") {
+		if err := measureStartup(ctx, c, o, res); err != nil {
+			return fmt.Errorf("startup: %w", err)
+		}
+	}
+	if o.phase("catchup") {
+		if err := measureCatchUp(ctx, c, o, res); err != nil {
+			return fmt.Errorf("catchup: %w", err)
+		}
+	}
 	return nil
 }
 

@@ -11,9 +11,12 @@
 // (started, measured, stopped), JetStream (likewise: sync publish at
 // concurrency 1, 16 and 64, async publish in windows of 100 at 64), this
 // cluster (ingest at concurrency 1, 16 and 64, batches of 100 at 64, five
-// kill -9 failovers), peak RSS. Each load phase runs a closed loop for a
-// fixed duration after a warm-up; only requests that start and finish inside
-// the measured window count.
+// kill -9 failovers), peak RSS, then issue 15 §4 on the same cluster: its
+// WAL filled to -wal-gib, a cold start of all three nodes and of one
+// follower (startup), and an empty follower's catch-up under a paced load
+// (catchup). Each load phase runs a closed loop for a fixed duration after a
+// warm-up; only requests that start and finish inside the measured window
+// count.
 //
 // Everything runs in one scratch directory on the same disk (never tmpfs:
 // fsync is free there): the raw-disk files, the etcd members' data dirs, the
@@ -46,6 +49,7 @@ type options struct {
 	measure  time.Duration
 	rawFor   time.Duration
 	failover int
+	walGiB   float64
 }
 
 func (o *options) phase(name string) bool {
@@ -67,10 +71,11 @@ func main() {
 	flag.StringVar(&o.bin, "bin", "", "autonomy-orchestrator binary (default: bin/autonomy-orchestrator if present, else built into the scratch dir)")
 	flag.StringVar(&o.dir, "dir", "", "parent of the scratch directory (default: the temp dir, or .cache/ when that is in memory)")
 	flag.BoolVar(&o.keep, "keep", false, "keep the scratch directory (logs, data dirs) after the run")
-	flag.StringVar(&o.only, "only", "", "comma-separated subset of phases: raw,etcd,jetstream,ingest,failover (default: all)")
+	flag.StringVar(&o.only, "only", "", "comma-separated subset of phases: raw,etcd,jetstream,ingest,failover,startup,catchup (default: all)")
 	flag.DurationVar(&o.warmup, "warmup", 0, "warm-up before each load phase (default 2s, -quick 1s)")
 	flag.DurationVar(&o.measure, "duration", 0, "measured time of each load phase (default 12s, -quick 3s)")
 	flag.IntVar(&o.failover, "failovers", 5, "number of kill -9 failovers")
+	flag.Float64Var(&o.walGiB, "wal-gib", 0, "startup and catchup phases: fill the WAL through the API to this many GiB first (default 1, -quick 0.25; the open target needs 1)")
 	flag.Parse()
 	if o.warmup == 0 {
 		o.warmup = pick(o.quick, time.Second, 2*time.Second)
@@ -79,6 +84,13 @@ func main() {
 		o.measure = pick(o.quick, 3*time.Second, 12*time.Second)
 	}
 	o.rawFor = pick(o.quick, 2*time.Second, 5*time.Second)
+	if o.walGiB == 0 {
+		o.walGiB = pick(o.quick, 0.25, 1)
+	}
+	if o.walGiB < 0 {
+		fmt.Fprintf(os.Stderr, "bench: -wal-gib=%g must be positive\n", o.walGiB)
+		os.Exit(2)
+	}
 
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
@@ -139,7 +151,7 @@ func run(ctx context.Context, o *options) (err error) {
 			return fmt.Errorf("jetstream: %w", err)
 		}
 	}
-	if o.phase("ingest") || o.phase("failover") {
+	if o.phase("ingest") || o.phase("failover") || o.phase("startup") || o.phase("catchup") {
 		bin, err := orchestratorBinary(ctx, o.bin, ws)
 		if err != nil {
 			return err

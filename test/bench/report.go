@@ -24,6 +24,7 @@ type results struct {
 	JetStream      jetStreamRes         `json:"jetstream"`
 	FailoverMs     []float64            `json:"failover_ms"`
 	RSSMiB         map[string]float64   `json:"rss_mib"`
+	startupResults                      // issue 15 §4: "startup", "catchup" (startup_report.go)
 	Ratios         []ratio              `json:"ratios"`
 	Meta           meta                 `json:"meta"`
 }
@@ -240,6 +241,7 @@ func (r *results) computeRatios() {
 		}
 		add("rss_max_mib", "peak RSS, largest node (MiB)", worst, 1, "<=", 150, who)
 	}
+	r.startupRatios(add)
 }
 
 func (r *results) write(path string) error {
@@ -296,6 +298,7 @@ func printTable(w io.Writer, r *results) {
 		}
 		fmt.Fprintf(tw, "peak RSS (VmHWM)\t%s MiB\t\t\t\n", strings.Join(parts, ", "))
 	}
+	printStartupRows(tw, r)
 	tw.Flush()
 	fmt.Fprintln(w)
 	tw = tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
