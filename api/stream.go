@@ -34,6 +34,10 @@ import (
 //     fsynced by a majority (rule 1). The stream adds no path to the WAL.
 //   - Answers come in line order, each written as soon as its line and every
 //     line before it are answered, and flushed before the handler waits.
+//   - Lines are submitted without waiting for the commits of the lines
+//     before them. Lines that arrived together go to Ingest in one call,
+//     never larger than one POST may be; a call that fails fails each of its
+//     lines as it would have failed alone.
 //   - At most window lines, and about streamMaxBytes of them, are in flight:
 //     while they are, the handler reads nothing more of the body, so a client
 //     that sends faster than the cluster commits is held back by TCP.
@@ -58,6 +62,9 @@ type streamLine struct {
 	start  time.Time // when it was read
 	size   int       // its bytes, held until it is answered
 	events int
+
+	payloads [][]byte // its events, and their ids, once parsed
+	ids      []string
 
 	done chan struct{} // closed once the fields below are set
 	// refused: the line was not submitted (bad_json, too_large); code and
@@ -154,12 +161,12 @@ func (s *Server) ingestStream(c *gin.Context) {
 		case l.err == nil:
 			buf = appendStreamAck(buf[:0], l.n, l.seqs, l.safe)
 		default:
-			status, code, msg := errStatus(l.err)
-			if fatal == nil && status >= 500 {
+			_, code, msg := errStatus(l.err)
+			if fatal == nil && !lineFault(l.err) {
 				fatal = &wire.StreamError{Code: code, Message: msg}
 				stopReading()
 			}
-			if fatal != nil && status >= 500 {
+			if fatal != nil && !lineFault(l.err) {
 				code, msg = fatal.Code, fatal.Message // a line cancelled behind the failed one
 			}
 			outcome = code
@@ -198,16 +205,26 @@ func fullDuplex(c *gin.Context) {
 	}
 }
 
-// read reads the body line by line while the window has room, and submits
-// each line to Ingest in a goroutine of its own, so that the commits of lines
-// in flight overlap (the WAL's group commit). It closes the queue when the
-// body ends or the stream stops.
+// read reads the body line by line while the window has room and submits
+// the lines to Ingest without waiting for their commits, so that the commits
+// of lines in flight overlap (the WAL's group commit). Lines that arrived
+// together (already in the read buffer) go to Ingest as one call, up to what
+// one POST may hold (ingest/max_batch events, ingest/max_body_bytes): a call
+// per line costs the leader more than the line's events do. It closes the
+// queue when the body ends or the stream stops.
 func (st *ingestStream) read(body io.Reader) {
 	defer st.wg.Done()
 	defer close(st.queue)
 	br := bufio.NewReaderSize(body, 64<<10)
+	var g lineGroup
+	defer st.submit(&g)
 	n := 0
 	for {
+		// Nothing that may block (a read without a whole line buffered, a
+		// full window) while lines wait unsubmitted.
+		if len(g.lines) > 0 && (!st.credit.room() || !lineBuffered(br)) {
+			st.submit(&g)
+		}
 		if !st.credit.wait(st.stop) {
 			return
 		}
@@ -220,7 +237,12 @@ func (st *ingestStream) read(body io.Reader) {
 			n++
 			l := &streamLine{n: n, start: time.Now(), size: len(line), done: make(chan struct{})}
 			st.credit.take(l.size)
-			st.submit(l, t, tooLong, lim.MaxBodyBytes, lim.MaxBatch)
+			if l.parse(t, tooLong, lim.MaxBodyBytes, lim.MaxBatch) {
+				if g.events+l.events > lim.MaxBatch || int64(g.bytes+l.size) > lim.MaxBodyBytes {
+					st.submit(&g)
+				}
+				g.add(l)
+			}
 			st.queue <- l
 		}
 		if err != nil {
@@ -229,42 +251,114 @@ func (st *ingestStream) read(body io.Reader) {
 	}
 }
 
-// submit starts the Ingest of line l (its trimmed bytes t), or refuses it.
-func (st *ingestStream) submit(l *streamLine, t []byte, tooLong bool, maxBytes int64, maxBatch int) {
-	select {
-	case <-st.stop:
-		l.err = errStreamStopped
-		close(l.done)
-		return
-	default:
-	}
+// lineBuffered reports whether a whole line is in br's buffer: reading it
+// will not wait for the client.
+func lineBuffered(br *bufio.Reader) bool {
+	b, _ := br.Peek(br.Buffered())
+	return bytes.IndexByte(b, '\n') >= 0
+}
+
+// parse reads line l's events from t, its trimmed bytes, or refuses the line
+// (too_large, bad_json; l is then answered). It reports whether l is to be
+// ingested.
+func (l *streamLine) parse(t []byte, tooLong bool, maxBytes int64, maxBatch int) bool {
 	if tooLong {
 		l.code, l.msg = "too_large", fmt.Sprintf("the line exceeds %d bytes; send smaller batches (setting ingest/max_body_bytes)", maxBytes)
 		close(l.done)
-		return
+		return false
 	}
 	events, ids, err := ParseEvents(t, maxBatch)
 	if err != nil {
 		l.code, l.msg = "bad_json", err.Error()+"; nothing was written"
 		close(l.done)
+		return false
+	}
+	l.payloads, l.ids, l.events = events, ids, len(events)
+	return true
+}
+
+// lineFault reports whether err is the fault of the events sent (a 4xx
+// code): it ends no stream, and only the line that holds them is refused.
+func lineFault(err error) bool {
+	status, _, _ := errStatus(err)
+	return status < 500
+}
+
+// lineGroup is lines that go to Ingest in one call.
+type lineGroup struct {
+	lines         []*streamLine
+	payloads      [][]byte
+	ids           []string
+	events, bytes int
+}
+
+func (g *lineGroup) add(l *streamLine) {
+	g.lines = append(g.lines, l)
+	g.payloads = append(g.payloads, l.payloads...)
+	g.ids = append(g.ids, l.ids...)
+	g.events += l.events
+	g.bytes += l.size
+}
+
+// submit starts the Ingest of g's lines, one call for all of them, and
+// empties g. Once the stream is stopping, it answers them unsubmitted.
+func (st *ingestStream) submit(g *lineGroup) {
+	if len(g.lines) == 0 {
 		return
 	}
-	l.events = len(events)
+	lines, payloads, ids := g.lines, g.payloads, g.ids
+	*g = lineGroup{}
+	select {
+	case <-st.stop:
+		for _, l := range lines {
+			l.err = errStreamStopped
+			close(l.done)
+		}
+		return
+	default:
+	}
 	st.wg.Add(1)
 	go func() {
 		defer st.wg.Done()
-		defer close(l.done)
+		answered := 0
 		defer func() {
 			// As gin.Recovery does for a request: a bug below answers 500
 			// (internal, which ends the stream), not a dead node.
 			if p := recover(); p != nil {
-				l.seqs, l.err = nil, fmt.Errorf("api: Ingest panicked: %v", p)
 				st.s.log.WithFields(logrus.Fields{"panic": fmt.Sprint(p), "stack": string(debug.Stack())}).Error("INGEST_STREAM_PANIC")
+				for _, l := range lines[answered:] {
+					l.seqs, l.err = nil, fmt.Errorf("api: Ingest panicked: %v", p)
+					close(l.done)
+				}
 			}
 		}()
 		ctx, cancel := context.WithTimeout(st.ctx, st.s.cfg.IngestTimeout)
 		defer cancel()
-		l.seqs, l.safe, l.err = st.s.b.Ingest.Ingest(ctx, events, ids)
+		seqs, safe, err := st.s.b.Ingest.Ingest(ctx, payloads, ids)
+		if err == nil && len(seqs) != len(payloads) {
+			err = fmt.Errorf("api: Ingest answered %d Seqs for %d events", len(seqs), len(payloads))
+		}
+		if err != nil && len(lines) > 1 && lineFault(err) {
+			// One line's events were refused (too large for a frame, ...),
+			// and nothing was written: find which, so that the others commit.
+			for _, l := range lines {
+				l.seqs, l.safe, l.err = st.s.b.Ingest.Ingest(ctx, l.payloads, l.ids)
+				close(l.done)
+				answered++
+			}
+			return
+		}
+		off := 0
+		for _, l := range lines {
+			if err != nil {
+				l.err = err
+			} else {
+				l.seqs, l.safe = seqs[off:off+l.events:off+l.events], safe
+			}
+			off += l.events
+			close(l.done)
+			answered++
+		}
 	}()
 }
 
@@ -337,10 +431,7 @@ func newStreamCredit(maxLines, maxBytes int) *streamCredit {
 // bytes bound is passed by at most one line), or false once stop is closed.
 func (c *streamCredit) wait(stop <-chan struct{}) bool {
 	for {
-		c.mu.Lock()
-		ok := c.lines < c.maxLines && c.bytes < c.maxBytes
-		c.mu.Unlock()
-		if ok {
+		if c.room() {
 			return true
 		}
 		select {
@@ -349,6 +440,13 @@ func (c *streamCredit) wait(stop <-chan struct{}) bool {
 			return false
 		}
 	}
+}
+
+// room reports whether wait would return at once.
+func (c *streamCredit) room() bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.lines < c.maxLines && c.bytes < c.maxBytes
 }
 
 func (c *streamCredit) take(size int) {

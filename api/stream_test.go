@@ -42,7 +42,8 @@ type fakeIngest struct {
 	maxInflight int
 	returned    int // calls returned
 	seqOf       map[string]uint64
-	order       []string // the first id of each call, in the order the calls returned
+	order       []string   // the first id of each call, in the order the calls returned
+	callIDs     [][]string // each call's ids, in the order the calls began
 }
 
 func newFakeIngest(hook func(ctx context.Context, ids []string) error) *fakeIngest {
@@ -52,6 +53,7 @@ func newFakeIngest(hook func(ctx context.Context, ids []string) error) *fakeInge
 func (f *fakeIngest) Ingest(ctx context.Context, payloads [][]byte, ids []string) ([]uint64, uint64, error) {
 	f.mu.Lock()
 	f.calls++
+	f.callIDs = append(f.callIDs, ids)
 	f.inflight++
 	f.maxInflight = max(f.maxInflight, f.inflight)
 	seqs := make([]uint64, len(payloads))
@@ -256,6 +258,18 @@ func (s *rawStream) send(lines ...string) {
 	}
 }
 
+// sendApart sends each line once the Ingester has seen the one before, so
+// that each is an Ingest call of its own (lines that arrive together may
+// share one).
+func (s *rawStream) sendApart(f *fakeIngest, lines ...string) {
+	s.t.Helper()
+	for _, l := range lines {
+		before := f.stat(func(f *fakeIngest) int { return f.calls })
+		s.send(l)
+		waitFor(s.t, "the line's Ingest call", func() bool { return f.stat(func(f *fakeIngest) int { return f.calls }) == before+1 })
+	}
+}
+
 // next returns the next answer line, or ok=false at the end of the answer.
 func (s *rawStream) next() (a wire.StreamAnswer, raw string, ok bool) {
 	s.t.Helper()
@@ -347,9 +361,9 @@ func TestStream_acksInLineOrderWithTheirSeqs(t *testing.T) {
 	}
 	for n := 1; n <= lines; n++ {
 		if n%2 == 1 {
-			s.send(streamEvent(n, 0)) // one event object
+			s.sendApart(f, streamEvent(n, 0)) // one event object
 		} else {
-			s.send("[" + streamEvent(n, 0) + "," + streamEvent(n, 1) + "," + streamEvent(n, 2) + "]")
+			s.sendApart(f, "["+streamEvent(n, 0)+","+streamEvent(n, 1)+","+streamEvent(n, 2)+"]")
 		}
 	}
 	s.pw.Close()
@@ -372,8 +386,9 @@ func TestStream_acksInLineOrderWithTheirSeqs(t *testing.T) {
 	}
 }
 
-// The handler submits the lines of its window without waiting for the
-// first to commit: the Ingester sees them all in flight at once.
+// The handler submits each line without waiting for the lines before it to
+// commit: the Ingester sees a window of calls in flight at once, each begun
+// while the ones before it still wait.
 func TestStream_pipelines(t *testing.T) {
 	release := make(chan struct{})
 	f := newFakeIngest(func(ctx context.Context, ids []string) error {
@@ -383,7 +398,7 @@ func TestStream_pipelines(t *testing.T) {
 	srv := streamServer(t, f, nil)
 	s := openRawStream(t, streamClient(t), srv.URL+"/v1/telemetry/stream?window=16", "")
 	for n := 1; n <= 16; n++ {
-		s.send(streamEvent(n, 0))
+		s.sendApart(f, streamEvent(n, 0))
 	}
 	waitFor(t, "16 Ingest calls in flight", func() bool { return f.stat(func(f *fakeIngest) int { return f.inflight }) == 16 })
 	if r := f.stat(func(f *fakeIngest) int { return f.returned }); r != 0 {
@@ -426,7 +441,8 @@ func TestStream_flowControlHoldsTheClientBack(t *testing.T) {
 		}
 		wrote <- s.pw.Close()
 	}()
-	waitFor(t, "a full window of Ingest calls", func() bool { return f.stat(func(f *fakeIngest) int { return f.calls }) == window })
+	inFlight := func() int { return f.stat(func(f *fakeIngest) int { return len(f.seqOf) }) } // one event a line
+	waitFor(t, "a full window of lines submitted", func() bool { return inFlight() == window })
 	// The writer blocks once the sockets' buffers are full: wait until
 	// it has written nothing for 300 ms.
 	last, since := written.Load(), time.Now()
@@ -445,8 +461,8 @@ func TestStream_flowControlHoldsTheClientBack(t *testing.T) {
 	if last > total/4 {
 		t.Fatalf("the client got %d of ~%d bytes out while the window was full: the server kept reading", last, total)
 	}
-	if c := f.stat(func(f *fakeIngest) int { return f.calls }); c != window {
-		t.Fatalf("%d Ingest calls with a window of %d", c, window)
+	if c := inFlight(); c != window {
+		t.Fatalf("%d lines submitted with a window of %d", c, window)
 	}
 	t.Logf("held back after %d bytes (%d lines) of %d", last, last/int64(len(pad)+20), total)
 	close(release)
@@ -460,8 +476,77 @@ func TestStream_flowControlHoldsTheClientBack(t *testing.T) {
 		t.Fatal(err)
 	}
 	s.expectEnd()
-	if f.stat(func(f *fakeIngest) int { return f.maxInflight }) > window {
-		t.Fatalf("%d Ingest calls in flight with a window of %d", f.maxInflight, window)
+	if m := f.stat(func(f *fakeIngest) int { return f.maxInflight }); m > window {
+		t.Fatalf("%d Ingest calls in flight with a window of %d", m, window)
+	}
+}
+
+// Lines that arrive together go to Ingest in one call, never larger than
+// one POST may be (ingest/max_batch), and each line still gets its own Seqs.
+func TestStream_linesThatArriveTogetherShareACall(t *testing.T) {
+	var (
+		mu    sync.Mutex
+		sizes []int
+	)
+	f := newFakeIngest(func(ctx context.Context, ids []string) error {
+		mu.Lock()
+		sizes = append(sizes, len(ids))
+		mu.Unlock()
+		return nil
+	})
+	srv := streamServer(t, f, func(c *Config) { c.MaxEventsPerRequest = 10 })
+	s := openRawStream(t, streamClient(t), srv.URL+"/v1/telemetry/stream", "")
+	const lines = 40
+	var all strings.Builder
+	for n := 1; n <= lines; n++ {
+		fmt.Fprintf(&all, "[%s,%s,%s]\n", streamEvent(n, 0), streamEvent(n, 1), streamEvent(n, 2))
+	}
+	if _, err := io.WriteString(s.pw, all.String()); err != nil { // one write: the lines arrive together
+		t.Fatal(err)
+	}
+	s.pw.Close()
+	for n := 1; n <= lines; n++ {
+		s.expectAck(f, n, fmt.Sprintf("l%d-0", n), fmt.Sprintf("l%d-1", n), fmt.Sprintf("l%d-2", n))
+	}
+	s.expectEnd()
+	mu.Lock()
+	defer mu.Unlock()
+	if len(sizes) >= lines {
+		t.Errorf("%d Ingest calls for %d lines that arrived together", len(sizes), lines)
+	}
+	for _, n := range sizes {
+		if n > 10 || n%3 != 0 {
+			t.Errorf("an Ingest call of %d events (lines of 3, ingest/max_batch 10): %v", n, sizes)
+		}
+	}
+}
+
+// When a call of several lines is refused for one line's events (a 4xx:
+// nothing was written), each line is sent alone: only that line is refused.
+func TestStream_refusedCallFailsOnlyTheLineAtFault(t *testing.T) {
+	f := newFakeIngest(func(ctx context.Context, ids []string) error {
+		if slices.Contains(ids, "l2-0") {
+			return fmt.Errorf("node: %w: 5000000 bytes (bound 4194304)", walrepl.ErrTooLarge)
+		}
+		return nil
+	})
+	srv := streamServer(t, f, nil)
+	s := openRawStream(t, streamClient(t), srv.URL+"/v1/telemetry/stream", "")
+	if _, err := io.WriteString(s.pw, streamEvent(1, 0)+"\n"+streamEvent(2, 0)+"\n"+streamEvent(3, 0)+"\n"); err != nil {
+		t.Fatal(err)
+	}
+	_, _, msg := errStatus(fmt.Errorf("node: %w: 5000000 bytes (bound 4194304)", walrepl.ErrTooLarge))
+	s.expectAck(f, 1, "l1-0")
+	s.expectError(2, "too_large", msg)
+	s.expectAck(f, 3, "l3-0")
+	s.send(streamEvent(4, 0)) // the stream goes on
+	s.expectAck(f, 4, "l4-0")
+	s.pw.Close()
+	s.expectEnd()
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if want := [][]string{{"l1-0", "l2-0", "l3-0"}, {"l1-0"}, {"l2-0"}, {"l3-0"}, {"l4-0"}}; !slices.EqualFunc(f.callIDs, want, slices.Equal) {
+		t.Fatalf("Ingest calls %v, want %v", f.callIDs, want)
 	}
 }
 
@@ -553,7 +638,7 @@ func TestStream_ingestErrorEndsTheStream(t *testing.T) {
 	}
 	srv := streamServer(t, f, nil)
 	s := openRawStream(t, streamClient(t), srv.URL+"/v1/telemetry/stream", "")
-	s.send(streamEvent(1, 0), streamEvent(2, 0), streamEvent(3, 0), streamEvent(4, 0))
+	s.sendApart(f, streamEvent(1, 0), streamEvent(2, 0), streamEvent(3, 0), streamEvent(4, 0))
 	_, _, msg := errStatus(walrepl.ErrNotLeader)
 	s.expectAck(f, 1, "l1-0")
 	s.expectError(2, "not_leader", msg)
@@ -575,9 +660,9 @@ func TestStream_commitTimeoutEndsTheStream(t *testing.T) {
 		<-ctx.Done()
 		return ctx.Err()
 	})
-	srv := streamServer(t, f, func(c *Config) { c.IngestTimeout = 100 * time.Millisecond })
+	srv := streamServer(t, f, func(c *Config) { c.IngestTimeout = time.Second })
 	s := openRawStream(t, streamClient(t), srv.URL+"/v1/telemetry/stream", "")
-	s.send(streamEvent(1, 0), streamEvent(2, 0), streamEvent(3, 0))
+	s.sendApart(f, streamEvent(1, 0), streamEvent(2, 0), streamEvent(3, 0))
 	_, _, msg := errStatus(context.DeadlineExceeded)
 	s.expectAck(f, 1, "l1-0")
 	s.expectError(2, "commit_timeout", msg)
