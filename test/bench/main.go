@@ -10,8 +10,8 @@
 // Phases run one after another, never two systems at once: raw disk, etcd
 // (started, measured, stopped), JetStream (likewise: sync publish at
 // concurrency 1, 16 and 64, async publish in windows of 100 at 64), this
-// cluster (ingest at concurrency 1, 16 and 64, batches of 100 at 64, five
-// kill -9 failovers), peak RSS. Each load phase runs a closed loop for a
+// cluster (ingest at concurrency 1, 16 and 64, batches of 100 at 64, the
+// streaming endpoint at 64 streams, five kill -9 failovers), peak RSS. Each load phase runs a closed loop for a
 // fixed duration after a warm-up; only requests that start and finish inside
 // the measured window count.
 //
@@ -67,7 +67,7 @@ func main() {
 	flag.StringVar(&o.bin, "bin", "", "autonomy-orchestrator binary (default: bin/autonomy-orchestrator if present, else built into the scratch dir)")
 	flag.StringVar(&o.dir, "dir", "", "parent of the scratch directory (default: the temp dir, or .cache/ when that is in memory)")
 	flag.BoolVar(&o.keep, "keep", false, "keep the scratch directory (logs, data dirs) after the run")
-	flag.StringVar(&o.only, "only", "", "comma-separated subset of phases: raw,etcd,jetstream,ingest,failover (default: all)")
+	flag.StringVar(&o.only, "only", "", "comma-separated subset of phases: raw,etcd,jetstream,ingest,stream,failover (default: all)")
 	flag.DurationVar(&o.warmup, "warmup", 0, "warm-up before each load phase (default 2s, -quick 1s)")
 	flag.DurationVar(&o.measure, "duration", 0, "measured time of each load phase (default 12s, -quick 3s)")
 	flag.IntVar(&o.failover, "failovers", 5, "number of kill -9 failovers")
@@ -139,7 +139,7 @@ func run(ctx context.Context, o *options) (err error) {
 			return fmt.Errorf("jetstream: %w", err)
 		}
 	}
-	if o.phase("ingest") || o.phase("failover") {
+	if o.phase("ingest") || o.phase("stream") || o.phase("failover") {
 		bin, err := orchestratorBinary(ctx, o.bin, ws)
 		if err != nil {
 			return err
