@@ -10,7 +10,8 @@
 //     307 to the leader (X-Autonomy-Leader) or 503 no_leader; it never
 //     serves them from its own state.
 //   - Only committed frames (Seq ≤ safe_seq) are ever served (DESIGN §6
-//     rule 11), and an ingest is acknowledged only once committed.
+//     rule 11), and an ingest is acknowledged only once committed: a POST
+//     once Ingest returned, each line of a stream (stream.go) likewise.
 //
 // The API knows the node only through the small role interfaces of
 // Backends (NodeState, Ingester, Log, ...), declared here where they are

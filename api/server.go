@@ -236,6 +236,7 @@ func NewHandler(cfg Config, b Backends) (http.Handler, error) {
 
 	// The leader answers these; followers redirect.
 	e.POST("/v1/telemetry/events", operator, s.leaderOnly, s.ingest)
+	e.POST("/v1/telemetry/stream", fullDuplex, operator, s.leaderOnly, s.ingestStream)
 	e.GET("/v1/telemetry/events", viewer, s.leaderOnly, s.events)
 	e.GET("/v1/logs", operator, s.leaderOnly, s.logs)
 	e.GET("/v1/fleet/summary", viewer, s.leaderOnly, s.fleetSummary)

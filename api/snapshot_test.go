@@ -2,15 +2,11 @@ package api
 
 import (
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
 	"encoding/json"
 	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
-	"os"
-	"path/filepath"
 	"testing"
 
 	"github.com/autonomyops/orchestrator/api/wire"
@@ -46,23 +42,8 @@ func (f snapBackend) Snapshot(_ context.Context, who string, start func() io.Wri
 
 func snapServer(t *testing.T, f snapBackend) *httptest.Server {
 	t.Helper()
-	dir := t.TempDir()
-	var body string
-	body += "tokens:\n"
-	for _, r := range []string{"viewer", "operator", "admin"} {
-		sum := sha256.Sum256([]byte(r + "-token"))
-		body += fmt.Sprintf("- {name: %s-user, role: %s, sha256: %s}\n", r, r, hex.EncodeToString(sum[:]))
-	}
-	path := filepath.Join(dir, "tokens.yaml")
-	if err := os.WriteFile(path, []byte(body), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	toks, err := LoadTokens(path)
-	if err != nil {
-		t.Fatal(err)
-	}
 	cfg := DefaultConfig()
-	cfg.Tokens = toks
+	cfg.Tokens = testTokens(t)
 	log := logrus.New()
 	log.SetOutput(io.Discard)
 	cfg.Logger = log

@@ -29,4 +29,8 @@
 //	...
 //	seq, err := pe.Wait(ctx) // committed: fsynced by a majority
 //	p.Close(ctx)
+//
+// A Stream (OpenStream) sends batches as lines of one long-lived POST
+// /v1/telemetry/stream and delivers each line's acknowledgement, in line
+// order, while more lines are sent; it does not retry (docs/api.md).
 package client

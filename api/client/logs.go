@@ -89,7 +89,7 @@ func (c *Client) Logs(ctx context.Context, q LogsQuery, idle time.Duration) (*Lo
 		Header: http.Header{"Accept": {wire.ContentTypeNDJSON}}}
 	var s *LogStream
 	_, err := c.route(ctx, r, func(ep string) (*Reply, error) {
-		resp, rep, cancel, err := c.openStream(ctx, ep, r)
+		resp, rep, cancel, err := c.openStream(ctx, ep, r, nil)
 		if err != nil {
 			return rep, err
 		}
@@ -176,14 +176,15 @@ func (s *LogStream) Close() error {
 // openStream issues r, a request whose answer is read as it comes, against
 // ep. The answer's headers must arrive within the client's timeout; the
 // returned cancel ends the stream (the caller owns it once err is nil).
-func (c *Client) openStream(ctx context.Context, ep string, r Request) (*http.Response, *Reply, context.CancelFunc, error) {
+// newBody, unless nil, gives each attempt its body, as for open.
+func (c *Client) openStream(ctx context.Context, ep string, r Request, newBody func(context.Context) io.Reader) (*http.Response, *Reply, context.CancelFunc, error) {
 	sctx, cancel := context.WithCancel(ctx)
 	var timedOut atomic.Bool
 	var timer *time.Timer
 	if c.timeout > 0 {
 		timer = time.AfterFunc(c.timeout, func() { timedOut.Store(true); cancel() })
 	}
-	resp, rep, err := c.open(sctx, c.stream, ep, r, nil)
+	resp, rep, err := c.open(sctx, c.stream, ep, r, newBody)
 	if timer != nil && !timer.Stop() || timedOut.Load() {
 		if resp != nil {
 			resp.Body.Close()
@@ -196,7 +197,7 @@ func (c *Client) openStream(ctx context.Context, ep string, r Request) (*http.Re
 		if rep != nil {
 			target = rep.URL
 		}
-		return nil, rep, nil, &url.Error{Op: "Get", URL: target, Err: headerTimeoutError{}}
+		return nil, rep, nil, &url.Error{Op: urlOp(r.Method), URL: target, Err: headerTimeoutError{}}
 	}
 	if err != nil {
 		cancel()

@@ -46,8 +46,12 @@ func (c *Client) Do(ctx context.Context, r Request, out any) (*Reply, error) {
 	if err != nil {
 		return nil, err
 	}
+	var newBody func(context.Context) io.Reader
+	if body != nil {
+		newBody = func(context.Context) io.Reader { return bytes.NewReader(body) }
+	}
 	return c.route(ctx, r, func(ep string) (*Reply, error) {
-		resp, rep, err := c.open(ctx, c.hc, ep, r, body)
+		resp, rep, err := c.open(ctx, c.hc, ep, r, newBody)
 		if err != nil {
 			return rep, err
 		}
@@ -125,13 +129,19 @@ var ErrTooManyRedirects = errors.New("api: too many redirects")
 
 // open issues r against the node at base with hc, follows 307 answers, and
 // returns the final answer for the caller to read and close. An answer of 400
-// or above is read, closed and returned as an *HTTPError.
-func (c *Client) open(ctx context.Context, hc *http.Client, base string, r Request, body []byte) (*http.Response, *Reply, error) {
+// or above is read, closed and returned as an *HTTPError. newBody, unless
+// nil, gives each attempt (the first, and one per redirect) its body; ctx is
+// passed on, so that a body that blocks can end with it.
+func (c *Client) open(ctx context.Context, hc *http.Client, base string, r Request, newBody func(context.Context) io.Reader) (*http.Response, *Reply, error) {
 	target := base + r.Path
 	if len(r.Query) > 0 {
 		target += "?" + r.Query.Encode()
 	}
 	for hop := 0; ; hop++ {
+		var body io.Reader
+		if newBody != nil {
+			body = newBody(ctx)
+		}
 		resp, err := c.roundTrip(ctx, hc, r.Method, target, body, r.Header)
 		if err != nil {
 			return nil, nil, err
@@ -161,12 +171,8 @@ func (c *Client) open(ctx context.Context, hc *http.Client, base string, r Reque
 	}
 }
 
-func (c *Client) roundTrip(ctx context.Context, hc *http.Client, method, target string, body []byte, h http.Header) (*http.Response, error) {
-	var rd io.Reader
-	if body != nil {
-		rd = bytes.NewReader(body)
-	}
-	req, err := http.NewRequestWithContext(ctx, method, target, rd)
+func (c *Client) roundTrip(ctx context.Context, hc *http.Client, method, target string, body io.Reader, h http.Header) (*http.Response, error) {
+	req, err := http.NewRequestWithContext(ctx, method, target, body)
 	if err != nil {
 		return nil, fmt.Errorf("api: %w", err)
 	}

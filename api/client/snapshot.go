@@ -34,7 +34,7 @@ func (c *Client) Snapshot(ctx context.Context, idle time.Duration) (*SnapshotStr
 		Header: http.Header{"Accept": {wire.ContentTypeSnapshot}}}
 	var s *SnapshotStream
 	_, err := c.route(ctx, r, func(ep string) (*Reply, error) {
-		resp, rep, cancel, err := c.openStream(ctx, ep, r)
+		resp, rep, cancel, err := c.openStream(ctx, ep, r, nil)
 		if err != nil {
 			return rep, err
 		}

@@ -310,6 +310,11 @@ func measureCluster(ctx context.Context, ws *workspace, bin string, o *options, 
 		res.record("ingest_batch100 c64", lr)
 		logf("cluster: %s", lr.summary("events", 100))
 	}
+	if o.phase("stream") {
+		if err := measureStream(ctx, c, l, o, res); err != nil {
+			return err
+		}
+	}
 	for _, n := range c.nodes {
 		n.sampleRSS()
 	}

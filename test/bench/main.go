@@ -10,13 +10,13 @@
 // Phases run one after another, never two systems at once: raw disk, etcd
 // (started, measured, stopped), JetStream (likewise: sync publish at
 // concurrency 1, 16 and 64, async publish in windows of 100 at 64), this
-// cluster (ingest at concurrency 1, 16 and 64, batches of 100 at 64, five
-// kill -9 failovers), peak RSS, then issue 15 §4 on the same cluster: its
-// WAL filled to -wal-gib, a cold start of all three nodes and of one
-// follower (startup), and an empty follower's catch-up under a paced load
-// (catchup). Each load phase runs a closed loop for a fixed duration after a
-// warm-up; only requests that start and finish inside the measured window
-// count.
+// cluster (ingest at concurrency 1, 16 and 64, batches of 100 at 64, the
+// streaming endpoint at 64 streams, five kill -9 failovers), peak RSS, then
+// issue 15 §4 on the same cluster: its WAL filled to -wal-gib, a cold start
+// of all three nodes and of one follower (startup), and an empty follower's
+// catch-up under a paced load (catchup). Each load phase runs a closed loop
+// for a fixed duration after a warm-up; only requests that start and finish
+// inside the measured window count.
 //
 // Everything runs in one scratch directory on the same disk (never tmpfs:
 // fsync is free there): the raw-disk files, the etcd members' data dirs, the
@@ -71,7 +71,7 @@ func main() {
 	flag.StringVar(&o.bin, "bin", "", "autonomy-orchestrator binary (default: bin/autonomy-orchestrator if present, else built into the scratch dir)")
 	flag.StringVar(&o.dir, "dir", "", "parent of the scratch directory (default: the temp dir, or .cache/ when that is in memory)")
 	flag.BoolVar(&o.keep, "keep", false, "keep the scratch directory (logs, data dirs) after the run")
-	flag.StringVar(&o.only, "only", "", "comma-separated subset of phases: raw,etcd,jetstream,ingest,failover,startup,catchup (default: all)")
+	flag.StringVar(&o.only, "only", "", "comma-separated subset of phases: raw,etcd,jetstream,ingest,stream,failover,startup,catchup (default: all)")
 	flag.DurationVar(&o.warmup, "warmup", 0, "warm-up before each load phase (default 2s, -quick 1s)")
 	flag.DurationVar(&o.measure, "duration", 0, "measured time of each load phase (default 12s, -quick 3s)")
 	flag.IntVar(&o.failover, "failovers", 5, "number of kill -9 failovers")
@@ -151,7 +151,7 @@ func run(ctx context.Context, o *options) (err error) {
 			return fmt.Errorf("jetstream: %w", err)
 		}
 	}
-	if o.phase("ingest") || o.phase("failover") || o.phase("startup") || o.phase("catchup") {
+	if o.phase("ingest") || o.phase("stream") || o.phase("failover") || o.phase("startup") || o.phase("catchup") {
 		bin, err := orchestratorBinary(ctx, o.bin, ws)
 		if err != nil {
 			return err

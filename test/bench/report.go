@@ -21,6 +21,7 @@ type results struct {
 	Etcd           map[string]*latency  `json:"etcd"`
 	IngestSingle   map[string]*latency  `json:"ingest_single"`
 	IngestBatch100 map[string]*batchLat `json:"ingest_batch100"`
+	IngestStream   streamResults        `json:"ingest_stream,omitempty"`
 	JetStream      jetStreamRes         `json:"jetstream"`
 	FailoverMs     []float64            `json:"failover_ms"`
 	RSSMiB         map[string]float64   `json:"rss_mib"`
@@ -227,6 +228,7 @@ func (r *results) computeRatios() {
 				fmt.Sprintf("%.0f ÷ %.0f", b.EventsPerS, a.EventsPerS))
 		}
 	}
+	r.streamRatios(add)
 	if len(r.FailoverMs) > 0 {
 		add("failover_median_ms", "failover median (ms)", median(r.FailoverMs), 1, "<=", 1500, fmt.Sprint(len(r.FailoverMs), " kills"))
 		add("failover_max_ms", "failover max (ms)", slices.Max(r.FailoverMs), 1, "<=", 2500, "")
@@ -284,6 +286,7 @@ func printTable(w io.Writer, r *results) {
 	if b := r.IngestBatch100["c64"]; b != nil {
 		fmt.Fprintf(tw, "ingest 100 events/request c64\t%.0f events/s\t%.2f\t%.2f\t\n", b.EventsPerS, b.P50Ms, b.P99Ms)
 	}
+	printStream(tw, r)
 	if len(r.FailoverMs) > 0 {
 		parts := make([]string, len(r.FailoverMs))
 		for i, v := range r.FailoverMs {
@@ -320,4 +323,41 @@ func fmtValue(v float64) string {
 		return fmt.Sprintf("%.0f", v)
 	}
 	return fmt.Sprintf("%.3g", v)
+}
+
+// The streaming ingest endpoint (issue 15): POST /v1/telemetry/stream with
+// a window of lines in flight per stream, measured as JetStream's async
+// publish in windows of 100 is. Keys: "c64" (one event a line) and
+// "batch100_c64" (lines of 100 events); the latencies are a window's, from
+// its first line sent to its last ack.
+type streamResults map[string]*streamLat
+
+type streamLat struct {
+	EventsPerS    float64 `json:"events_per_s"`
+	P50Ms         float64 `json:"p50_ms"`
+	P99Ms         float64 `json:"p99_ms"`
+	EventsPerLine int     `json:"events_per_line"`
+	Window        int     `json:"window"`
+}
+
+// streamRatios adds the stream's target: one event a line at c64 ≥ 2×
+// JetStream's async publish in windows of 100 at c64, the goal of batches of
+// 100 against the same anchor.
+func (r *results) streamRatios(add func(key, name string, num, den float64, op string, target float64, note string)) {
+	s, a := r.IngestStream["c64"], r.JetStream.Async100["c64"]
+	if s == nil || a == nil {
+		return
+	}
+	add("stream_c64_vs_jetstream_async100_c64", "stream 1-event lines c64 events/s ÷ JetStream async windows of 100 c64 msgs/s",
+		s.EventsPerS, a.EventsPerS, ">=", 2, fmt.Sprintf("%.0f ÷ %.0f", s.EventsPerS, a.EventsPerS))
+}
+
+// printStream prints the stream's rows of the table.
+func printStream(tw io.Writer, r *results) {
+	for _, k := range []string{"c64", "batch100_c64"} {
+		if s := r.IngestStream[k]; s != nil {
+			fmt.Fprintf(tw, "ingest stream, %d event(s)/line, windows of %d, c64\t%.0f events/s\t%.2f\t%.2f\t(per window)\n",
+				s.EventsPerLine, s.Window, s.EventsPerS, s.P50Ms, s.P99Ms)
+		}
+	}
 }

@@ -248,3 +248,83 @@ func TestPrintTable_jetStream(t *testing.T) {
 		}
 	}
 }
+
+// The streaming endpoint's figures (issue 15): under "ingest_stream" in the
+// JSON only when measured, printed per window, and one target against
+// JetStream's async publish, right after the batch targets.
+func TestStream_ratioJSONAndTable(t *testing.T) {
+	full := func() *results {
+		r := newResults(&options{}, &workspace{})
+		r.RawFsync.Group256RPS = 800000
+		r.IngestBatch100["c64"] = &batchLat{EventsPerS: 54392}
+		r.JetStream.Async100["c64"] = &batchLat{EventsPerS: 40000, P50Ms: 150, P99Ms: 300}
+		r.IngestStream = streamResults{
+			"c64":          {EventsPerS: 90000, P50Ms: 60, P99Ms: 120, EventsPerLine: 1, Window: 100},
+			"batch100_c64": {EventsPerS: 70000, P50Ms: 300, P99Ms: 500, EventsPerLine: 100, Window: 4},
+		}
+		return r
+	}
+	r := full()
+	r.computeRatios()
+	var order []string
+	for _, x := range r.Ratios {
+		order = append(order, x.Key)
+	}
+	if want := []string{"batch100_c64_vs_raw_group256", "batch100_c64_vs_jetstream_async100_c64", "stream_c64_vs_jetstream_async100_c64"}; !slices.Equal(order, want) {
+		t.Fatalf("ratio order = %v, want %v", order, want)
+	}
+	if x := r.Ratios[2]; x.Value != 2.25 || x.Target != 2 || x.Op != ">=" || !x.Pass || x.Note != "90000 ÷ 40000" {
+		t.Errorf("stream ratio = %+v, want 2.25 >= 2 PASS", x)
+	}
+	r.IngestStream["c64"].EventsPerS = 79999
+	r.computeRatios()
+	if x := r.Ratios[2]; x.Pass {
+		t.Errorf("79999 ÷ 40000 passes: %+v", x)
+	}
+
+	var buf bytes.Buffer
+	printTable(&buf, full())
+	for _, want := range []string{
+		"ingest stream, 1 event(s)/line, windows of 100, c64", "90000 events/s", "60.00", "120.00",
+		"ingest stream, 100 event(s)/line, windows of 4, c64", "70000 events/s",
+	} {
+		if !strings.Contains(buf.String(), want) {
+			t.Errorf("table lacks %q:\n%s", want, buf.String())
+		}
+	}
+
+	path := filepath.Join(t.TempDir(), "out.json")
+	if err := full().write(path); err != nil {
+		t.Fatal(err)
+	}
+	b, _ := os.ReadFile(path)
+	var m struct {
+		Stream map[string]map[string]float64 `json:"ingest_stream"`
+	}
+	if err := json.Unmarshal(b, &m); err != nil {
+		t.Fatal(err)
+	}
+	if got := m.Stream["c64"]; got["events_per_s"] != 90000 || got["window"] != 100 || got["events_per_line"] != 1 || got["p50_ms"] != 60 {
+		t.Errorf("ingest_stream.c64 = %v", got)
+	}
+
+	// Not measured (-only without stream), or no JetStream: no key, no ratio.
+	r = newResults(&options{}, &workspace{})
+	r.JetStream.Async100["c64"] = &batchLat{EventsPerS: 40000}
+	r.computeRatios()
+	if err := r.write(path); err != nil {
+		t.Fatal(err)
+	}
+	b, _ = os.ReadFile(path)
+	if bytes.Contains(b, []byte("ingest_stream")) || len(r.Ratios) != 0 {
+		t.Errorf("without a stream phase: ratios %v, JSON has ingest_stream: %v", r.Ratios, bytes.Contains(b, []byte("ingest_stream")))
+	}
+	r = full()
+	r.JetStream.Async100 = map[string]*batchLat{}
+	r.computeRatios()
+	for _, x := range r.Ratios {
+		if x.Key == "stream_c64_vs_jetstream_async100_c64" {
+			t.Errorf("stream ratio present without JetStream")
+		}
+	}
+}
