@@ -63,10 +63,12 @@ func (n *Node) buildCheckpoint() (checkpoint, error) {
 		return checkpoint{}, err
 	}
 	cp := checkpoint{Fleet: fs, IDsUpTo: x.upTo}
-	for _, e := range x.order {
-		if p, ok := x.seqs[e.id]; ok && p.seq == e.seq {
-			cp.IDs = append(cp.IDs, checkpointID{ID: e.id, Seq: p.seq, Epoch: p.epoch})
-		}
+	if n := x.set.len(); n > 0 {
+		cp.IDs = make([]checkpointID, 0, n)
+	}
+	for k := 0; k < x.set.len(); k++ {
+		e := x.set.at(k)
+		cp.IDs = append(cp.IDs, checkpointID{ID: string(x.set.idOf(e)), Seq: e.seq, Epoch: e.epoch})
 	}
 	return cp, nil
 }

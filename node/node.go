@@ -118,7 +118,8 @@ func run(ctx context.Context, cfg Config, log *logrus.Logger, reload <-chan os.S
 	}
 
 	n := &Node{cfg: cfg, log: log, wal: wal, fleet: api.NewFleet(), metrics: met, live: settings.NewLive(settingsDefaults(cfg))}
-	n.ids = newIDIndex(n.live.Values().IdempotencyWindow)
+	v := n.live.Values()
+	n.ids = newIDIndex(v.IdempotencyWindow, v.IdempotencyBytes)
 	if rep.Reset || rep.Created {
 		// A new log: a checkpoint left in the directory describes another one.
 		os.Remove(filepath.Join(wal.Dir(), CheckpointFile))
