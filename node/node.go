@@ -44,6 +44,9 @@ type Node struct {
 	tokens    *api.Tokens    // nil: auth off; replaced in place on reload
 	tls       *tlsConfigs
 	trims     trimGate // a snapshot holds retention (snapshot.go)
+	// memWarned is the (memory limit, idempotency bytes) pair last warned
+	// about (memlimit.go); only applySettings touches it.
+	memWarned [2]int64
 
 	mu         sync.Mutex
 	leader     *cluster.LeaderInfo

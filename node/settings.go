@@ -133,4 +133,5 @@ func (n *Node) applySettings(stored map[string]settings.Stored, rev int64) {
 		n.member.SetDebug(lvl == logrus.DebugLevel)
 	}
 	n.ids.setLimits(v.IdempotencyWindow, v.IdempotencyBytes)
+	n.warnMemoryTight(v.IdempotencyBytes)
 }
