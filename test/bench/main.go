@@ -151,6 +151,7 @@ func run(ctx context.Context, o *options) (err error) {
 	res.Meta.LoadAvg = append(res.Meta.LoadAvg, loadAvg())
 	res.Meta.TotalSeconds = round(time.Since(start).Seconds(), 1)
 	res.computeRatios()
+	res.addRSSFlatness()
 	printTable(os.Stdout, res)
 	if err := res.write(o.out); err != nil {
 		return err
