@@ -267,6 +267,12 @@ func measureCluster(ctx context.Context, ws *workspace, bin string, o *options, 
 	if err != nil {
 		return err
 	}
+	if o.retention > 0 {
+		res.Meta.Retention = o.retention
+		for _, n := range c.nodes {
+			n.args = append(n.args, "--wal-retention-bytes", fmt.Sprint(o.retention))
+		}
+	}
 	defer func() {
 		logf("cluster: stopping")
 		c.close()

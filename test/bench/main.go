@@ -46,6 +46,9 @@ type options struct {
 	measure  time.Duration
 	rawFor   time.Duration
 	failover int
+	// retention is the nodes' --wal-retention-bytes (0: their default), to
+	// measure them at the retention bound: trimming and checkpointing.
+	retention int64
 }
 
 func (o *options) phase(name string) bool {
@@ -71,6 +74,7 @@ func main() {
 	flag.DurationVar(&o.warmup, "warmup", 0, "warm-up before each load phase (default 2s, -quick 1s)")
 	flag.DurationVar(&o.measure, "duration", 0, "measured time of each load phase (default 12s, -quick 3s)")
 	flag.IntVar(&o.failover, "failovers", 5, "number of kill -9 failovers")
+	flag.Int64Var(&o.retention, "wal-retention-bytes", 0, "the nodes' --wal-retention-bytes (0: their default, 8 GiB); small, it measures them trimming at the bound")
 	flag.Parse()
 	if o.warmup == 0 {
 		o.warmup = pick(o.quick, time.Second, 2*time.Second)
