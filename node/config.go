@@ -50,6 +50,9 @@ type Config struct {
 	PeerTLSCA           string        // --peer-tls-ca: the cluster CA peers must chain to
 	LogLevel            string        // --log-level
 	LogFormat           string        // --log-format: json|text
+	// --memory-limit-bytes: the Go runtime's soft memory limit (0: none).
+	// GOMEMLIMIT, when set, wins (memlimit.go).
+	MemoryLimitBytes int64
 }
 
 // DefaultDataDir is the seed's default: $XDG_CACHE_HOME/autonomyops/orchestrator.
@@ -93,6 +96,7 @@ func DefaultConfig() Config {
 		WALSegmentBytes:     walrepl.DefaultSegmentBytes,
 		LogLevel:            "info",
 		LogFormat:           "json",
+		MemoryLimitBytes:    DefaultMemoryLimit,
 	}
 }
 
@@ -126,6 +130,7 @@ func (c *Config) BindFlags(fs *pflag.FlagSet) {
 	fs.Int64Var(&c.MaxBodyBytes, "max-body-bytes", c.MaxBodyBytes, "largest accepted ingest body in bytes (larger: 413; the setting ingest/max_body_bytes overrides it live)")
 	fs.StringVar(&c.LogLevel, "log-level", c.LogLevel, "debug, info, warn or error (the cluster setting log/level overrides it live)")
 	fs.StringVar(&c.LogFormat, "log-format", c.LogFormat, "json (default, for journald and collectors) or text")
+	fs.Int64Var(&c.MemoryLimitBytes, "memory-limit-bytes", c.MemoryLimitBytes, "soft limit of the Go runtime's memory: the garbage collector works harder near it instead of growing the heap (0: none; the environment variable GOMEMLIMIT, when set, wins)")
 }
 
 // LoadFile applies a YAML config file whose keys are flag names. Flags given
@@ -181,6 +186,9 @@ func (c *Config) Validate() error {
 	}
 	if c.WALRetentionAge < 0 {
 		return fmt.Errorf("--wal-retention-age=%s must not be negative", c.WALRetentionAge)
+	}
+	if c.MemoryLimitBytes != 0 && c.MemoryLimitBytes < MinMemoryLimit {
+		return fmt.Errorf("--memory-limit-bytes=%d must be 0 (none) or at least %d (32 MiB)", c.MemoryLimitBytes, MinMemoryLimit)
 	}
 	if c.MaxBodyBytes < 1024 {
 		return fmt.Errorf("--max-body-bytes=%d must be at least 1024", c.MaxBodyBytes)

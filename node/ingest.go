@@ -15,87 +15,107 @@ import (
 // lazily from the WAL before each ingest, so it also covers frames this node
 // received as a follower — a retry sent to a new leader finds the original.
 type idIndex struct {
-	mu       sync.Mutex
-	seqs     map[string]idPos
-	order    []idEntry // by Seq, to undo truncations from the end
-	upTo     uint64    // frames ≤ upTo are indexed
-	truncs   int       // WAL truncations already applied
+	mu  sync.Mutex
+	set idSet // the ids, oldest first (idset.go)
+	// upTo: frames ≤ upTo are indexed (or their ids forgotten).
+	upTo     uint64
+	truncs   int // WAL truncations already applied
 	inflight map[string]chan struct{}
 	// epochStart reports the leader's epoch-start Seq (0 when not leading).
 	epochStart func() uint64
-	// window is the idempotency window (setting ingest/idempotency_window).
-	window int
-	// forgotten is the highest Seq whose id the window dropped: a later
+	// window and maxBytes bound the index: the settings
+	// ingest/idempotency_window (ids) and ingest/idempotency_window_bytes
+	// (the set's footprint). It keeps the newest ids that fit in both.
+	window   int
+	maxBytes int64
+	// forgotten is the highest Seq whose id the bounds dropped: a later
 	// scan over that frame (a leader catching up over frames it indexed as
 	// it appended them) must not bring the id back.
 	forgotten uint64
-}
-
-type idEntry struct {
-	seq uint64
-	id  string
+	// unsorted: an id was added below the newest Seq held. Ids arrive in
+	// Seq order (the WAL's scan, the leader's appends, the checkpoint), so
+	// this is a safety net: truncations then check every entry.
+	unsorted bool
 }
 
 // idPos is where an id's frame sits: its Seq and epoch identify the frame.
 type idPos struct{ seq, epoch uint64 }
 
-// newIDIndex returns an empty index with the given window.
+// newIDIndex returns an empty index with the given bounds.
 //
-// The window bounds the idempotency index: a retry is recognised while its
-// original is among the last window events that carried an id (the index
-// holds between window and 2×window of them). Retries come within seconds or
-// minutes; the bound keeps memory flat.
-func newIDIndex(window int) *idIndex {
-	return &idIndex{seqs: map[string]idPos{}, inflight: map[string]chan struct{}{}, window: window}
+// The bounds keep memory flat: a retry is recognised while its original is
+// among the last window events that carried an id and the ids since it fit
+// in maxBytes (each id costs its length plus idEntBytes). Retries come
+// within seconds or minutes.
+func newIDIndex(window int, maxBytes int64) *idIndex {
+	return &idIndex{set: newIDSet(), inflight: map[string]chan struct{}{}, window: window, maxBytes: maxBytes}
 }
 
-// setWindow changes the window live; a smaller one forgets the oldest ids now.
-func (x *idIndex) setWindow(window int) {
+// setLimits changes the bounds live; smaller ones forget the oldest ids now
+// and give the memory back.
+func (x *idIndex) setLimits(window int, maxBytes int64) {
 	x.mu.Lock()
 	defer x.mu.Unlock()
-	x.window = window
-	x.pruneLocked()
+	x.window, x.maxBytes = window, maxBytes
+	for x.set.len() > x.window || minFootprint(x.set.len(), x.set.keyBytes) > x.maxBytes {
+		x.forgetOldestLocked()
+	}
+	x.set.compact(x.maxBytes)
 }
 
 // eventID extracts the optional "id" of an event: api.EventID, which the
 // API also uses for the ids it hands to Ingest, so both read ids alike.
 func eventID(payload []byte) string { return api.EventID(payload) }
 
+// lookupLocked returns where the frame carrying id is, if the index has it.
+func (x *idIndex) lookupLocked(id string) (idPos, bool) { return x.set.get(id) }
+
 func (x *idIndex) addLocked(id string, seq, epoch uint64) {
-	if _, dup := x.seqs[id]; dup || seq <= x.forgotten {
+	if id == "" || seq <= x.forgotten {
 		return
 	}
-	x.seqs[id] = idPos{seq, epoch}
-	x.order = append(x.order, idEntry{seq, id})
-	x.pruneLocked()
+	if _, dup := x.set.get(id); dup {
+		return
+	}
+	if minFootprint(1, int64(len(id))) > x.maxBytes {
+		// Larger than the whole bound: forgotten at once, like an id the
+		// bound pushed out.
+		x.forgotten = max(x.forgotten, seq)
+		return
+	}
+	if x.set.len() > 0 && seq < x.set.newest().seq {
+		x.unsorted = true
+	}
+	for x.set.len() >= x.window {
+		x.forgetOldestLocked()
+	}
+	for !x.set.add(id, seq, epoch, x.maxBytes) {
+		x.forgetOldestLocked()
+	}
 }
 
-// pruneLocked keeps the newest window ids once more than 2×window are held.
-//
-// It builds a new map of the kept ids rather than deleting the dropped ones
-// from the old map, which slowed down under that churn: a lookup and add at
-// the default window took 3.8 µs with deletes and 0.95 µs with the rebuild
-// (a benchmark), and addLocked was 18 % of the leader's CPU under batched
-// ingest, on the replica's loop (docs/performance.md). Every seqs entry has one order
-// entry (addLocked adds both, truncations remove both), so the kept order
-// entries are the whole new map.
-func (x *idIndex) pruneLocked() {
-	if len(x.order) <= 2*x.window {
-		return
+func (x *idIndex) forgetOldestLocked() {
+	x.forgotten = max(x.forgotten, x.set.dropOldest())
+}
+
+// truncateLocked forgets the ids of frames above seq (a WAL truncation
+// removed them).
+func (x *idIndex) truncateLocked(seq uint64) {
+	for x.set.len() > 0 && x.set.newest().seq > seq {
+		x.set.dropNewest()
 	}
-	drop := len(x.order) - x.window
-	for _, e := range x.order[:drop] {
-		x.forgotten = max(x.forgotten, e.seq)
+	if x.unsorted {
+		x.set.filter(func(e *idEnt) bool { return e.seq <= seq })
 	}
-	keep := x.order[drop:]
-	seqs := make(map[string]idPos, 2*x.window+1)
-	for _, e := range keep {
-		if p, ok := x.seqs[e.id]; ok && p.seq == e.seq {
-			seqs[e.id] = p
-		}
-	}
-	x.seqs = seqs
-	x.order = append(make([]idEntry, 0, 2*x.window+1), keep...)
+	x.upTo = min(x.upTo, seq)
+	x.forgotten = min(x.forgotten, seq) // frames above seq are new frames
+}
+
+// usage returns how many ids the index holds and the bytes they occupy.
+func (x *idIndex) usage() (ids int, bytes int64) {
+	x.mu.Lock()
+	defer x.mu.Unlock()
+	return x.set.len(), x.set.footprint()
 }
 
 // follow keeps the index caught up in the background, on followers too, so
@@ -129,22 +149,16 @@ func (x *idIndex) caughtUpTo(seq uint64) bool {
 func (x *idIndex) catchUpLocked(w *walrepl.WAL) error {
 	truncs, n := w.TruncationsSince(x.truncs)
 	for _, t := range truncs {
-		for len(x.order) > 0 && x.order[len(x.order)-1].seq > t {
-			e := x.order[len(x.order)-1]
-			if x.seqs[e.id].seq == e.seq {
-				delete(x.seqs, e.id)
-			}
-			x.order = x.order[:len(x.order)-1]
-		}
-		x.upTo = min(x.upTo, t)
-		x.forgotten = min(x.forgotten, t) // frames above t are new frames
+		x.truncateLocked(t)
 	}
 	x.truncs = n
 	st := w.Status()
 	from := max(x.upTo+1, st.FirstSeq, 1)
 	last := w.WrittenSeq()
 	for from <= last {
-		frames, err := w.ReadFrames(from, last, 4096, 4<<20)
+		// 1 MiB a read: ReadFrames allocates its byte bound whole, and
+		// 4096 frames of a few hundred bytes need about that.
+		frames, err := w.ReadFrames(from, last, 4096, 1<<20)
 		if err != nil {
 			return err
 		}
@@ -222,7 +236,7 @@ func (n *Node) Ingest(ctx context.Context, payloads [][]byte, ids []string) ([]u
 	for i, id := range ids {
 		freshIdx[i] = -1
 		if id != "" {
-			if p, ok := x.seqs[id]; ok {
+			if p, ok := x.lookupLocked(id); ok {
 				seqs[i] = p.seq
 				known = append(known, p)
 				continue
@@ -254,15 +268,20 @@ func (n *Node) Ingest(ctx context.Context, payloads [][]byte, ids []string) ([]u
 	}()
 
 	if len(fresh) > 0 {
-		var indexed func(first, epoch uint64)
-		if len(mine) > 0 {
-			indexed = func(first, epoch uint64) {
-				x.mu.Lock()
-				for id, j := range firstOfID {
-					x.addLocked(id, first+uint64(j), epoch)
-				}
-				x.mu.Unlock()
+		// Called on the replica's loop once the frames are appended, in
+		// append order: the ids go in by Seq (mine is in the order of
+		// fresh), and when the index covered the frame before this batch it
+		// now covers the whole batch, so a leader that steps down does not
+		// scan its own epoch again.
+		indexed := func(first, epoch uint64) {
+			x.mu.Lock()
+			for _, id := range mine {
+				x.addLocked(id, first+uint64(firstOfID[id]), epoch)
 			}
+			if x.upTo+1 == first {
+				x.upTo = first + uint64(len(fresh)) - 1
+			}
+			x.mu.Unlock()
 		}
 		first, _, err := n.replica.ProposeNotify(ctx, time.Now().UnixNano(), fresh, indexed)
 		if err != nil {

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"os"
 	"os/signal"
 	"syscall"
@@ -58,6 +59,14 @@ func Main(args []string, stderr io.Writer) int {
 				return err
 			}
 			log := newLogger(stderr, cfg, journal)
+			// Process-wide, so here and not in run (which tests call in
+			// one process for several nodes).
+			limit, source := applyMemoryLimit(cfg, os.Getenv)
+			f := log.WithField("source", source)
+			if limit != math.MaxInt64 {
+				f = f.WithField("limit_bytes", limit)
+			}
+			f.Info("MEMORY_LIMIT")
 			ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, os.Interrupt)
 			defer stop()
 			err := run(ctx, cfg, log, hup)

@@ -41,6 +41,10 @@ var (
 	// settings do, with no restart.
 	descRetentionBytes = prometheus.NewDesc("autonomy_wal_retention_limit_bytes", "The WAL size bound retention applies on this node now (retention/max_bytes, else --wal-retention-bytes); 0: no size bound.", nil, nil)
 	descRetentionAge   = prometheus.NewDesc("autonomy_wal_retention_age_limit_seconds", "The WAL age bound retention applies on this node now (retention/max_age, else --wal-retention-age); 0: no age bound.", nil, nil)
+	// The idempotency index against its bounds (ingest/idempotency_window
+	// and ingest/idempotency_window_bytes).
+	descIdemIDs   = prometheus.NewDesc("autonomy_idempotency_ids", "Client event ids the idempotency index holds (at most ingest/idempotency_window).", nil, nil)
+	descIdemBytes = prometheus.NewDesc("autonomy_idempotency_index_bytes", "Memory the idempotency index's arrays occupy (at most ingest/idempotency_window_bytes).", nil, nil)
 )
 
 func newMetrics() *metrics {
@@ -52,7 +56,7 @@ func newMetrics() *metrics {
 }
 
 func (m *metrics) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{descHasLeader, descIsLeader, descLeaderChanges, descMembers, descLastSeq, descSafeSeq, descLag, descUnder, descBuild, descBytesOnDisk, descFirstSeq, descTrimmed, descWALFailed, descLearner, descPeers, descRetentionBytes, descRetentionAge} {
+	for _, d := range []*prometheus.Desc{descHasLeader, descIsLeader, descLeaderChanges, descMembers, descLastSeq, descSafeSeq, descLag, descUnder, descBuild, descBytesOnDisk, descFirstSeq, descTrimmed, descWALFailed, descLearner, descPeers, descRetentionBytes, descRetentionAge, descIdemIDs, descIdemBytes} {
 		ch <- d
 	}
 	m.fsync.Describe(ch)
@@ -77,6 +81,11 @@ func (m *metrics) Collect(ch chan<- prometheus.Metric) {
 		v := n.live.Values()
 		ch <- prometheus.MustNewConstMetric(descRetentionBytes, prometheus.GaugeValue, float64(v.RetentionBytes))
 		ch <- prometheus.MustNewConstMetric(descRetentionAge, prometheus.GaugeValue, v.RetentionAge.Seconds())
+	}
+	if n.ids != nil {
+		ids, bytes := n.ids.usage()
+		ch <- prometheus.MustNewConstMetric(descIdemIDs, prometheus.GaugeValue, float64(ids))
+		ch <- prometheus.MustNewConstMetric(descIdemBytes, prometheus.GaugeValue, float64(bytes))
 	}
 	if n.replica == nil {
 		return

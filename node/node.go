@@ -44,6 +44,9 @@ type Node struct {
 	tokens    *api.Tokens    // nil: auth off; replaced in place on reload
 	tls       *tlsConfigs
 	trims     trimGate // a snapshot holds retention (snapshot.go)
+	// memWarned is the (memory limit, idempotency bytes) pair last warned
+	// about (memlimit.go); only applySettings touches it.
+	memWarned [2]int64
 
 	mu         sync.Mutex
 	leader     *cluster.LeaderInfo
@@ -118,7 +121,8 @@ func run(ctx context.Context, cfg Config, log *logrus.Logger, reload <-chan os.S
 	}
 
 	n := &Node{cfg: cfg, log: log, wal: wal, fleet: api.NewFleet(), metrics: met, live: settings.NewLive(settingsDefaults(cfg))}
-	n.ids = newIDIndex(n.live.Values().IdempotencyWindow)
+	v := n.live.Values()
+	n.ids = newIDIndex(v.IdempotencyWindow, v.IdempotencyBytes)
 	if rep.Reset || rep.Created {
 		// A new log: a checkpoint left in the directory describes another one.
 		os.Remove(filepath.Join(wal.Dir(), CheckpointFile))

@@ -15,7 +15,7 @@ import (
 // "settings"). What reads each value:
 //
 //	ingest/max_batch, ingest/max_body_bytes  the API's ingest handler, per request
-//	ingest/idempotency_window               the id index (setWindow)
+//	ingest/idempotency_window(_bytes)       the id index (setLimits)
 //	retention/max_bytes, retention/max_age  the retention loop, at every check
 //	log/level                               the logger and etcd's log routing
 //
@@ -26,6 +26,7 @@ import (
 func settingsDefaults(cfg Config) settings.Values {
 	return settings.Values{
 		IdempotencyWindow: settings.DefaultIdempotencyWindow,
+		IdempotencyBytes:  settings.DefaultIdempotencyBytes,
 		MaxBatch:          settings.DefaultMaxBatch,
 		MaxBodyBytes:      cfg.MaxBodyBytes,
 		LogLevel:          cfg.LogLevel,
@@ -131,5 +132,6 @@ func (n *Node) applySettings(stored map[string]settings.Stored, rev int64) {
 		n.log.SetLevel(lvl)
 		n.member.SetDebug(lvl == logrus.DebugLevel)
 	}
-	n.ids.setWindow(v.IdempotencyWindow)
+	n.ids.setLimits(v.IdempotencyWindow, v.IdempotencyBytes)
+	n.warnMemoryTight(v.IdempotencyBytes)
 }

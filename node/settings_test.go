@@ -154,6 +154,7 @@ func TestSettings_LiveOnEveryNode(t *testing.T) {
 			{"ingest/max_batch", `2.5`, "bad_setting"},
 			{"ingest/max_body_bytes", `100`, "bad_setting"},
 			{"ingest/idempotency_window", `10`, "bad_setting"},
+			{"ingest/idempotency_window_bytes", `1000`, "bad_setting"},
 			{"retention/max_bytes", `1000`, "bad_setting"},
 			{"retention/max_age", `"1s"`, "bad_setting"},
 			{"log/level", `"verbose"`, "bad_setting"},
@@ -282,6 +283,41 @@ func TestSettings_LiveOnEveryNode(t *testing.T) {
 		if code, _, body := ingestBody(t, l.URL(), eventBatch("after", 0, 6, "")); code != 200 {
 			t.Errorf("back at the default, a batch of 6: %d %s", code, body)
 		}
+	})
+
+	t.Run("the idempotency window's byte bound holds on every node", func(t *testing.T) {
+		l := sc.leader()
+		prefix := "big" + strings.Repeat("i", 4000) // ids of about 4 KB
+		_, first, body := ingestBody(t, l.URL(), eventBatch(prefix, 0, 1, ""))
+		if len(first.Seqs) != 1 {
+			t.Fatalf("ingest: %s", body)
+		}
+		for b := 0; b < 2; b++ { // 300 more: 1.2 MB of ids
+			if code, _, body := ingestBody(t, l.URL(), eventBatch(prefix, 1+150*b, 150, "")); code != 200 {
+				t.Fatalf("ingest: %d %.300s", code, body)
+			}
+		}
+		if _, r, body := ingestBody(t, l.URL(), eventBatch(prefix, 0, 1, "")); len(r.Seqs) != 1 || r.Seqs[0] != first.Seqs[0] {
+			t.Fatalf("under the default byte bound a retry must answer the original Seq %d: %.300s", first.Seqs[0], body)
+		}
+		sc.put("ingest/idempotency_window_bytes", "1048576")
+		sc.waitApplied("ingest/idempotency_window_bytes", "1048576", "etcd")
+		deadline := time.Now().Add(10 * time.Second)
+		for _, n := range c.Nodes {
+			for v := metric(n, "autonomy_idempotency_index_bytes"); v <= 0 || v > 1048576; v = metric(n, "autonomy_idempotency_index_bytes") {
+				if time.Now().After(deadline) {
+					t.Fatalf("%s: the idempotency index holds %v bytes under a bound of 1 MiB", n.Name, v)
+				}
+				time.Sleep(50 * time.Millisecond)
+			}
+		}
+		// 1 MiB holds about 250 of these ids: the first is forgotten, and
+		// its retry is a new event.
+		if _, r, body := ingestBody(t, l.URL(), eventBatch(prefix, 0, 1, "")); len(r.Seqs) != 1 || r.Seqs[0] == first.Seqs[0] {
+			t.Fatalf("under a 1 MiB bound a retry 300 ids of 4 KB later must be new, not Seq %d: %.300s", first.Seqs[0], body)
+		}
+		sc.del("ingest/idempotency_window_bytes")
+		sc.waitApplied("ingest/idempotency_window_bytes", "33554432", "default")
 	})
 
 	t.Run("log/level changes every node's log", func(t *testing.T) {

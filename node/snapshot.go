@@ -2,7 +2,6 @@ package node
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -105,7 +104,7 @@ func (n *Node) Snapshot(ctx context.Context, who string, start func() io.Writer)
 	if safe+1 < base {
 		return fmt.Errorf("node: the WAL's base %d is above safe_seq %d", base, safe)
 	}
-	cpb, err := json.Marshal(cp.upTo(safe))
+	cpb, err := cp.upToSeq(safe).encode()
 	if err != nil {
 		return err
 	}

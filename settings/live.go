@@ -10,6 +10,7 @@ import (
 // Values are the settings a node applies.
 type Values struct {
 	IdempotencyWindow int           // ingest/idempotency_window, events
+	IdempotencyBytes  int64         // ingest/idempotency_window_bytes
 	MaxBatch          int           // ingest/max_batch, events per request
 	MaxBodyBytes      int64         // ingest/max_body_bytes
 	LogLevel          string        // log/level
@@ -20,7 +21,10 @@ type Values struct {
 // Built-in defaults of the keys that have no serve flag.
 const (
 	DefaultIdempotencyWindow = 200_000
-	DefaultMaxBatch          = 10_000
+	// DefaultIdempotencyBytes holds DefaultIdempotencyWindow ids of up to
+	// 64 bytes (a UUID has 36), so by default the count binds.
+	DefaultIdempotencyBytes = 32 << 20
+	DefaultMaxBatch         = 10_000
 )
 
 // Stored is one key as read from etcd.

@@ -24,6 +24,10 @@ func TestValidate_keysAndBounds(t *testing.T) {
 		{"ingest/max_body_bytes", `1024`, nil},
 		{"ingest/idempotency_window", `999`, ErrBadValue},
 		{"ingest/idempotency_window", `1000`, nil},
+		{"ingest/idempotency_window_bytes", `1048575`, ErrBadValue},
+		{"ingest/idempotency_window_bytes", `1048576`, nil},
+		{"ingest/idempotency_window_bytes", `33554432`, nil},
+		{"ingest/idempotency_window_bytes", `1073741825`, ErrBadValue},
 		{"retention/max_bytes", `0`, nil},
 		{"retention/max_bytes", `1048575`, ErrBadValue},
 		{"retention/max_bytes", `1048576`, nil},
@@ -54,8 +58,8 @@ func TestDescribe_namesEveryKeyWithItsBounds(t *testing.T) {
 			t.Errorf("Describe lacks %s (%s):\n%s", s.Key, s.Bounds(), d)
 		}
 	}
-	if b := Schema()[1].Bounds(); b != "1..100000 events" {
-		t.Errorf("ingest/max_batch bounds %q", b)
+	if s, _ := Lookup("ingest/max_batch"); s.Bounds() != "1..100000 events" {
+		t.Errorf("ingest/max_batch bounds %q", s.Bounds())
 	}
 }
 

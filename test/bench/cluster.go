@@ -267,6 +267,12 @@ func measureCluster(ctx context.Context, ws *workspace, bin string, o *options, 
 	if err != nil {
 		return err
 	}
+	if o.retention > 0 {
+		res.Meta.Retention = o.retention
+		for _, n := range c.nodes {
+			n.args = append(n.args, "--wal-retention-bytes", fmt.Sprint(o.retention))
+		}
+	}
 	defer func() {
 		logf("cluster: stopping")
 		c.close()
@@ -284,6 +290,7 @@ func measureCluster(ctx context.Context, ws *workspace, bin string, o *options, 
 		c.nodes[2].name, c.nodes[2].api, l.name)
 
 	if o.phase("ingest") {
+		stopTrace := traceRSS(ctx, c, l)
 		url := l.api + "/v1/telemetry/events"
 		for _, conc := range []int{1, 16, 64} {
 			cli := httpClient(conc, 30*time.Second)
@@ -309,6 +316,10 @@ func measureCluster(ctx context.Context, ws *workspace, bin string, o *options, 
 			P50Ms: ms(percentile(lr.lat, 0.5)), P99Ms: ms(percentile(lr.lat, 0.99))}
 		res.record("ingest_batch100 c64", lr)
 		logf("cluster: %s", lr.summary("events", 100))
+		tr := stopTrace()
+		res.Meta.RSSTrace = tr
+		logf("cluster: peak RSS of the largest node %.0f MiB at Seq %d (half of the events), %.0f MiB at Seq %d (all)",
+			tr.PeakHalfMiB, tr.HalfSeq, tr.PeakEndMiB, tr.LastSeq)
 	}
 	if o.phase("stream") {
 		if err := measureStream(ctx, c, l, o, res); err != nil {

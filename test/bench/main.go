@@ -50,6 +50,9 @@ type options struct {
 	rawFor   time.Duration
 	failover int
 	walGiB   float64
+	// retention is the nodes' --wal-retention-bytes (0: their default), to
+	// measure them at the retention bound: trimming and checkpointing.
+	retention int64
 }
 
 func (o *options) phase(name string) bool {
@@ -76,6 +79,7 @@ func main() {
 	flag.DurationVar(&o.measure, "duration", 0, "measured time of each load phase (default 12s, -quick 3s)")
 	flag.IntVar(&o.failover, "failovers", 5, "number of kill -9 failovers")
 	flag.Float64Var(&o.walGiB, "wal-gib", 0, "startup and catchup phases: fill the WAL through the API to this many GiB first (default 1, -quick 0.25; the open target needs 1)")
+	flag.Int64Var(&o.retention, "wal-retention-bytes", 0, "the nodes' --wal-retention-bytes (0: their default, 8 GiB); small, it measures them trimming at the bound")
 	flag.Parse()
 	if o.warmup == 0 {
 		o.warmup = pick(o.quick, time.Second, 2*time.Second)
@@ -163,6 +167,7 @@ func run(ctx context.Context, o *options) (err error) {
 	res.Meta.LoadAvg = append(res.Meta.LoadAvg, loadAvg())
 	res.Meta.TotalSeconds = round(time.Since(start).Seconds(), 1)
 	res.computeRatios()
+	res.addRSSFlatness()
 	printTable(os.Stdout, res)
 	if err := res.write(o.out); err != nil {
 		return err

@@ -83,6 +83,8 @@ type meta struct {
 	Failovers    []failoverMeta        `json:"failovers,omitempty"`
 	RSS          map[string]rssMeta    `json:"rss,omitempty"`
 	WALBytes     map[string]int64      `json:"wal_bytes,omitempty"`
+	RSSTrace     *rssTrace             `json:"rss_trace,omitempty"`
+	Retention    int64                 `json:"wal_retention_bytes,omitempty"`
 	LoadAvg      []string              `json:"loadavg,omitempty"` // /proc/loadavg at start and end: other work on the machine
 	TotalSeconds float64               `json:"total_seconds"`
 }
