@@ -130,28 +130,39 @@ func (x *idIndex) follow(ctx context.Context, w *walrepl.WAL, r *walrepl.Replica
 		case <-ctx.Done():
 			return
 		}
-		if n := x.epochStart(); n != 0 && x.caughtUpTo(n) {
-			continue // leading: this epoch's ids are added as they are appended
-		}
 		x.mu.Lock()
-		x.catchUpLocked(w)
+		x.syncLocked(w, x.epochStart())
 		x.mu.Unlock()
 	}
 }
 
-func (x *idIndex) caughtUpTo(seq uint64) bool {
-	x.mu.Lock()
-	defer x.mu.Unlock()
-	return x.upTo >= seq
+// syncLocked brings the index up to the WAL: the WAL's truncations always,
+// then the frames it has not indexed yet unless this node leads an epoch
+// whose start it has indexed (that epoch's ids are added as they are
+// appended). The truncations come first: a node may have indexed frames a
+// later leader truncated and replaced, and then be elected with its
+// epoch-start frame at or below what it indexed; skipping on the stale
+// position would keep ids that are gone and miss the frames that replaced
+// them (found in review: a retry would then be written twice).
+func (x *idIndex) syncLocked(w *walrepl.WAL, epochStart uint64) error {
+	x.applyTruncationsLocked(w)
+	if epochStart != 0 && x.upTo >= epochStart {
+		return nil
+	}
+	return x.catchUpLocked(w)
 }
 
-// catchUpLocked applies the WAL's truncations and indexes new frames.
-func (x *idIndex) catchUpLocked(w *walrepl.WAL) error {
+func (x *idIndex) applyTruncationsLocked(w *walrepl.WAL) {
 	truncs, n := w.TruncationsSince(x.truncs)
 	for _, t := range truncs {
 		x.truncateLocked(t)
 	}
 	x.truncs = n
+}
+
+// catchUpLocked applies the WAL's truncations and indexes new frames.
+func (x *idIndex) catchUpLocked(w *walrepl.WAL) error {
+	x.applyTruncationsLocked(w)
 	st := w.Status()
 	from := max(x.upTo+1, st.FirstSeq, 1)
 	last := w.WrittenSeq()
@@ -203,11 +214,9 @@ func (n *Node) Ingest(ctx context.Context, payloads [][]byte, ids []string) ([]u
 		x.mu.Lock()
 		// Frames of earlier epochs must be indexed; this epoch's own frames
 		// are added as they are appended (ProposeNotify below).
-		if x.upTo < n.replica.EpochStartSeq() || n.replica.EpochStartSeq() == 0 {
-			if err := x.catchUpLocked(n.wal); err != nil {
-				x.mu.Unlock()
-				return nil, 0, err
-			}
+		if err := x.syncLocked(n.wal, n.replica.EpochStartSeq()); err != nil {
+			x.mu.Unlock()
+			return nil, 0, err
 		}
 		waits = waits[:0]
 		for _, id := range ids {
