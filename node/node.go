@@ -345,6 +345,15 @@ func run(ctx context.Context, cfg Config, log *logrus.Logger, reload <-chan os.S
 	srv.Shutdown(shutCtx)
 	cancelShut()
 	g.wait()
+	if cause == nil && n.wal.Err() == nil {
+		// A clean stop leaves the id index in the checkpoint, so the next
+		// start reads it instead of scanning the whole WAL for ids: that
+		// scan held the first write after a restart of a 1 GiB WAL for
+		// 16-66 s (make bench, startup).
+		if err := n.writeCheckpoint(0); err != nil {
+			log.WithError(err).Warn("CHECKPOINT_NOT_WRITTEN: the next start rebuilds the id index from the WAL")
+		}
+	}
 	log.WithField("node", cfg.Name).Info("NODE_STOPPED")
 	return cause
 }
