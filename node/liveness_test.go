@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/autonomyops/orchestrator/api/wire"
 	"github.com/autonomyops/orchestrator/node/proctest"
 	clientv3 "go.etcd.io/etcd/client/v3"
 )
@@ -24,15 +25,13 @@ import (
 func TestLiveness_silentMajority(t *testing.T) {
 	c := proctest.NewCluster(t, 3, "--leader-ttl", "10s")
 	c.Start()
-	leader := c.WaitLeader(60 * time.Second)
-	_, lh := leader.Health()
+	leader, lh := stableLeader(t, c)
 	var follower *proctest.Node
 	for _, n := range c.Nodes {
 		if n != leader {
 			follower = n
 		}
 	}
-	time.Sleep(time.Second) // the followers hear the leader
 
 	// One follower alone: etcd's raft leader on the replication leader, the
 	// follower frozen for three times the silence that starts a suspicion.
@@ -41,9 +40,9 @@ func TestLiveness_silentMajority(t *testing.T) {
 	time.Sleep(3 * leaderSilence)
 	follower.Signal(syscall.SIGCONT)
 	time.Sleep(3 * leaderSilence) // the thawed follower judges what it missed
-	if code, h := leader.Health(); code != http.StatusOK || h.Epoch != lh.Epoch || len(revocations(c)) > 0 {
+	if code, h := leader.Health(); code != http.StatusOK || h.Epoch != lh.Epoch || len(revocations(c, lh.Epoch)) > 0 {
 		t.Fatalf("one follower that stopped hearing the leader deposed it: leader %s now %d epoch %d (was %d)\n%s",
-			leader.Name, code, h.Epoch, lh.Epoch, revocations(c))
+			leader.Name, code, h.Epoch, lh.Epoch, revocations(c, 0))
 	}
 
 	// The leader: etcd's raft leader elsewhere, the leader frozen.
@@ -71,7 +70,7 @@ func TestLiveness_silentMajority(t *testing.T) {
 		}
 		t.Fatalf("no new leader within 8 s of freezing %s (lease TTL 10 s)", leader.Name)
 	}
-	witnesses := revocations(c)
+	witnesses := revocations(c, lh.Epoch)
 	if len(witnesses) == 0 || !strings.Contains(witnesses[0], `"witness":"silent_majority"`) {
 		t.Fatalf("%s took over %s after the freeze; the first revocation should be by silent_majority, got:\n%s",
 			next.Name, time.Since(frozen).Round(time.Millisecond), strings.Join(witnesses, "\n"))
@@ -108,17 +107,35 @@ func moveEtcdLeader(t *testing.T, c *proctest.Cluster, to *proctest.Node) {
 	t.Fatalf("etcd's raft leader could not be moved to %s", to.Name)
 }
 
-// revocations are the LEADER_LEASE_REVOKED lines of every node's log.
-func revocations(c *proctest.Cluster) []string {
+// revocations are the LEADER_LEASE_REVOKED lines of every node's log, of
+// one epoch (0: all).
+func revocations(c *proctest.Cluster, epoch uint64) []string {
 	var out []string
 	for _, n := range c.Nodes {
 		for _, line := range strings.Split(n.Logs(), "\n") {
-			if strings.Contains(line, "LEADER_LEASE_REVOKED") {
+			if strings.Contains(line, "LEADER_LEASE_REVOKED") && (epoch == 0 || strings.Contains(line, fmt.Sprintf(`"epoch":%d,`, epoch))) {
 				out = append(out, n.Name+": "+line)
 			}
 		}
 	}
 	return out
+}
+
+// stableLeader waits for a leader that keeps its epoch for two seconds: the
+// test's faults start from a settled cluster, not from start-up elections.
+func stableLeader(t *testing.T, c *proctest.Cluster) (*proctest.Node, wire.Health) {
+	t.Helper()
+	deadline := time.Now().Add(60 * time.Second)
+	for time.Now().Before(deadline) {
+		l := c.WaitLeader(60 * time.Second)
+		_, h := l.Health()
+		time.Sleep(2 * time.Second)
+		if code, h2 := l.Health(); code == http.StatusOK && h2.Epoch == h.Epoch {
+			return l, h
+		}
+	}
+	t.Fatal("no leader kept its epoch for two seconds within a minute")
+	return nil, wire.Health{}
 }
 
 // tail is the last n lines of s.

@@ -213,6 +213,17 @@ func run(ctx context.Context, cfg Config, log *logrus.Logger, reload <-chan os.S
 			rcfg.JoinAsLearner = true
 		}
 	}
+	me := cluster.NodeInfo{Name: cfg.Name, APIURL: cfg.APIURL(), ReplAddr: cfg.ReplAddr, GossipAddr: cfg.GossipAddr}
+	if rep.Created && !rcfg.JoinAsLearner {
+		// An empty WAL may be starting beside nodes restored from a
+		// snapshot, which seed the restore marker before they register:
+		// give them a moment to, so that the check below sees it. This
+		// node registers first, so that empty peers do not wait for it.
+		if err := n.member.PutNodeInfo(ctx, me); err != nil {
+			return fmt.Errorf("node: registering in etcd: %w", err)
+		}
+		n.waitPeersRegistered(ctx, peersRegisteredWait)
+	}
 	{
 		pctx, pcancel := context.WithTimeout(ctx, 30*time.Second)
 		lacks, safe, err := n.lacksRestoredFrames(pctx)
@@ -241,7 +252,6 @@ func run(ctx context.Context, cfg Config, log *logrus.Logger, reload <-chan os.S
 	}
 	defer n.replica.Close() // before the WAL closes (deferred earlier)
 
-	me := cluster.NodeInfo{Name: cfg.Name, APIURL: cfg.APIURL(), ReplAddr: cfg.ReplAddr, GossipAddr: cfg.GossipAddr}
 	if err := n.member.PutNodeInfo(ctx, me); err != nil {
 		return fmt.Errorf("node: registering in etcd: %w", err)
 	}

@@ -135,3 +135,39 @@ func retryEtcd(ctx context.Context, fn func() error) error {
 		walrepl.Sleep(ctx, 200*time.Millisecond)
 	}
 }
+
+// peersRegisteredWait bounds how long a node with an empty WAL waits at
+// start for the other members to register (waitPeersRegistered).
+const peersRegisteredWait = 5 * time.Second
+
+// waitPeersRegistered waits, for at most d, until every other etcd member has
+// registered under members/. A node restored from a snapshot seeds the
+// cluster's restore marker before it registers, so a node with an empty WAL
+// started at the same moment sees the marker once its peers are registered
+// and joins as a learner (WAL_BELOW_RESTORED_SNAPSHOT) instead of a voter that
+// lacks the restored history. In a new cluster whose members all start empty
+// this costs nothing when all start, and d when one does not.
+func (n *Node) waitPeersRegistered(ctx context.Context, d time.Duration) {
+	wctx, cancel := context.WithTimeout(ctx, d)
+	defer cancel()
+	for wctx.Err() == nil {
+		ms, err := n.member.Members(wctx)
+		infos, ierr := n.member.NodeInfos(wctx)
+		if err == nil && ierr == nil {
+			all := true
+			for _, m := range ms {
+				if m.Name == n.cfg.Name {
+					continue
+				}
+				if _, ok := infos[m.Name]; !ok || m.Name == "" {
+					all = false
+				}
+			}
+			if all {
+				return
+			}
+		}
+		walrepl.Sleep(wctx, 100*time.Millisecond)
+	}
+	n.log.Info("PEERS_NOT_REGISTERED: not every member registered within the start-up wait; going on")
+}

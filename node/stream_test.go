@@ -24,6 +24,8 @@ func TestStream_twentyThousandEventsOnOneStream(t *testing.T) {
 	c := proctest.NewCluster(t, 3)
 	c.Start()
 	c.WaitLeader(60 * time.Second)
+	time.Sleep(2 * time.Second) // past the start-up elections: one stream, one leader
+	c.WaitLeader(60 * time.Second)
 	start := time.Now()
 	var eps []string
 	for _, n := range c.Nodes {

@@ -423,6 +423,9 @@ func (c *core) recvPromise(token uint64, req *PromiseRequest) {
 		refuse()
 		return
 	}
+	// The candidate's request is a message from it: its silence counts
+	// from here (node's failure detector reads SinceLeader).
+	c.leaderHeard, c.heardLeader = c.now, true
 	c.log.WithFields(logrus.Fields{"epoch": req.Epoch, "leader": req.Leader, "last_seq": c.lv.last, "last_epoch": c.lv.lastEpoch}).
 		Info("PROMISED_EPOCH")
 	if c.lv.durable >= c.lv.last {

@@ -250,10 +250,10 @@ func TestCore_sendReadAfterTruncationInTheSameBatch(t *testing.T) {
 	}
 }
 
-// A follower that promises a new epoch has not heard its leader yet: its
-// status must not carry the old leader's silence as the new one's (node's
-// failure detector would suspect a new leader before its first message;
-// found in review).
+// A follower that promises a new epoch has heard its candidate then, not
+// before: its status must not carry the old leader's silence as the new
+// one's (node's failure detector would suspect a new leader before its first
+// message; found in review).
 func TestCore_newEpochStartsUnheard(t *testing.T) {
 	d := newSimDisk(fakeWAL("n2", 1))
 	d.st.PromisedEpoch = 10
@@ -268,7 +268,7 @@ func TestCore_newEpochStartsUnheard(t *testing.T) {
 	c.recvPromise(1, &PromiseRequest{Epoch: 11, Leader: "n3", Proto: Protocol})
 	c.takeReady()
 	c.tick(3500*time.Millisecond, 0)
-	if s := c.status(); s.Epoch != 11 || s.SinceLeader != 0 {
-		t.Fatalf("after promising epoch 11 to n3: epoch %d, SinceLeader %s; want 11 and 0 (not heard yet)", s.Epoch, s.SinceLeader)
+	if s := c.status(); s.Epoch != 11 || s.SinceLeader != 500*time.Millisecond {
+		t.Fatalf("after promising epoch 11 to n3: epoch %d, SinceLeader %s; want 11 and 500ms (since the promise request)", s.Epoch, s.SinceLeader)
 	}
 }
