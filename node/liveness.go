@@ -62,6 +62,10 @@ func (n *Node) joinGossip(ctx context.Context) {
 // silence is longer than etcd's own election timeout (500 ms).
 const leaderSilence = 600 * time.Millisecond
 
+// refusedSilence is the silence after which a refused replication port alone
+// deposes the leader (a process that died on a host that still answers).
+const refusedSilence = 200 * time.Millisecond
+
 // suspectEvery is how often a follower that still does not hear the leader
 // records its suspicion again (a fresh lease, one transaction), and
 // suspectTimeout bounds one attempt: while etcd elects a new raft leader (the
@@ -115,8 +119,19 @@ func (n *Node) detectLeaderDeath(ctx context.Context) {
 			continue
 		}
 		since, heard := sinceLeaderHeard(rs)
-		heardRecently := rs.Epoch == li.Epoch && heard && since < leaderSilence
-		if heardRecently || time.Since(li.Since) < leaderSilence {
+		silentFor := func(d time.Duration) bool {
+			heardWithin := rs.Epoch == li.Epoch && heard && since < d
+			return !heardWithin && time.Since(li.Since) >= d
+		}
+		if !silentFor(refusedSilence) {
+			sus.withdraw(n)
+			continue
+		}
+		// A refused port is proof on its own that the leader's process is
+		// gone: it needs only a short silence. The other witnesses need
+		// the full one.
+		refused := portRefuses(li.ReplAddr)
+		if !refused && !silentFor(leaderSilence) {
 			sus.withdraw(n)
 			continue
 		}
@@ -125,7 +140,7 @@ func (n *Node) detectLeaderDeath(ctx context.Context) {
 		var witness string
 		var suspects []string
 		switch {
-		case portRefuses(li.ReplAddr):
+		case refused:
 			witness = "port_refused"
 		case gs == "dead" || (gs == "unknown" && heardEver):
 			witness = "gossip_" + gs
