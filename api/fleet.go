@@ -116,6 +116,19 @@ func (f *Fleet) Summary(w Log) (FleetSummary, error) {
 	if err != nil {
 		return FleetSummary{}, err
 	}
+	return f.summaryLocked(safe), nil
+}
+
+// State is the aggregate as it stands, without catching up: what a
+// checkpoint written at a stop keeps (the next start catches up from UpTo).
+func (f *Fleet) State() FleetState {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	sum := f.summaryLocked(0)
+	return FleetState{UpTo: f.upTo, Agents: sum.Agents, ByKind: sum.ByKind, Events: sum.Events, Errors: sum.Errors}
+}
+
+func (f *Fleet) summaryLocked(safe uint64) FleetSummary {
 	out := FleetSummary{ByKind: map[string]uint64{}, Events: f.events, Errors: f.errors, SafeSeq: safe, Agents: []FleetAgent{}}
 	for k, v := range f.byKind {
 		out.ByKind[k] = v
@@ -129,5 +142,5 @@ func (f *Fleet) Summary(w Log) (FleetSummary, error) {
 		out.Agents = append(out.Agents, c)
 	}
 	sort.Slice(out.Agents, func(i, j int) bool { return out.Agents[i].Agent < out.Agents[j].Agent })
-	return out, nil
+	return out
 }

@@ -360,7 +360,7 @@ func run(ctx context.Context, cfg Config, log *logrus.Logger, reload <-chan os.S
 		// start reads it instead of scanning the whole WAL for ids: that
 		// scan held the first write after a restart of a 1 GiB WAL for
 		// 16-66 s (make bench, startup).
-		if err := n.writeCheckpoint(0); err != nil {
+		if err := n.writeStopCheckpoint(); err != nil {
 			log.WithError(err).Warn("CHECKPOINT_NOT_WRITTEN: the next start rebuilds the id index from the WAL")
 		}
 	}
