@@ -494,6 +494,7 @@ func (c *Cluster) WaitLeader(d time.Duration) *Node {
 	deadline := time.Now().Add(d)
 	for time.Now().Before(deadline) {
 		if ls := c.Leaders(); len(ls) == 1 {
+			c.waitAPIs(deadline)
 			return ls[0]
 		}
 		time.Sleep(50 * time.Millisecond)
@@ -631,5 +632,22 @@ func (c *Cluster) CheckAllNodes(acked map[string]uint64) {
 	}
 	for _, e := range checker.CheckWith(logs, events, checker.Options{Partial: true}).Errors {
 		c.t.Error(e)
+	}
+}
+
+// waitAPIs waits, until deadline at most, for every running node's API port
+// to accept connections: a leader can serve before a slower node has opened
+// its API (a node with an empty WAL first waits for its peers to register),
+// and tests address every node right after WaitLeader.
+func (c *Cluster) waitAPIs(deadline time.Time) {
+	for _, n := range c.Nodes {
+		for n.Running() && time.Now().Before(deadline) {
+			conn, err := net.DialTimeout("tcp", fmt.Sprintf("127.0.0.1:%d", n.Ports.API), time.Second)
+			if err == nil {
+				conn.Close()
+				break
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
 	}
 }
