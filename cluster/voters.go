@@ -76,7 +76,18 @@ func (m *Member) RecordEpochVoters(ctx context.Context, epoch uint64, voters []s
 // the voters now (etcd's voting members) must be the voters the newest
 // started epoch began with, and no other removal may be under way. undo
 // gives the claim back if the removal failed.
+//
+// It is retried through etcd's raft leader changes, as membership changes
+// are (the dead member being removed may have been etcd's raft leader).
 func (m *Member) BeginVoterRemoval(ctx context.Context, name string) (undo func(), err error) {
+	err = retryMembership(ctx, func(retry bool) (err error) {
+		undo, err = m.beginVoterRemoval(ctx, name, retry)
+		return err
+	})
+	return undo, err
+}
+
+func (m *Member) beginVoterRemoval(ctx context.Context, name string, retry bool) (undo func(), err error) {
 	rec, rev, err := m.voterRecord(ctx)
 	if err != nil {
 		return nil, err
@@ -87,6 +98,9 @@ func (m *Member) BeginVoterRemoval(ctx context.Context, name string) (undo func(
 	}
 	slices.Sort(voters)
 	switch {
+	case retry && rec.Removing == name:
+		// An earlier attempt's claim was applied, its answer lost.
+		return m.undoClaim(VoterRecord{Epoch: rec.Epoch, Voters: rec.Voters}, rev, rev), nil
 	case rec.Removing != "":
 		return nil, fmt.Errorf("%w: the removal of %s is under way; wait until a leader serves without it (autonomyctl ha status), then retry", ErrVoterChangePending, rec.Removing)
 	case rev != 0 && !slices.Equal(rec.Voters, voters):
@@ -100,13 +114,19 @@ func (m *Member) BeginVoterRemoval(ctx context.Context, name string) (undo func(
 	if !ok {
 		return nil, fmt.Errorf("%w: another membership change began at the same moment; retry", ErrVoterChangePending)
 	}
+	rec.Removing = ""
+	return m.undoClaim(rec, rev, claimRev), nil
+}
+
+// undoClaim gives a removal's claim back: the record as it was before the
+// claim (absent if prevRev is 0), if the claim is still the newest write.
+func (m *Member) undoClaim(prev VoterRecord, prevRev, claimRev int64) func() {
 	return func() {
-		if rev == 0 {
+		if prevRev == 0 {
 			m.client.Txn(context.Background()).If(clientv3.Compare(clientv3.ModRevision(m.votersKey()), "=", claimRev)).
 				Then(clientv3.OpDelete(m.votersKey())).Commit()
 			return
 		}
-		rec.Removing = ""
-		m.putVoterRecord(context.Background(), rec, claimRev)
-	}, nil
+		m.putVoterRecord(context.Background(), prev, claimRev)
+	}
 }
