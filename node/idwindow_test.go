@@ -173,7 +173,7 @@ func TestIDIndex_staysUnderItsByteBound(t *testing.T) {
 // binds, not the bytes.
 func TestIDIndex_defaultBytesHoldTheDefaultWindow(t *testing.T) {
 	if testing.Short() {
-		t.Skip("200 000 ids")
+		t.Skip("-short: fills the index with 200 000 ids (make test and CI run it without -short)")
 	}
 	x := defaultIDIndex()
 	n := settings.DefaultIdempotencyWindow
